@@ -1,0 +1,14 @@
+"""vaelib: the thin, tested library behind the VAE course notebooks.
+
+Kingma & Welling (2014), "Auto-Encoding Variational Bayes", on binarised MNIST, in PyTorch.
+"""
+
+from .config import ModelConfig, TrainConfig, pick_device, seed_everything, smoke
+from .data import MNISTData, load_mnist
+from .elbo import bernoulli_log_likelihood, elbo_terms, iwae_bound, kl_standard_normal, log_normal
+from .model import VAE, reparameterize
+
+__version__ = "0.1.0"
+__all__ = ["ModelConfig", "TrainConfig", "pick_device", "seed_everything", "smoke", "MNISTData",
+           "load_mnist", "bernoulli_log_likelihood", "elbo_terms", "iwae_bound", "kl_standard_normal",
+           "log_normal", "VAE", "reparameterize"]

@@ -1,0 +1,85 @@
+"""Settings, seeding and device choice for vaelib.
+
+Everything a run depends on lives in two dataclasses, `ModelConfig` (the shape
+of the network) and `TrainConfig` (how it is trained), so that a checkpoint can
+store them and a notebook can print them. The smoke setting used by `make check`
+is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ModelConfig:
+    x_dim: int = 784  # D: pixels of a 28 x 28 image
+    hidden: tuple[int, ...] = (256, 128)  # encoder widths; the decoder mirrors them
+    z_dim: int = 2  # L: latent dimensions (2 lets us draw the latent space)
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError(f"all sizes must be positive, got {self}")
+
+
+@dataclass
+class TrainConfig:
+    data: str = "auto"  # "auto" | "mnist" | "sample" (see vaelib.data)
+    epochs: int = 20  # passes over the training set (ignored when steps is set)
+    steps: int | None = None  # optimiser steps; overrides epochs when given
+    batch_size: int = 100  # B, as in the original notebook
+    lr: float = 1e-3  # Adam's usual step size; plain SGD wants about 5e-3
+    optimizer: str = "adam"  # "adam" | "sgd" (the original's hand-written descent)
+    seed: int = 0  # seeds the weights, the shuffling, the binarisation and eps
+    device: str | None = None  # None: CUDA if available, else CPU
+    iwae_k: int = 1000  # importance samples for the final log p(x) estimate
+    progress: bool = True  # tqdm progress bars
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+
+
+def smoke() -> bool:
+    """True when VAELIB_SMOKE=1: notebooks then use tiny budgets (as `make check` does)."""
+    return os.environ.get("VAELIB_SMOKE", "0") not in ("", "0", "false", "False")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python and torch; return a CPU generator for the explicit random draws."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The device asked for, else CUDA when present, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return dev
+
+
+def runs_dir() -> "os.PathLike":
+    """Where notebooks keep trained models: $VAELIB_RUNS, else runs/ in the source checkout,
+    else ~/vaelib-runs (an installed, non-editable vaelib)."""
+    from pathlib import Path
+
+    if os.environ.get("VAELIB_RUNS"):
+        return Path(os.environ["VAELIB_RUNS"])
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").exists():
+        return checkout / "runs"
+    return Path.home() / "vaelib-runs"

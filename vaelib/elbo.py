@@ -1,0 +1,94 @@
+"""The terms of the evidence lower bound (ELBO) and the importance-weighted bound, per example, in nats.
+
+    log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z)) = ELBO            [Kingma & Welling 2014, eq. 3]
+    log p(x) >= E[log (1/K) sum_k p(x, z_k) / q(z_k|x)] = IWAE_K       [Burda et al. 2016, eq. 8]
+
+IWAE_1 = ELBO in expectation, IWAE_K rises with K and tends to log p(x).
+Every function returns one number per example: a (B,) tensor; the loss is -elbo.mean().
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) = sum_d x_d * logits_d - softplus(logits_d), stable for any logits.
+
+    This equals sum_d x_d log sigmoid(l_d) + (1 - x_d) log(1 - sigmoid(l_d)), without the
+    log(0) that BCE of probabilities clamps at -100. Shapes: (..., D), (..., D) -> (...).
+    """
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dims.
+
+    0.5 * sum_j (exp(logvar_j) + mu_j^2 - 1 - logvar_j) [Kingma & Welling 2014, App. B].
+    Shapes: (B, L), (B, L) -> (B,).
+    """
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dim. Shapes: (..., L) -> (...)."""
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+class ELBO(NamedTuple):
+    elbo: torch.Tensor  # (B,) log_px_z - kl
+    log_px_z: torch.Tensor  # (B,) one-sample estimate of E_q[log p(x|z)]
+    kl: torch.Tensor  # (B,) analytic KL(q(z|x) || p(z))
+
+
+def elbo_terms(model, x: torch.Tensor, generator: torch.Generator | None = None) -> ELBO:
+    """One-sample reparametrised ELBO of each image, with its two terms. Shapes: (B, D) -> 3 x (B,)."""
+    logits, mu, logvar = model(x, generator=generator)
+    log_px_z = bernoulli_log_likelihood(logits, x)
+    kl = kl_standard_normal(mu, logvar)
+    return ELBO(log_px_z - kl, log_px_z, kl)
+
+
+def log_weights(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """log p(x, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x). Shapes: (B, D) -> (k, B)."""
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, L)
+    log_px_z = bernoulli_log_likelihood(model.decode(z), x)  # (k, B)
+    # log q(z|x) from eps directly: z - mu = std * eps, so the quadratic term is eps^2.
+    log_qz_x = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)
+    return log_px_z + log_normal(z) - log_qz_x
+
+
+@torch.no_grad()
+def iwae_bound(model, x: torch.Tensor, k: int, chunk: int | None = None,
+               generator: torch.Generator | None = None, return_se: bool = False):
+    """log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x), in chunks of samples.
+
+    A running logsumexp over chunks keeps memory at chunk * B * D floats whatever K is.
+    With return_se, also the delta-method Monte Carlo standard error of the estimate,
+    sqrt((mean(w^2) / mean(w)^2 - 1) / K). Shapes: (B, D) -> (B,) [, (B,)].
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    B = x.shape[0]
+    chunk = chunk or max(1, min(k, (1 << 22) // max(1, B * x.shape[-1])))
+    mu, logvar = model.encode(x)
+    lse = torch.full((B,), -math.inf, device=x.device, dtype=x.dtype)
+    lse2 = lse.clone()
+    for start in range(0, k, chunk):
+        log_w = log_weights(model, x, mu, logvar, min(chunk, k - start), generator)  # (c, B)
+        lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
+        lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * log_w, 0))
+    estimate = lse - math.log(k)
+    if not return_se:
+        return estimate
+    ratio = torch.exp(lse2 - math.log(k) - 2 * estimate)  # mean(w^2) / mean(w)^2 >= 1
+    return estimate, torch.sqrt((ratio - 1).clamp_min(0) / k)

@@ -1,0 +1,71 @@
+"""The variational autoencoder of Kingma & Welling (2014), "Auto-Encoding Variational Bayes".
+
+Generative model p(x, z) = p(z) p(x|z) with p(z) = N(0, I) and
+p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))); the decoder returns the
+logits, never probabilities. Inference model (the encoder) q(z|x) = N(mu(x), diag(exp(logvar(x)))).
+The default shape is the original course notebook's: 784-256-128-(mu, logvar) and 2-128-256-784.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + std * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through.
+
+    Shapes: (..., L), (..., L) -> (..., L). [Kingma & Welling 2014, Sec. 2.4]
+    """
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+class VAE(nn.Module):
+    """Encoder x -> (mu, logvar), reparametrised sample z, decoder z -> logits."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        D, H, L = self.config.x_dim, list(self.config.hidden), self.config.z_dim
+        self.encoder = nn.Sequential(*mlp([D, *H]), nn.ReLU()) if H else nn.Identity()
+        width = H[-1] if H else D
+        self.mu_head = nn.Linear(width, L)
+        self.logvar_head = nn.Linear(width, L)
+        self.decoder = mlp([L, *reversed(H), D])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(z|x). Shapes: (B, D) -> (B, L), (B, L)."""
+        h = self.encoder(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits of p(x|z). Shapes: (..., L) -> (..., D)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """One reparametrised pass: returns logits (B, D), mu (B, L), logvar (B, L)."""
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar, generator=generator)
+        return self.decode(z), mu, logvar
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixel probabilities sigmoid(logits(z)) for n draws z ~ p(z). Shape: (n, D)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.z_dim, generator=generator).to(device)
+        return torch.sigmoid(self.decode(z))

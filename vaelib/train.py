@@ -1,0 +1,133 @@
+"""One training loop and one evaluation loop for the VAE, with optional tqdm progress bars.
+
+Training maximises the mean one-sample ELBO of dynamically binarised minibatches. The loop
+keeps every per-step loss on the device and looks at them only once per epoch, so the device
+never waits for the host in between; a loss that is not finite stops training with the step at
+which it happened.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import MNISTData, binarise
+from .elbo import elbo_terms, iwae_bound
+
+EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass
+class History:
+    epoch: list[float] = field(default_factory=list)  # epochs completed at each record (fractional with --steps)
+    step: list[int] = field(default_factory=list)
+    train_neg_elbo: list[float] = field(default_factory=list)  # mean over the steps since the last record
+    test_neg_elbo: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0  # wall time of the optimiser steps alone, evaluation excluded
+    train_images: int = 0
+
+    def record(self, **values):
+        for key, value in values.items():
+            getattr(self, key).append(value)
+
+
+def make_optimizer(model: torch.nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
+    """Adam, or plain gradient descent param -= lr * grad (the original notebook's update)."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.0)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return max(1, n_train // batch_size)  # full batches only: each step averages B images
+
+
+def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig,
+          optimizer: torch.optim.Optimizer | None = None, history: History | None = None) -> History:
+    """Train `model` in place on data.train_x; evaluate on data.test_x after every epoch."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    train_x, test_x = data.train_x.to(device), data.test_x.to(device)
+    N, B = len(train_x), cfg.batch_size
+    per_epoch = steps_per_epoch(N, B)
+    total = cfg.steps or cfg.epochs * per_epoch
+    optimizer = optimizer or make_optimizer(model, cfg.optimizer, cfg.lr)
+    history = history or History()
+    losses = torch.zeros(total, device=device)
+    model.train()
+    bar = tqdm(total=total, desc="training", unit="step", disable=not cfg.progress)
+    started, last = time.perf_counter(), 0
+    for step in range(total):
+        i = step % per_epoch
+        if i == 0:
+            order = torch.randperm(N, generator=generator, device=device)
+        x = binarise(train_x[order[i * B:(i + 1) * B]], generator)
+        loss = -elbo_terms(model, x, generator).elbo.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[step] = loss.detach()
+        if i == per_epoch - 1 or step == total - 1:
+            recent = losses[last:step + 1]
+            check_finite(recent, last, per_epoch)  # synchronises with the device
+            history.train_seconds += time.perf_counter() - started
+            history.train_images += (step + 1 - last) * B
+            test = evaluate(model, test_x)
+            history.record(epoch=(step + 1) / per_epoch, step=step + 1,
+                           train_neg_elbo=recent.mean().item(), test_neg_elbo=test)
+            bar.update(step + 1 - last)
+            bar.set_postfix(train=f"{history.train_neg_elbo[-1]:.2f}", test=f"{test:.2f}")
+            started, last = time.perf_counter(), step + 1
+    bar.close()
+    return history
+
+
+def check_finite(losses: torch.Tensor, first_step: int, per_epoch: int) -> None:
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        step = first_step + int(bad[0]) + 1
+        raise TrainingDiverged(
+            f"training diverged: the loss became {losses[int(bad[0])].item()} at step {step} "
+            f"(epoch {math.ceil(step / per_epoch)}). Lower the learning rate (--lr) and train again; "
+            f"the model was not saved.")
+
+
+@torch.no_grad()
+def per_image_elbo(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
+                   seed: int = EVAL_SEED) -> torch.Tensor:
+    """The one-sample ELBO of every image in x, with a fixed seed. Shapes: (N, D) -> (N,)."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    out = torch.cat([elbo_terms(model, x[i:i + batch_size], generator).elbo
+                     for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean negative ELBO over every image of x, in nats (same value at every call)."""
+    return -per_image_elbo(model, x, batch_size).mean().item()
+
+
+@torch.no_grad()
+def per_image_iwae(model: torch.nn.Module, x: torch.Tensor, k: int, batch_size: int = 100,
+                   seed: int = EVAL_SEED, progress: bool = False, return_se: bool = False):
+    """Importance-weighted estimate of log p(x) for every image, K samples each. (N, D) -> (N,)."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    parts = [iwae_bound(model, x[i:i + batch_size], k, generator=generator, return_se=True)
+             for i in tqdm(range(0, len(x), batch_size), desc=f"IWAE K={k}", disable=not progress)]
+    model.train(was_training)
+    estimate, se = (torch.cat(p) for p in zip(*parts))
+    return (estimate, se) if return_se else estimate
