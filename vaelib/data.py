@@ -110,11 +110,11 @@ def _download(filename: str, folder: Path, expected_md5: str) -> None:
             download_url(mirror + filename, str(folder), filename, expected_md5, max_redirect_hops=3)
             return
         except Exception as err:  # a dead mirror or no network: try the next one
-            errors.append(f"{mirror}: {type(err).__name__}: {err}")
-    raise DataError(f"could not download {filename}: " + "; ".join(errors))
+            errors.append(f"{type(err).__name__}: {err}")
+    raise DataError(f"could not download {filename} from {len(errors)} mirror(s): {errors[0]}")
 
 
-def fetch(filename: str, expected_md5: str, folder: Path | None = None, download=_download) -> np.ndarray:
+def fetch(filename: str, expected_md5: str, folder: Path | None = None, download=None) -> np.ndarray:
     """A cached MNIST file, verified; a missing or corrupt one is (re)downloaded, never used as is."""
     folder = Path(folder or cache_dir())
     path = folder / filename
@@ -123,11 +123,11 @@ def fetch(filename: str, expected_md5: str, folder: Path | None = None, download
         path.unlink()
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        download(filename, folder, expected_md5)
+        (download or _download)(filename, folder, expected_md5)
     return read_idx(path, expected_md5)
 
 
-def load_full_mnist(folder: Path | None = None, download=_download) -> tuple[torch.Tensor, ...]:
+def load_full_mnist(folder: Path | None = None, download=None) -> tuple[torch.Tensor, ...]:
     """The full MNIST (60,000 train, 10,000 test) from the cache, downloading what is missing."""
     from torchvision.datasets import MNIST
 
@@ -157,7 +157,7 @@ def load_mnist(source: str = "auto", folder: Path | None = None, verbose: bool =
             try:
                 tensors, reason = load_full_mnist(folder), "full MNIST found or downloaded"
             except DataError as err:
-                _download_failure = str(err).split(";")[0]
+                _download_failure = str(err)
         if tensors is None:
             reason = f"full MNIST is not cached in {folder or cache_dir()} and could not be downloaded ({_download_failure})"
     if tensors is None:

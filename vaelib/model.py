@@ -69,3 +69,42 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         z = torch.randn(n, self.config.z_dim, generator=generator).to(device)
         return torch.sigmoid(self.decode(z))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or of another shape; the message says what to do."""
+
+
+def save_checkpoint(path, model: VAE, **extra) -> None:
+    """Weights and settings in a file that torch.load(..., weights_only=True) can read."""
+    from dataclasses import asdict
+
+    config = asdict(model.config)
+    config["hidden"] = list(config["hidden"])
+    torch.save({"format": "vaelib-vae-1", "config": config, "state_dict": model.state_dict(), **extra}, path)
+
+
+def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu") -> VAE:
+    """Rebuild the VAE saved at `path`; if `config` is given, the checkpoint must have that shape."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train one first, e.g. "
+                              f"`python -m vaelib train --out {path.parent}`, or check the path")
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+        saved_config = ModelConfig(**saved["config"])
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a vaelib checkpoint or is damaged ({type(err).__name__}: "
+                              f"{err}); train again to recreate it") from err
+    if config is not None and config != saved_config:
+        raise CheckpointError(f"{path} holds a model of shape {saved_config}, not the {config} asked "
+                              f"for: load it without a config, or train a model of that shape")
+    model = VAE(saved_config)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the weights in {path} do not fit its own settings {saved_config}: "
+                              f"the file is damaged; train again to recreate it") from err
+    return model

@@ -1,0 +1,71 @@
+"""The VAE module, the reparametrisation trick and checkpoints."""
+
+import pytest
+import torch
+
+from vaelib.config import ModelConfig
+from vaelib.model import VAE, CheckpointError, load_checkpoint, reparameterize, save_checkpoint
+
+
+def test_default_shape_is_the_original_notebooks():
+    model = VAE()
+    sizes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert sizes == [(784, 256), (256, 128), (128, 2), (128, 2), (2, 128), (128, 256), (256, 784)]
+
+
+def test_decoder_returns_logits_of_any_sign():
+    torch.manual_seed(0)
+    logits, mu, logvar = VAE(ModelConfig(z_dim=3))(torch.rand(5, 784))
+    assert logits.shape == (5, 784) and mu.shape == logvar.shape == (5, 3)
+    assert (logits < 0).any() and (logits > 0).any()  # not squashed into (0, 1)
+
+
+def test_reparameterised_samples_have_the_right_moments():
+    mu, logvar = torch.tensor([1.5, -2.0]), torch.tensor([0.0, 2 * torch.log(torch.tensor(3.0))])
+    z = reparameterize(mu.expand(200_000, 2), logvar.expand(200_000, 2), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z.mean(0), mu, atol=0.03, rtol=0)
+    torch.testing.assert_close(z.var(0), torch.tensor([1.0, 9.0]), atol=0, rtol=0.02)
+
+
+def test_gradients_reach_mu_and_logvar():
+    mu = torch.zeros(3, requires_grad=True)
+    logvar = torch.zeros(3, requires_grad=True)
+    eps = torch.tensor([0.5, -1.0, 2.0])
+    reparameterize(mu, logvar, eps).sum().backward()
+    torch.testing.assert_close(mu.grad, torch.ones(3))
+    torch.testing.assert_close(logvar.grad, 0.5 * eps)  # dz/dlogvar = 0.5 exp(logvar / 2) eps
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = VAE(ModelConfig(hidden=(32, 16), z_dim=4))
+    save_checkpoint(tmp_path / "m.pt", model, data_source="sample")
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.config == model.config
+    x = torch.rand(2, 784)
+    torch.testing.assert_close(loaded.encode(x), model.encode(x))
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["data_source"] == "sample"
+
+
+def test_missing_checkpoint_says_how_to_make_one(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at .*python -m vaelib train"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", VAE(ModelConfig(z_dim=10)))
+    with pytest.raises(CheckpointError, match="z_dim=10"):
+        load_checkpoint(tmp_path / "m.pt", ModelConfig(z_dim=2))
+
+
+def test_checkpoint_whose_weights_do_not_fit_is_refused(tmp_path):
+    saved = {"format": "vaelib-vae-1", "config": {"x_dim": 784, "hidden": [256, 128], "z_dim": 2},
+             "state_dict": VAE(ModelConfig(z_dim=5)).state_dict()}
+    torch.save(saved, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_damaged_checkpoint_is_refused(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(tmp_path / "m.pt")

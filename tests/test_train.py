@@ -1,0 +1,63 @@
+"""The training and evaluation loops on the offline sample."""
+
+import math
+
+import pytest
+import torch
+
+from vaelib.config import ModelConfig, TrainConfig
+from vaelib.model import VAE
+from vaelib.train import TrainingDiverged, evaluate, make_optimizer, train
+
+
+def small_run(data, steps=150, seed=0, **kw):
+    torch.manual_seed(seed)
+    model = VAE(ModelConfig(hidden=(64, 32), z_dim=2))
+    cfg = TrainConfig(data="sample", steps=steps, seed=seed, progress=False, **kw)
+    return model, train(model, data, cfg)
+
+
+def test_training_lowers_the_test_loss_well_below_its_start(sample_data):
+    torch.manual_seed(0)
+    start = evaluate(VAE(ModelConfig(hidden=(64, 32), z_dim=2)), sample_data.test_x)
+    _, history = small_run(sample_data, steps=240)
+    assert start > 500  # an untrained decoder: about 784 log 2 = 543 nats
+    assert history.test_neg_elbo[-1] < 0.45 * start
+    assert history.step == [80, 160, 240] and history.epoch == [1.0, 2.0, 3.0]
+
+
+def test_same_seed_same_numbers_and_another_seed_others(sample_data):
+    _, a = small_run(sample_data, seed=3)
+    _, b = small_run(sample_data, seed=3)
+    _, c = small_run(sample_data, seed=4)
+    assert a.train_neg_elbo == b.train_neg_elbo and a.test_neg_elbo == b.test_neg_elbo
+    assert a.test_neg_elbo != c.test_neg_elbo
+
+
+def test_evaluation_is_the_same_at_every_call(sample_data):
+    model, _ = small_run(sample_data, steps=20)
+    assert evaluate(model, sample_data.test_x) == evaluate(model, sample_data.test_x)
+
+
+def test_sgd_is_the_hand_written_update():
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(8,), z_dim=2))
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.rand(4, 784))[0].sum().backward()
+    make_optimizer(model, "sgd", 0.1).step()
+    for old, p in zip(before, model.parameters()):
+        torch.testing.assert_close(p, old - 0.1 * p.grad)
+
+
+def test_diverging_loss_stops_training_and_names_the_step(sample_data):
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(16,), z_dim=2))
+    cfg = TrainConfig(data="sample", steps=100, optimizer="sgd", lr=1e12, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) at step \d+ \(epoch 1\).*--lr"):
+        train(model, sample_data, cfg)
+
+
+def test_history_counts_training_images_and_time(sample_data):
+    _, history = small_run(sample_data, steps=30, batch_size=50)
+    assert history.train_images == 30 * 50 and history.train_seconds > 0
+    assert math.isclose(history.epoch[-1], 30 / 160)
