@@ -7,7 +7,7 @@ import torch
 
 from vaelib.config import ModelConfig, TrainConfig
 from vaelib.model import VAE
-from vaelib.train import TrainingDiverged, evaluate, make_optimizer, train
+from vaelib.train import TrainingDiverged, evaluate, lr_factor, make_optimizer, train
 
 
 def small_run(data, steps=150, seed=0, **kw):
@@ -37,6 +37,11 @@ def test_same_seed_same_numbers_and_another_seed_others(sample_data):
 def test_evaluation_is_the_same_at_every_call(sample_data):
     model, _ = small_run(sample_data, steps=20)
     assert evaluate(model, sample_data.test_x) == evaluate(model, sample_data.test_x)
+
+
+def test_decay_schedule_holds_then_falls_linearly_to_zero():
+    assert [lr_factor(s, 8, "decay") for s in range(8)] == [1, 1, 1, 1, 1, 1, 1, 0.5]
+    assert [lr_factor(s, 8, "constant") for s in (0, 7)] == [1, 1]
 
 
 def test_sgd_is_the_hand_written_update():

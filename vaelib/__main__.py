@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--lr", type=float, default=None, help="default 1e-3 for adam, 5e-3 for sgd")
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    t.add_argument("--lr-schedule", choices=["decay", "constant"], default="decay",
+                   help="decay: constant, then linear to 0 over the last quarter of the steps")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     t.add_argument("--iwae-k", type=int, default=1000, help="importance samples for log p(x) at the end")
@@ -68,7 +70,8 @@ def cmd_train(args) -> dict:
     check_out_dir(out, args.overwrite)
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 5e-3)
     cfg = TrainConfig(data=args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-                      lr=lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
+                      lr=lr, optimizer=args.optimizer, lr_schedule=args.lr_schedule, seed=args.seed,
+                      device=args.device,
                       iwae_k=args.iwae_k, progress=not args.no_progress, model=ModelConfig(z_dim=args.z_dim))
     device = pick_device(cfg.device)
     data = load_mnist(cfg.data)

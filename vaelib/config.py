@@ -35,6 +35,7 @@ class TrainConfig:
     batch_size: int = 100  # B, as in the original notebook
     lr: float = 1e-3  # Adam's usual step size; plain SGD wants about 5e-3
     optimizer: str = "adam"  # "adam" | "sgd" (the original's hand-written descent)
+    lr_schedule: str = "decay"  # "decay": constant, then linear to 0 over the last quarter | "constant"
     seed: int = 0  # seeds the weights, the shuffling, the binarisation and eps
     device: str | None = None  # None: CUDA if available, else CPU
     iwae_k: int = 1000  # importance samples for the final log p(x) estimate
@@ -44,6 +45,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr_schedule not in ("decay", "constant"):
+            raise ValueError(f"lr_schedule must be 'decay' or 'constant', got {self.lr_schedule!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
