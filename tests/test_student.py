@@ -1,0 +1,194 @@
+"""tools/make_student.py: solutions become stubs, everything else stays, and student notebooks still run."""
+
+import ast
+import contextlib
+import importlib.util
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import vaelib.exercises
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+spec = importlib.util.spec_from_file_location("make_student", ROOT / "tools" / "make_student.py")
+make_student = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_student)
+
+SYNTHETIC = '''# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # A tiny exercise
+
+# %%
+import torch
+
+from vaelib.exercises import check_kl
+
+# %% tags=["solution"]
+# Hint: this line is for the whole cell.
+SCALE = 0.5
+
+
+def my_kl(mu: torch.Tensor,
+          logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)). Shapes: (B, L), (B, L) -> (B,)."""
+    # Hint: 0.5 * (exp(logvar) + mu^2 - 1 - logvar), summed over dim -1.
+    per_dim = logvar.exp() + mu**2 - 1 - logvar
+    return SCALE * per_dim.sum(-1)
+
+
+@torch.no_grad()
+def helper(x):
+    return x + 1
+
+# %%
+check_kl(my_kl)
+
+# %%
+print("ran to the end")
+'''
+
+STUDENT_CELL = '''# Hint: this line is for the whole cell.
+SCALE = 0.5
+
+
+def my_kl(mu: torch.Tensor,
+          logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)). Shapes: (B, L), (B, L) -> (B,)."""
+    raise NotImplementedError('Hint: 0.5 * (exp(logvar) + mu^2 - 1 - logvar), summed over dim -1.')
+
+
+@torch.no_grad()
+def helper(x):
+    raise NotImplementedError('Hint: this line is for the whole cell.')'''
+
+
+def execute(path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+def printed(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    (folder / "01_tiny.py").write_text(SYNTHETIC)
+    stubs = make_student.make_student([folder / "01_tiny.py"], folder / "student")
+    return folder, stubs
+
+
+def test_the_solution_cell_becomes_stubs_with_signature_docstring_and_hint(synthetic):
+    folder, stubs = synthetic
+    assert stubs == {"01_tiny": 2}
+    for student in (folder / "student" / "01_tiny.ipynb", folder / "student" / "01_tiny.py"):
+        cells = jupytext.read(student).cells
+        assert [c.source for c in cells if make_student.is_solution(c)] == [STUDENT_CELL]
+
+
+def test_every_other_cell_and_line_is_unchanged_and_outputs_are_empty(synthetic):
+    folder, _ = synthetic
+    source = jupytext.read(folder / "01_tiny.py")
+    student = nbformat.read(folder / "student" / "01_tiny.ipynb", as_version=4)
+    assert len(student.cells) == len(source.cells) == 5
+    for before, after in zip(source.cells, student.cells):
+        assert (after.cell_type, after.metadata) == (before.cell_type, before.metadata)
+        assert after.source == before.source or make_student.is_solution(before)
+        assert after.get("outputs", []) == [] and after.get("execution_count") is None
+    solution = next(c.source for c in source.cells if make_student.is_solution(c))
+    expected_py = SYNTHETIC.replace(solution, STUDENT_CELL)
+    assert expected_py != SYNTHETIC
+    student_py = (folder / "student" / "01_tiny.py").read_text()
+    body = student_py[student_py.index("# %% [markdown]"):]  # jupytext records its own version in the header
+    assert body == expected_py[expected_py.index("# %% [markdown]"):]
+
+
+def test_the_student_notebook_runs_to_the_end_and_the_check_says_not_implemented(synthetic):
+    folder, _ = synthetic
+    nb = execute(folder / "student" / "01_tiny.ipynb")
+    check, last = nb.cells[3], nb.cells[4]
+    assert printed(check).strip() == ("✗ my_kl: not implemented yet. "
+                                      "Hint: 0.5 * (exp(logvar) + mu^2 - 1 - logvar), summed over dim -1.")
+    assert [o.output_type for o in check.outputs] == ["stream"]  # the returned CheckResult displays nothing
+    assert printed(last) == "ran to the end\n"
+
+
+def test_the_solution_notebook_passes_its_check(synthetic):
+    folder, _ = synthetic
+    jupytext.write(jupytext.read(folder / "01_tiny.py"), folder / "01_tiny.ipynb")
+    nb = execute(folder / "01_tiny.ipynb")
+    assert printed(nb.cells[3]).startswith("✓ my_kl is correct")
+
+
+def test_a_solution_cell_without_a_function_or_a_hint_is_refused():
+    with pytest.raises(ValueError, match="defines no function"):
+        make_student.stub_cell("# Hint: x\nx = 1\n")
+    with pytest.raises(ValueError, match="no '# Hint: ...' line"):
+        make_student.stub_cell("def f(x):\n    return x\n")
+
+
+def solution_functions(source: Path) -> list[str]:
+    cells = [c for c in jupytext.read(source).cells if make_student.is_solution(c)]
+    return [n.name for c in cells for n in ast.parse(c.source).body if isinstance(n, ast.FunctionDef)]
+
+
+def test_make_student_stubs_every_solution_function_of_every_notebook(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(f"{s.stem}{ext}" for s in SOURCES for ext in (".ipynb", ".py"))
+    expected = sum(len(solution_functions(s)) for s in SOURCES)
+    assert expected >= 1, "no notebook has a cell tagged solution"
+    stubbed = sum(int(n) for n in re.findall(r": (\d+) exercise", out))
+    in_files = sum(c.source.count("raise NotImplementedError('Hint: ") for s in SOURCES
+                   for c in jupytext.read(tmp_path / f"{s.stem}.ipynb").cells if make_student.is_solution(c))
+    assert stubbed == in_files == expected
+
+
+def exercises():
+    """(notebook, solution cell, the cell after it) for every solution cell in notebooks/."""
+    for source in SOURCES:
+        cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+        for i, cell in enumerate(cells):
+            if make_student.is_solution(cell):
+                yield pytest.param(source, cell.source, cells[i + 1].source if i + 1 < len(cells) else "",
+                                   id=f"{source.stem}-{i}")
+
+
+def run_check(source: Path, solution: str, check: str) -> str:
+    """Run a notebook's imports, a solution (or stub) cell and its check cell; return what was printed."""
+    imports = [n for c in jupytext.read(source).cells if c.cell_type == "code"
+               for n in ast.parse(c.source).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    namespace = {}
+    exec(compile(ast.Module(imports, type_ignores=[]), str(source), "exec"), namespace)
+    exec(solution, namespace)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(check, namespace)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("source, solution, check", list(exercises()))
+def test_each_notebook_solution_passes_its_check_and_its_stub_fails_it(source, solution, check):
+    checkers = re.findall(r"\b(check_\w+)\(", check)
+    assert checkers and all(hasattr(vaelib.exercises, c) for c in checkers), (
+        f"the cell after a solution in {source.name} must call a checker from vaelib.exercises")
+    assert run_check(source, solution, check).startswith("✓ ")
+    stub, _ = make_student.stub_cell(solution)
+    assert re.match(r"✗ \w+: not implemented yet\. Hint: ", run_check(source, stub, check))
