@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # The pinned PyTorch pair that installs here from local wheels; other machines take the same pins.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Jupyter refuses to start as root (containers, CI) unless told to.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: help venv train check test notebooks-check notebooks sync lab student bench clean
 
@@ -46,7 +48,7 @@ sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_FLAGS)
 
 student: $(STAMP)
 	$(BIN)/python tools/make_student.py --out build/student

@@ -73,7 +73,7 @@ def test_make_lab_serves_notebooks_and_a_kernel_that_imports_vaelib_then_stops_c
            "IPYTHONDIR": str(tmp_path / "ipython")}
     log = open(tmp_path / "server.log", "w")
     headless = ["--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={token}"] + ["--allow-root"] * (os.geteuid() == 0)  # CI runs as root
+                f"--IdentityProvider.token={token}"] + ["--allow-root"] * (os.geteuid() == 0 and "--allow-root" not in command)  # CI runs as root
     server = subprocess.Popen(command + headless,
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     started = [psutil.Process(server.pid)]  # every process the server starts is added, to check none is left

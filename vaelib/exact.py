@@ -28,18 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .elbo import log_normal
+from .model import require_2d
 
 IMAGE_BLOCK = 2048  # images per matrix product: memory is IMAGE_BLOCK * chunk floats
 GRID_CHUNK = 4096  # grid points decoded at a time
-
-
-def require_2d(model) -> None:
-    """Raise a ValueError that says what to do when the model's latent space is not 2-D."""
-    z_dim = model.config.z_dim
-    if z_dim != 2:
-        raise ValueError(f"exact log p(x) by quadrature needs a 2-D latent space; this model has "
-                         f"z_dim={z_dim}. Train one with --z-dim 2 (ModelConfig(z_dim=2)), or estimate "
-                         f"log p(x) with the importance-weighted bound (vaelib.train.per_image_iwae).")
 
 
 def bernoulli_log_px_z(model: nn.Module):
@@ -48,7 +40,8 @@ def bernoulli_log_px_z(model: nn.Module):
     log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), l = model.decode(z): one matrix product.
     Shapes of the function: (N, D), (G, 2) -> (N, G).
     """
-    require_2d(model)
+    require_2d(model, "exact log p(x) by quadrature",
+               ", or estimate log p(x) with the importance-weighted bound (vaelib.train.per_image_iwae)")
 
     def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         logits = model.decode(z)  # (G, D)

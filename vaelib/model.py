@@ -71,6 +71,14 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode(z))
 
 
+def require_2d(model: nn.Module, what: str, instead: str = "") -> None:
+    """Raise a ValueError that says what to do when `what` needs a 2-D latent space and the model has another."""
+    z_dim = model.config.z_dim
+    if z_dim != 2:
+        raise ValueError(f"{what} needs a 2-D latent space; this model has z_dim={z_dim}. "
+                         f"Train one with --z-dim 2 (ModelConfig(z_dim=2)){instead}.")
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or of another shape; the message says what to do."""
 

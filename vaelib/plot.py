@@ -5,14 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .model import require_2d
 from .train import History
-
-
-def require_2d(model, what: str) -> None:
-    z_dim = model.config.z_dim
-    if z_dim != 2:
-        raise ValueError(f"the {what} needs a 2-D latent space, but this model has z_dim={z_dim}. "
-                         f"Train a model with --z-dim 2 (or ModelConfig(z_dim=2)) to draw it.")
 
 
 def image_grid(images: torch.Tensor, rows: int) -> torch.Tensor:
@@ -64,7 +58,7 @@ def plot_prior_samples(model, n: int = 64, seed: int = 0) -> plt.Figure:
 @torch.no_grad()
 def plot_latent_grid(model, n: int = 20, half_width: float = 4.0) -> plt.Figure:
     """Decoded means over an n x n grid of z in [-hw, hw]^2: z1 grows left to right, z2 bottom to top."""
-    require_2d(model, "latent grid")
+    require_2d(model, "the latent grid", " to draw it")
     device = next(model.parameters()).device
     z1 = torch.linspace(-half_width, half_width, n)
     z2 = torch.linspace(half_width, -half_width, n)  # image rows run top to bottom
@@ -80,7 +74,7 @@ def plot_latent_grid(model, n: int = 20, half_width: float = 4.0) -> plt.Figure:
 @torch.no_grad()
 def plot_embedding(model, x: torch.Tensor, labels: torch.Tensor) -> plt.Figure:
     """Posterior means mu(x) of the test images, coloured by digit, legend outside the axes."""
-    require_2d(model, "latent embedding")
+    require_2d(model, "the latent embedding", " to draw it")
     mu = torch.cat([model.encode(x[i:i + 1000])[0] for i in range(0, len(x), 1000)]).cpu().numpy()
     labels = labels.cpu().numpy()
     fig, ax = plt.subplots(figsize=(8, 6.5))
