@@ -41,6 +41,7 @@ import torch
 from vaelib.config import ModelConfig, TrainConfig, runs_dir, seed_everything, smoke
 from vaelib.data import binarise, describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, elbo_terms, kl_standard_normal
+from vaelib.exercises import check_elbo
 from vaelib.model import VAE, save_checkpoint
 from vaelib.train import make_optimizer, train
 
@@ -202,10 +203,26 @@ print(f"saved the Adam model and both histories in {run}")
 #
 # ## Exercises
 #
-# 1. Train with `TrainConfig(optimizer="sgd", lr=...)` for a few learning rates between 1e-3 and
+# 1. Write the per-image ELBO that training maximises from the decoder's logits, the binary image
+#    and the encoder's outputs, one number per image. The next cell checks it.
+
+# %% tags=["solution"]
+def my_elbo(logits, x, mu, logvar):
+    """ELBO = log p(x|z) - KL(q(z|x) || p(z)) per image. Shapes: (B, D), (B, D), (B, L), (B, L) -> (B,)."""
+    # Hint: sum x * logits - softplus(logits) over the pixels, subtract 0.5 * (exp(logvar) + mu^2 - 1 - logvar) summed over the latent dims.
+    log_px_z = (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
+    kl = 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).sum(-1)
+    return log_px_z - kl
+
+
+# %%
+check_elbo(my_elbo)
+
+# %% [markdown]
+# 2. Train with `TrainConfig(optimizer="sgd", lr=...)` for a few learning rates between 1e-3 and
 #    5e-2. Which is best, and what happens at the largest? (`train` stops with a clear message
 #    if the loss becomes NaN.)
-# 2. Replace dynamic binarisation by a fixed threshold at 0.5 (binarise the training set once).
+# 3. Replace dynamic binarisation by a fixed threshold at 0.5 (binarise the training set once).
 #    Compare train and test curves: which one overfits more?
-# 3. Train with `ModelConfig(z_dim=10)`. How much lower is the test negative ELBO than with 2
+# 4. Train with `ModelConfig(z_dim=10)`. How much lower is the test negative ELBO than with 2
 #    latent dimensions, and why can't notebook 5 draw its latent space?

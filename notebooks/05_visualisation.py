@@ -34,6 +34,7 @@ import torch
 from vaelib import plot
 from vaelib.config import TrainConfig, runs_dir, seed_everything, smoke
 from vaelib.data import describe, load_mnist
+from vaelib.exercises import check_interpolate
 from vaelib.model import VAE, load_checkpoint
 from vaelib.train import History, evaluate, train
 
@@ -134,8 +135,32 @@ print("mean posterior std:", [round(v, 3) for v in (0.5 * logvar).exp().mean(0).
 #
 # ## Exercises
 #
-# 1. Interpolate: encode two test digits of different classes, decode 10 points on the straight line
-#    between their posterior means, and plot them in a row.
+# 1. Interpolate: write a function that returns `n` points evenly spaced on the straight line from
+#    one code to another, both ends included. The next cell checks it and, when it is right, decodes
+#    the line between the posterior means of two test digits of different classes.
+
+# %% tags=["solution"]
+def my_interpolate(z_a, z_b, n):
+    """n points evenly spaced from z_a to z_b, both included. Shapes: (L,), (L,) -> (n, L)."""
+    # Hint: t = torch.linspace(0, 1, n) gives the n fractions, ends included; row i is (1 - t_i) * z_a + t_i * z_b.
+    t = torch.linspace(0, 1, n).unsqueeze(1)
+    return (1 - t) * z_a + t * z_b
+
+
+# %%
+if check_interpolate(my_interpolate):
+    a, b = (int((data.test_y == digit).nonzero()[0]) for digit in (1, 8))  # the first 1 and the first 8
+    with torch.no_grad():
+        line = my_interpolate(mu[a], mu[b], 10)
+        decoded = torch.sigmoid(model.decode(line))
+    fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
+    for ax, image, point in zip(axes, decoded, line):
+        ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"({point[0]:.1f}, {point[1]:.1f})", fontsize=7)
+        ax.axis("off")
+    fig.suptitle("Decoded codes on the line from a 1 to an 8 (posterior means; z in brackets)", fontsize=9)
+
+# %% [markdown]
 # 2. Draw the posterior standard deviations $\sigma_\phi(x)$ as ellipses on the embedding for 30
 #    test digits. Which digits is the encoder least sure about?
 # 3. Notebook 6 asks how good $q(z\mid x)$ really is. Before you open it, guess: for which digits in

@@ -41,6 +41,7 @@ from vaelib.config import TrainConfig, runs_dir, seed_everything, smoke
 from vaelib.data import describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, log_normal, log_weights
 from vaelib.exact import converged_log_px, log_px_grid, posterior_grid
+from vaelib.exercises import check_iwae
 from vaelib.model import VAE, load_checkpoint
 from vaelib.train import per_image_iwae, train
 
@@ -84,8 +85,9 @@ print(f"{model.config}; {len(x)} test digits of {describe(data)}")
 h, a = 0.05, 6.0
 axis = torch.arange(-round(a / h), round(a / h) + 1) * h  # (G,)
 z = torch.cartesian_prod(axis, axis)  # (G * G, 2): every grid point
-with torch.no_grad():
-    log_joint = bernoulli_log_likelihood(model.decode(z), x[0]) + log_normal(z)  # (G * G,)
+with torch.no_grad():  # 4,096 points at a time: decoding all of them at once would take half a gigabyte
+    log_joint = torch.cat([bernoulli_log_likelihood(model.decode(zc), x[0]) + log_normal(zc)
+                           for zc in z.split(4096)])  # (G * G,)
 log_px0 = torch.logsumexp(log_joint, 0) + 2 * math.log(h)
 print(f"{len(z):,} grid points; log p(x) of the first test digit: {log_px0:.4f} nats")
 torch.testing.assert_close(log_px0, log_px_grid(model, x[:1], a, h)[0], rtol=0, atol=1e-3)
@@ -184,6 +186,7 @@ ax.grid(alpha=0.3);
 @torch.no_grad()
 def compare_with_posterior(model, x, mu, logvar, spacing, half_width=6.0, block=25):
     """KL(q || p(z|x)) on the grid, and the posterior's mean and variance. Shapes: (B, D) -> 3 x (B, ...)."""
+    # `block` images at a time: each holds a few (G, G) grids in memory (361,201 points at h = 0.02)
     kl, post_mean, post_var = [], [], []
     for i in range(0, len(x), block):
         log_post, z1, z2 = posterior_grid(model, x[i:i + block], half_width, spacing)  # (b, G, G)
@@ -369,12 +372,27 @@ plot_posteriors(model, xs[worst], {"encoder's q": (mu[worst], logvar[worst]),
 #
 # ## Exercises
 #
-# 1. A full-covariance Gaussian: fit $q^*_x = \mathcal N(m, LL^\top)$ with a lower-triangular $L$
+# 1. Write the importance-weighted bound from the log weights $\log w_k = \log p_\theta(x, z_k) - \log q_\phi(z_k\mid x)$:
+#    $\log \frac1K \sum_k w_k$, computed so that it does not underflow when every $\log w_k$ is
+#    near $-800$ (as it is for a whole image). The next cell checks it.
+
+# %% tags=["solution"]
+def my_iwae(log_w):
+    """log (1/K) sum_k exp(log_w[k]) for each image. Shapes: (K, B) -> (B,)."""
+    # Hint: torch.logsumexp(log_w, dim=0) subtracts the largest log weight before exponentiating; then subtract log K.
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+# %%
+check_iwae(my_iwae)
+
+# %% [markdown]
+# 2. A full-covariance Gaussian: fit $q^*_x = \mathcal N(m, LL^\top)$ with a lower-triangular $L$
 #    (positive diagonal through `exp`). How much of the approximation gap of the worst digits does the
 #    correlation close, and for which posteriors does no Gaussian help?
-# 2. For the digit with the largest $\log p_\theta(x) - \mathrm{IWAE}_{5000}$, compute the effective
+# 3. For the digit with the largest $\log p_\theta(x) - \mathrm{IWAE}_{5000}$, compute the effective
 #    sample size $(\sum_k w_k)^2 / \sum_k w_k^2$ of its importance weights, and plot the posterior with
 #    $q_\phi$ overlaid. Would a $q$ with twice the standard deviation have helped?
-# 3. The grid gives exact posterior samples: draw grid cells with probabilities
+# 4. The grid gives exact posterior samples: draw grid cells with probabilities
 #    $p(z_g\mid x)\,h^2$ (`torch.multinomial`), decode them and compare with decodings of draws from
 #    $q_\phi(z\mid x)$ for a badly fitted digit.

@@ -152,3 +152,12 @@ def test_postbuild_in_a_fresh_environment_makes_every_notebook_import_work(tmp_p
     ])
     run = python(check)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_start_is_an_executable_bash_script_that_sets_malloc_and_runs_the_server(tmp_path):
+    script = ROOT / "start"
+    assert os.access(script, os.X_OK) and script.read_text().startswith("#!/bin/bash\n")
+    # repo2docker runs `start <server command>`: the command must run, and see the variables
+    out = subprocess.run([str(script), sys.executable, "-c", "import os; print(os.environ['MALLOC_MMAP_THRESHOLD_'])"],
+                         capture_output=True, text=True, check=True).stdout
+    assert int(out) == 1048576

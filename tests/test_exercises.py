@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaelib.exercises import check_elbo, check_iwae, check_kl, check_log_likelihood, check_reparameterize
+from vaelib.exercises import (check_elbo, check_interpolate, check_iwae, check_kl, check_log_likelihood,
+                              check_reparameterize)
 
 
 def kl(mu, logvar):
@@ -32,19 +33,24 @@ def iwae(log_w):
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
 
+def interpolate(z_a, z_b, n):
+    return torch.stack([z_a + i / (n - 1) * (z_b - z_a) for i in range(n)])
+
+
 def stub(*args):
     raise NotImplementedError("Hint: look at the derivation above.")
 
 
 CORRECT = [(check_kl, kl), (check_log_likelihood, log_likelihood), (check_reparameterize, reparameterize),
-           (check_elbo, elbo), (check_iwae, iwae),
+           (check_elbo, elbo), (check_iwae, iwae), (check_interpolate, interpolate),
            # other correct ways to write the same thing
            (check_kl, lambda mu, logvar: torch.distributions.kl_divergence(
                torch.distributions.Normal(mu, (0.5 * logvar).exp()), torch.distributions.Normal(0.0, 1.0)).sum(-1)),
            (check_log_likelihood,
             lambda logits, x: -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)),
            (check_log_likelihood, lambda logits, x: torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)),
-           (check_reparameterize, lambda mu, logvar, eps: mu + logvar.exp().sqrt() * eps)]
+           (check_reparameterize, lambda mu, logvar, eps: mu + logvar.exp().sqrt() * eps),
+           (check_interpolate, lambda z_a, z_b, n: torch.lerp(z_a, z_b, torch.linspace(0, 1, n)[:, None]))]
 
 
 @pytest.mark.parametrize("check, answer", CORRECT)
@@ -54,7 +60,8 @@ def test_a_correct_answer_passes(check, answer, capsys):
     assert capsys.readouterr().out.startswith("✓ ")
 
 
-@pytest.mark.parametrize("check", [check_kl, check_log_likelihood, check_reparameterize, check_elbo, check_iwae])
+@pytest.mark.parametrize("check", [check_kl, check_log_likelihood, check_reparameterize, check_elbo, check_iwae,
+                                   check_interpolate])
 def test_a_stub_fails_and_says_it_is_not_implemented_with_its_hint(check, capsys):
     result = check(stub)
     printed = capsys.readouterr().out
@@ -120,6 +127,15 @@ MISTAKES = {
         (lambda lw: torch.log(lw.exp().mean(0)), "returned -inf where the answer is finite: exp(log_w) underflows"),
         (lambda lw: torch.logsumexp(lw, 1) - math.log(lw.shape[1]),
          "shape (7,), expected (5,): it reduced over the batch axis"),
+    ],
+    check_interpolate: [
+        (lambda a, b, n: interpolate(b, a, n), "runs from z_b to z_a"),
+        (lambda a, b, n: torch.stack([a + i / n * (b - a) for i in range(n)]), "leaves out z_b"),
+        (lambda a, b, n: torch.stack([a + i / (n + 1) * (b - a) for i in range(1, n + 1)]),
+         "leaves out both end points"),
+        (lambda a, b, n: torch.stack([a + i / (n - 1) * b for i in range(n)]), "returns z_a + t * z_b"),
+        (lambda a, b, n: interpolate(a, b, n).T, "one column per point"),
+        (lambda a, b, n: interpolate(a, b, n).mean(0), "returned shape (3,), expected (7, 3)"),
     ],
 }
 CASES = [(check, answer, words) for check, cases in MISTAKES.items() for answer, words in cases]

@@ -192,3 +192,17 @@ def test_each_notebook_solution_passes_its_check_and_its_stub_fails_it(source, s
     assert run_check(source, solution, check).startswith("✓ ")
     stub, _ = make_student.stub_cell(solution)
     assert re.match(r"✗ \w+: not implemented yet\. Hint: ", run_check(source, stub, check))
+
+
+def test_every_student_notebook_runs_to_the_end_with_each_check_saying_not_implemented(tmp_path, monkeypatch):
+    """`make student`'s notebooks, run in order as a student would (smoke setting): no cell fails, and
+    the check after each stub says it is not implemented yet; nothing else needed the solutions."""
+    monkeypatch.setenv("VAELIB_SMOKE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path / "runs"))  # notebook 4's model, kept apart from runs/
+    stubs = make_student.make_student(SOURCES, tmp_path / "student")
+    for source in SOURCES:
+        nb = execute(tmp_path / "student" / f"{source.stem}.ipynb")  # raises CellExecutionError on a failing cell
+        said = [line for cell in nb.cells if cell.cell_type == "code" for line in printed(cell).splitlines()
+                if re.match(r"✗ \w+: not implemented yet\. Hint: ", line)]
+        assert len(said) == stubs[source.stem], f"{source.name}: {said}"

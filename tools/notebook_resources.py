@@ -2,6 +2,7 @@
 
     python tools/notebook_resources.py                # smoke setting (what `make check` runs)
     python tools/notebook_resources.py --full         # full settings (what students run)
+    python tools/notebook_resources.py --full --binder   # ... with the environment Binder's `start` sets
 
 Peak memory is the largest resident set of the kernel process (getrusage of the waited-for
 children of a fresh runner process), to compare with Binder's 2 GB limit.
@@ -34,12 +35,21 @@ def measure(notebook: Path, env: dict) -> dict:
             "peak_kernel_mib": round(peak_kib / 1024)}
 
 
+def start_exports() -> dict[str, str]:
+    """The `export NAME=value` lines of ./start, the script Binder runs before the notebook server."""
+    lines = (ROOT / "start").read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export "))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full settings instead of VAELIB_SMOKE=1")
+    parser.add_argument("--binder", action="store_true", help="with the variables that ./start exports on Binder")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
     env = {**os.environ, "VAELIB_SMOKE": "0" if args.full else "1", "MPLBACKEND": "Agg"}
+    if args.binder:
+        env.update(start_exports())
     for notebook in args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         print(json.dumps(measure(notebook, env)), flush=True)
 
