@@ -148,7 +148,10 @@ def my_interpolate(z_a, z_b, n):
 
 
 # %%
-if check_interpolate(my_interpolate):
+interpolation_ok = check_interpolate(my_interpolate)
+
+# %%
+if interpolation_ok:  # once the check passes: decode the line between two digits
     a, b = (int((data.test_y == digit).nonzero()[0]) for digit in (1, 8))  # the first 1 and the first 8
     with torch.no_grad():
         line = my_interpolate(mu[a], mu[b], 10)
