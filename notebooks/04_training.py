@@ -87,6 +87,7 @@ assert (mean_of_draws - digit).abs().max() < 4 * (0.25 / n_draws) ** 0.5
 # right axes: pixels $d$ for the log-likelihood, latent dimensions $j$ for the KL, then the batch.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 seed_everything(0)
 model = VAE(ModelConfig()).to(device)
 print(model)
@@ -128,6 +129,7 @@ def hand_written_step(model, x, lr, generator):
 
 
 # %%
+# NBVAL_CHECK_OUTPUT
 seed_everything(0)
 by_hand, by_sgd = VAE().to(device), VAE().to(device)
 by_sgd.load_state_dict(by_hand.state_dict())
@@ -216,6 +218,7 @@ def my_elbo(logits, x, mu, logvar):
 
 
 # %%
+# NBVAL_CHECK_OUTPUT
 check_elbo(my_elbo)
 
 # %% [markdown]

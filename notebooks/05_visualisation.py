@@ -148,6 +148,7 @@ def my_interpolate(z_a, z_b, n):
 
 
 # %%
+# NBVAL_CHECK_OUTPUT
 interpolation_ok = check_interpolate(my_interpolate)
 
 # %%

@@ -384,6 +384,7 @@ def my_iwae(log_w):
 
 
 # %%
+# NBVAL_CHECK_OUTPUT
 check_iwae(my_iwae)
 
 # %% [markdown]

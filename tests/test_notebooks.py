@@ -57,3 +57,13 @@ def test_notebook_reads_no_path_relative_to_the_current_directory(source):
     text = source.read_text()
     assert not re.search(r"""["'](\.\./|\./|data/|runs/)""", text), f"{source.name} uses a relative path"
     assert "import *" not in text
+
+
+@pytest.mark.parametrize("notebook", IPYNBS, ids=lambda p: p.stem)
+def test_some_cells_are_compared_by_nbval_and_their_committed_output_is_there(notebook):
+    """Cells marked NBVAL_CHECK_OUTPUT must reproduce their committed output under `make check`;
+    a marked cell committed without output would compare against nothing."""
+    checked = [c for c in json.loads(notebook.read_text())["cells"]
+               if c["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+    assert checked, f"{notebook.name} has no cell marked # NBVAL_CHECK_OUTPUT"
+    assert all(c["outputs"] for c in checked), f"a checked cell of {notebook.name} has no committed output"
