@@ -18,8 +18,8 @@
 # %% [markdown]
 # # 6. How good is the approximation?
 #
-# Training maximises the ELBO, a lower bound on $\log p_\theta(x)$, and notebook 4 reported the
-# importance-weighted bound $\mathrm{IWAE}_K$ as its estimate of $\log p_\theta(x)$. How far below the
+# Training maximises the ELBO, a lower bound on $\log p_\theta(x)$, and `python -m vaelib train` reports
+# the importance-weighted bound $\mathrm{IWAE}_K$ as its estimate of $\log p_\theta(x)$. How far below the
 # truth are they? With a two-dimensional latent space we can find out: the integral
 #
 # $$p_\theta(x) = \int p_\theta(x\mid z)\,p(z)\,dz$$
@@ -363,9 +363,9 @@ plot_posteriors(model, xs[worst], {"encoder's q": (mu[worst], logvar[worst]),
 #
 # - With a 2-D latent space, $\log p_\theta(x)$ is an integral over a plane: a grid, one matrix product
 #   per block and a log-sum-exp give it to a hundredth of a nat, and the grid is refined until it does.
-# - $\mathrm{ELBO} \le \mathrm{IWAE}_K \le \log p_\theta(x)$. For the typical digit IWAE with a thousand
-#   samples is within a few hundredths of a nat, but the mean gap is dominated by a few digits where
-#   $q_\phi$ misses the posterior and no practical $K$ helps.
+# - $\mathrm{ELBO} \le \mathrm{IWAE}_K \le \log p_\theta(x)$. For the median digit IWAE with a thousand
+#   samples falls short by about a tenth of a nat (the table above has this run's numbers), but the
+#   mean gap is dominated by a few digits where $q_\phi$ misses the posterior and no practical $K$ helps.
 # - $\log p_\theta(x) - \mathrm{ELBO}(x) = \mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$, checked per image.
 # - Fitting a Gaussian per image splits this gap into the encoder's share (amortisation) and the
 #   Gaussian family's share (approximation); Figures 3 and 5 show what each looks like.
@@ -373,8 +373,8 @@ plot_posteriors(model, xs[worst], {"encoder's q": (mu[worst], logvar[worst]),
 # ## Exercises
 #
 # 1. Write the importance-weighted bound from the log weights $\log w_k = \log p_\theta(x, z_k) - \log q_\phi(z_k\mid x)$:
-#    $\log \frac1K \sum_k w_k$, computed so that it does not underflow when every $\log w_k$ is
-#    near $-800$ (as it is for a whole image). The next cell checks it.
+#    $\log \frac1K \sum_k w_k$, computed so that it does not underflow: for a whole image every
+#    $\log w_k$ is around $-140$, and $e^{-140}$ is 0 in float32. The next cell checks it.
 
 # %% tags=["solution"]
 def my_iwae(log_w):
