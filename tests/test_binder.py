@@ -161,3 +161,10 @@ def test_start_is_an_executable_bash_script_that_sets_malloc_and_runs_the_server
     out = subprocess.run([str(script), sys.executable, "-c", "import os; print(os.environ['MALLOC_MMAP_THRESHOLD_'])"],
                          capture_output=True, text=True, check=True).stdout
     assert int(out) == 1048576
+
+
+def test_the_readme_badge_opens_jupyterlab_on_the_first_notebook():
+    url = re.search(r"\]\((https://mybinder\.org/v2/gh/[^)\s]+)\)", (ROOT / "README.md").read_text()).group(1)
+    first = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))[0]
+    assert url.endswith(f"?urlpath=lab/tree/notebooks/{first.name}"), url
+    assert re.fullmatch(r"https://mybinder\.org/v2/gh/[\w.-]+/[\w.-]+/[\w.-]+\?.+", url), url
