@@ -38,7 +38,7 @@ from dataclasses import asdict
 import matplotlib.pyplot as plt
 import torch
 
-from vaelib.config import ModelConfig, TrainConfig, runs_dir, seed_everything, smoke
+from vaelib.config import ModelConfig, TrainConfig, course_run_dir, seed_everything, smoke
 from vaelib.data import binarise, describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, elbo_terms, kl_standard_normal
 from vaelib.exercises import check_elbo
@@ -189,7 +189,7 @@ for name, h in histories.items():
 # rebuilds the model and refuses a file of another shape with a clear message.
 
 # %%
-run = runs_dir() / ("course-smoke" if SMOKE else "course")
+run = course_run_dir()
 run.mkdir(parents=True, exist_ok=True)
 save_checkpoint(run / "model.pt", models["adam"].cpu(), data_source=data.source)
 (run / "history.json").write_text(json.dumps({name: asdict(h) for name, h in histories.items()}))

@@ -26,34 +26,20 @@
 # and trains a small model here instead (about a minute on a laptop CPU).
 
 # %%
-import json
-
 import matplotlib.pyplot as plt
 import torch
 
 from vaelib import plot
-from vaelib.config import TrainConfig, runs_dir, seed_everything, smoke
+from vaelib.config import smoke
 from vaelib.data import describe, load_mnist
 from vaelib.exercises import check_interpolate
-from vaelib.model import VAE, load_checkpoint
-from vaelib.train import History, evaluate, train
+from vaelib.train import course_model, evaluate
 
 SMOKE = smoke()
 data = load_mnist("auto")
-run = runs_dir() / ("course-smoke" if SMOKE else "course")
 
 # %%
-if (run / "model.pt").exists():
-    model = load_checkpoint(run / "model.pt").eval()
-    history = History(**json.loads((run / "history.json").read_text())["adam"])
-    print(f"loaded the model notebook 4 saved in {run}")
-else:
-    print(f"no model in {run}: notebook 4 has not been run, so we train a small one here")
-    cfg = TrainConfig(steps=40 if SMOKE else 3000)
-    seed_everything(cfg.seed)
-    model = VAE(cfg.model)
-    history = train(model, data, cfg)
-    model.eval()
+model, history = course_model(data, fallback_steps=40 if SMOKE else 3000)
 print(f"test negative ELBO: {evaluate(model, data.test_x):.2f} nats per image ({describe(data)})")
 
 # %% [markdown]

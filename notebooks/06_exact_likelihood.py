@@ -37,33 +37,22 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from vaelib.config import TrainConfig, runs_dir, seed_everything, smoke
+from vaelib.config import smoke
 from vaelib.data import describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, log_normal, log_weights
 from vaelib.exact import converged_log_px, log_px_grid, posterior_grid
 from vaelib.exercises import check_iwae
-from vaelib.model import VAE, load_checkpoint
-from vaelib.train import per_image_iwae, train
+from vaelib.train import course_model, per_image_iwae
 
 SMOKE = smoke()
 data = load_mnist("auto")
-run = runs_dir() / ("course-smoke" if SMOKE else "course")
 
 # %% [markdown]
 # We use the model notebook 4 saved. If you have not run notebook 4, the next cell says so and trains
 # a small model here instead. We study the first 300 test digits (20 in the quick smoke setting).
 
 # %%
-if (run / "model.pt").exists():
-    model = load_checkpoint(run / "model.pt").eval()
-    print(f"loaded the model notebook 4 saved in {run}")
-else:
-    print(f"no model in {run}: notebook 4 has not been run, so we train a small one here")
-    cfg = TrainConfig(steps=40 if SMOKE else 3000)
-    seed_everything(cfg.seed)
-    model = VAE(cfg.model)
-    train(model, data, cfg)
-    model.eval()
+model, _ = course_model(data, fallback_steps=40 if SMOKE else 3000)
 x = data.test_x[:20 if SMOKE else 300]
 print(f"{model.config}; {len(x)} test digits of {describe(data)}")
 

@@ -1,5 +1,6 @@
 """The training and evaluation loops on the offline sample."""
 
+import json
 import math
 
 import pytest
@@ -66,3 +67,26 @@ def test_history_counts_training_images_and_time(sample_data):
     _, history = small_run(sample_data, steps=30, batch_size=50)
     assert history.train_images == 30 * 50 and history.train_seconds > 0
     assert math.isclose(history.epoch[-1], 30 / 160)
+
+
+def test_course_model_loads_what_notebook_4_saved_or_trains_one_and_says_so(sample_data, tmp_path, monkeypatch, capsys):
+    from dataclasses import asdict
+
+    from vaelib.config import course_run_dir
+    from vaelib.model import VAE, save_checkpoint
+    from vaelib.train import course_model
+
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path))
+    monkeypatch.setenv("VAELIB_SMOKE", "1")
+    assert course_run_dir() == tmp_path / "course-smoke"
+    model, history = course_model(sample_data, fallback_steps=5)
+    assert "notebook 4 has not been run" in capsys.readouterr().out and history.step == [5] and not model.training
+
+    saved = VAE()
+    torch.nn.init.constant_(saved.mu_head.bias, 0.25)
+    course_run_dir().mkdir(parents=True)
+    save_checkpoint(course_run_dir() / "model.pt", saved)
+    (course_run_dir() / "history.json").write_text(json.dumps({"adam": asdict(history)}))
+    model, loaded = course_model(sample_data, fallback_steps=5)
+    assert "loaded the model notebook 4 saved" in capsys.readouterr().out
+    assert torch.equal(model.mu_head.bias, saved.mu_head.bias) and loaded == history

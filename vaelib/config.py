@@ -86,3 +86,9 @@ def runs_dir() -> "os.PathLike":
     if (checkout / "pyproject.toml").exists():
         return checkout / "runs"
     return Path.home() / "vaelib-runs"
+
+
+def course_run_dir() -> "os.PathLike":
+    """Where notebook 4 saves the course model for notebooks 5 and 6: runs/course, or runs/course-smoke
+    in the smoke setting, so that `make check` never replaces the model a student trained."""
+    return runs_dir() / ("course-smoke" if smoke() else "course")

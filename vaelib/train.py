@@ -12,6 +12,7 @@ log-likelihood. Its math is elbo_terms', step for step, as tests/test_fast_path.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, course_run_dir, seed_everything
 from .data import MNISTData
 from .elbo import elbo_terms, iwae_bound, kl_standard_normal
+from .model import VAE, load_checkpoint
 
 EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
 
@@ -210,3 +212,19 @@ def per_image_iwae(model: torch.nn.Module, x: torch.Tensor, k: int, batch_size: 
     model.train(was_training)
     estimate, se = (torch.cat(p) for p in zip(*parts))
     return (estimate, se) if return_se else estimate
+
+
+def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module, History]:
+    """The model notebook 4 saved, with its Adam training history; when notebook 4 has not been run,
+    says so and trains one here for `fallback_steps` steps with the course defaults."""
+    run = course_run_dir()
+    if (run / "model.pt").exists():
+        print(f"loaded the model notebook 4 saved in {run}")
+        history = History(**json.loads((run / "history.json").read_text())["adam"])
+        return load_checkpoint(run / "model.pt").eval(), history
+    print(f"no model in {run}: notebook 4 has not been run, so a small one is trained here ({fallback_steps} steps)")
+    cfg = TrainConfig(steps=fallback_steps)
+    seed_everything(cfg.seed)
+    model = VAE(cfg.model)
+    history = train(model, data, cfg)
+    return model.eval(), history
