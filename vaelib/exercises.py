@@ -59,6 +59,13 @@ def _call(fn, *args):
         raise _Fail(f"raised {type(err).__name__}: {err}") from None
 
 
+def _answer(fn, *args):
+    """fn's result on copies of args, without autograd: an answer that edits its inputs in place
+    cannot change the reference computed from them."""
+    with torch.no_grad():
+        return _call(fn, *(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+
+
 def _shape(shape) -> str:
     return f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
 
@@ -107,8 +114,7 @@ def check_kl(fn) -> CheckResult:
         mu, logvar, _ = _normal_inputs()
         ref = kl_standard_normal(mu, logvar)
         per_dim = 0.5 * (logvar.exp() + mu**2 - 1 - logvar)
-        with torch.no_grad():
-            got = _call(fn, mu.clone(), logvar.clone())
+        got = _answer(fn, mu, logvar)
         _compare(got, ref, {B: "batch", L: "latent"}, {
             "wrong sign: the KL is >= 0; it is E_q[log q(z) - log p(z)], not log p - log q": -ref,
             "twice the KL: the factor 0.5 is missing": 2 * ref,
@@ -139,8 +145,7 @@ def check_log_likelihood(fn) -> CheckResult:
              "|l| = 150; use log sigmoid(l) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l)"),
         ):
             ref = bernoulli_log_likelihood(logits, x)
-            with torch.no_grad():
-                got = _call(fn, logits.clone(), x.clone())
+            got = _answer(fn, logits, x)
             _compare(got, ref, {B: "batch", D: "pixel"}, {
                 "wrong sign: this is the binary cross-entropy (a loss); return log p(x|z), which is <= 0": -ref,
                 "averages over the pixels (.mean(-1)); log p(x|z) sums over them (.sum(-1))": ref / D,
@@ -165,8 +170,7 @@ def check_reparameterize(fn) -> CheckResult:
     def run(fn):
         mu, logvar, eps = _normal_inputs(2)
         ref = reparameterize(mu, logvar, eps)
-        with torch.no_grad():
-            got, again = (_call(fn, mu.clone(), logvar.clone(), eps.clone()) for _ in range(2))
+        got, again = (_answer(fn, mu, logvar, eps) for _ in range(2))
         if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
                 and not torch.allclose(got, again, equal_nan=True):
             raise _Fail("gives a different z for the same inputs: it draws its own noise; use the eps given")
@@ -203,8 +207,7 @@ def check_elbo(fn) -> CheckResult:
         x, logits = torch.bernoulli(torch.full((B, D), 0.5), generator=g), 3 * torch.randn(B, D, generator=g)
         mu, logvar, _ = _normal_inputs(5)
         log_px_z, kl = bernoulli_log_likelihood(logits, x), kl_standard_normal(mu, logvar)
-        with torch.no_grad():
-            got = _call(fn, logits.clone(), x.clone(), mu.clone(), logvar.clone())
+        got = _answer(fn, logits, x, mu, logvar)
         _compare(got, log_px_z - kl, {B: "batch", D: "pixel", L: "latent"}, {
             "returns the loss -ELBO; return the ELBO (the loss is -elbo.mean())": kl - log_px_z,
             "adds the KL; the ELBO subtracts it": log_px_z + kl,
@@ -221,8 +224,7 @@ def check_iwae(fn) -> CheckResult:
         g = torch.Generator().manual_seed(6)
         for log_w in (torch.randn(K, B, generator=g), torch.randn(K, B, generator=g) - 800):
             ref = torch.logsumexp(log_w, 0) - math.log(K)
-            with torch.no_grad():
-                got = _call(fn, log_w.clone())
+            got = _answer(fn, log_w)
             _compare(got, ref, {K: "sample (K)", B: "batch"}, {
                 "the - log K is missing: that is the log of the sum of the weights, not of their mean":
                     torch.logsumexp(log_w, 0),
@@ -244,7 +246,7 @@ def check_interpolate(fn) -> CheckResult:
         z_a, z_b = torch.randn(L, generator=g), torch.randn(L, generator=g)
         t = torch.linspace(0, 1, K).unsqueeze(1)
         ref = (1 - t) * z_a + t * z_b
-        got = _call(fn, z_a.clone(), z_b.clone(), K)
+        got = _answer(fn, z_a, z_b, K)
         if isinstance(got, torch.Tensor) and got.shape == ref.T.shape != ref.shape:
             raise _Fail(f"returned shape {_shape(got.shape)}, one column per point; expected {_shape(ref.shape)}, "
                         f"one row per point: stack the points along dim 0, or transpose")
