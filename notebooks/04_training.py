@@ -29,21 +29,18 @@
 # 1. binarise the data *dynamically* and see why,
 # 2. write the original notebook's hand-made gradient descent and check it is exactly `torch.optim.SGD`,
 # 3. train with it and with Adam on the same budget, and compare the two ELBO curves,
-# 4. save the Adam model for notebook 5.
+# 4. save the Adam model for notebooks 5 and 6.
 
 # %%
-import json
-from dataclasses import asdict
-
 import matplotlib.pyplot as plt
 import torch
 
-from vaelib.config import ModelConfig, TrainConfig, course_run_dir, seed_everything, smoke
+from vaelib.config import ModelConfig, TrainConfig, seed_everything, smoke
 from vaelib.data import binarise, describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, elbo_terms, kl_standard_normal
 from vaelib.exercises import check_elbo
-from vaelib.model import VAE, save_checkpoint
-from vaelib.train import make_optimizer, train
+from vaelib.model import VAE
+from vaelib.train import make_optimizer, save_course_model, train
 
 SMOKE = smoke()  # VAELIB_SMOKE=1 (as in `make check`) shrinks every budget
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -185,14 +182,13 @@ for name, h in histories.items():
 #
 # ## Saving the model for the next notebooks
 #
-# `save_checkpoint` stores the weights and the model's settings together; `load_checkpoint`
-# rebuilds the model and refuses a file of another shape with a clear message.
+# `save_course_model` writes the model with `save_checkpoint`, which stores the weights and the
+# model's settings together (`load_checkpoint` rebuilds the model and refuses a file of another shape
+# with a clear message), and both training histories beside it; notebooks 5 and 6 read them back
+# with `course_model`.
 
 # %%
-run = course_run_dir()
-run.mkdir(parents=True, exist_ok=True)
-save_checkpoint(run / "model.pt", models["adam"].cpu(), data_source=data.source)
-(run / "history.json").write_text(json.dumps({name: asdict(h) for name, h in histories.items()}))
+run = save_course_model(models["adam"], histories, data_source=data.source)
 print(f"saved the Adam model and both histories in {run}")
 
 # %% [markdown]

@@ -1,6 +1,5 @@
 """The training and evaluation loops on the offline sample."""
 
-import json
 import math
 
 import pytest
@@ -69,12 +68,9 @@ def test_history_counts_training_images_and_time(sample_data):
     assert math.isclose(history.epoch[-1], 30 / 160)
 
 
-def test_course_model_loads_what_notebook_4_saved_or_trains_one_and_says_so(sample_data, tmp_path, monkeypatch, capsys):
-    from dataclasses import asdict
-
+def test_course_model_loads_what_save_course_model_saved_or_trains_one_and_says_so(sample_data, tmp_path, monkeypatch, capsys):
     from vaelib.config import course_run_dir
-    from vaelib.model import VAE, save_checkpoint
-    from vaelib.train import course_model
+    from vaelib.train import History, course_model, save_course_model
 
     monkeypatch.setenv("VAELIB_RUNS", str(tmp_path))
     monkeypatch.setenv("VAELIB_SMOKE", "1")
@@ -84,9 +80,7 @@ def test_course_model_loads_what_notebook_4_saved_or_trains_one_and_says_so(samp
 
     saved = VAE()
     torch.nn.init.constant_(saved.mu_head.bias, 0.25)
-    course_run_dir().mkdir(parents=True)
-    save_checkpoint(course_run_dir() / "model.pt", saved)
-    (course_run_dir() / "history.json").write_text(json.dumps({"adam": asdict(history)}))
+    assert save_course_model(saved, {"sgd": History(), "adam": history}) == course_run_dir()
     model, loaded = course_model(sample_data, fallback_steps=5)
     assert "loaded the model notebook 4 saved" in capsys.readouterr().out
     assert torch.equal(model.mu_head.bias, saved.mu_head.bias) and loaded == history

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig, course_run_dir, seed_everything
 from .data import MNISTData
 from .elbo import elbo_terms, iwae_bound, kl_standard_normal
-from .model import VAE, load_checkpoint
+from .model import VAE, load_checkpoint, save_checkpoint
 
 EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
 
@@ -212,6 +212,16 @@ def per_image_iwae(model: torch.nn.Module, x: torch.Tensor, k: int, batch_size: 
     model.train(was_training)
     estimate, se = (torch.cat(p) for p in zip(*parts))
     return (estimate, se) if return_se else estimate
+
+
+def save_course_model(model: torch.nn.Module, histories: dict[str, History], **extra) -> "os.PathLike":
+    """Notebook 4's hand-over to notebooks 5 and 6: model.pt (save_checkpoint, with `extra`) and
+    history.json ({optimiser name: History}) in course_run_dir(); returns that folder."""
+    run = course_run_dir()
+    run.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(run / "model.pt", model.cpu(), **extra)
+    (run / "history.json").write_text(json.dumps({name: asdict(h) for name, h in histories.items()}))
+    return run
 
 
 def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module, History]:
