@@ -40,7 +40,7 @@ import torch
 from vaelib.config import smoke
 from vaelib.data import describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, log_normal, log_weights
-from vaelib.exact import converged_log_px, log_px_grid, posterior_grid
+from vaelib.exact import converged_log_px, grid_points, log_px_grid, posterior_grid
 from vaelib.exercises import check_iwae
 from vaelib.train import course_model, per_image_iwae
 
@@ -216,7 +216,7 @@ def compare_with_posterior(model, x, mu, logvar, spacing, half_width=6.0, block=
     kl, post_mean, post_var = [], [], []
     for i in range(0, len(x), block):
         log_post, z1, z2 = posterior_grid(model, x[i:i + block], half_width, spacing)  # (b, G, G)
-        z = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], -1)  # (G, G, 2): [i, j] = (z1[j], z2[i])
+        z = grid_points(z1, z2).reshape(len(z2), len(z1), 2)  # [i, j] = (z1[j], z2[i]), as in log_post
         log_q = log_normal(z, mu[i:i + block, None, None], logvar[i:i + block, None, None])  # (b, G, G)
         kl.append((log_q.exp() * spacing**2 * (log_q - log_post)).sum((1, 2)))
         mass = (log_post.exp() * spacing**2)[..., None]  # (b, G, G, 1)
@@ -261,7 +261,7 @@ ax.legend();
 def plot_posteriors(model, x, qs, title, spacing=spacing):
     """Each digit above its true posterior (filled) and the Gaussians in `qs` (lines): {label: (mu, logvar)}."""
     log_post, z1, z2 = posterior_grid(model, x, 6.0, spacing)
-    z = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], -1)  # (G, G, 2): [i, j] = (z1[j], z2[i])
+    z = grid_points(z1, z2).reshape(len(z2), len(z1), 2)  # [i, j] = (z1[j], z2[i]), as in log_post
     levels, styles = [-4.5, -2.0, -0.5, 0.0], ["solid", "dashed"]
     fig, axes = plt.subplots(2, len(x), figsize=(2.7 * len(x), 5.5), height_ratios=[1, 2], squeeze=False)
     for n, (top, ax) in enumerate(zip(*axes)):
