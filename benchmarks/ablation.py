@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from vaelib.data import load_sample
 from vaelib.elbo import elbo_terms, kl_standard_normal
 from vaelib.model import VAE, reparameterize
-from vaelib.train import Batches, fast_loss, lr_factor, train_step
+from vaelib.train import Batches, fast_loss, lr_factor
 
 B = 100
 
@@ -37,6 +37,15 @@ def summed_loss(model, x, generator):
     logits, mu, logvar = model(x, generator=generator)
     return (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
             + kl_standard_normal(mu, logvar).sum()) / B
+
+
+def train_step(model, optimizer, x, generator, loss_fn) -> torch.Tensor:
+    """One optimiser step with the given loss, as vaelib.train.train_step takes it (that one also keeps the KL)."""
+    loss = loss_fn(model, x, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def set_lr(optimizer, factor: float) -> None:

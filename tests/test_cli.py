@@ -2,13 +2,16 @@
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from vaelib.__main__ import main
 from vaelib.config import ModelConfig
-from vaelib.model import VAE, save_checkpoint
+from vaelib.model import VAE, load_checkpoint, save_checkpoint
 
 KEYS = {"data_source", "n_train", "n_test", "epochs", "steps", "train_neg_elbo", "test_neg_elbo", "iwae_k",
         "test_neg_log_px_iwae", "train_seconds", "train_images_per_second", "device", "torch_version", "seed"}
@@ -78,3 +81,76 @@ def test_exact_needs_a_2d_model(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "m.pt"), "--exact", "--limit", "5", "--iwae-k", "2",
                  "--no-progress"]) == 1
     assert "z_dim=3" in capsys.readouterr().err
+
+
+def test_hidden_sizes_and_activation_from_the_command_line(tmp_path):
+    out = tmp_path / "burda-shape"
+    assert main(["train", "--data", "sample", "--steps", "2", "--hidden", "24", "12", "--z-dim", "5",
+                 "--activation", "tanh", "--iwae-k", "2", "--out", str(out), "--no-progress"]) == 0
+    model = load_checkpoint(out / "model.pt")
+    assert model.config == ModelConfig(hidden=(24, 12), z_dim=5, activation="tanh")
+    assert [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)] == [24, 12]
+    assert any(isinstance(m, torch.nn.Tanh) for m in model.decoder.modules())
+
+
+def test_a_batch_larger_than_the_training_set_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "big-batch"
+    assert main(["train", "--data", "sample", "--batch-size", "9000", "--out", str(out), "--no-progress"]) == 1
+    assert "batch size 9000 is larger than the training set (8,000 images)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+TRAIN = ["train", "--data", "sample", "--steps", "1200", "--hidden", "16", "--iwae-k", "2", "--seed", "3",
+         "--no-progress"]
+
+
+def test_ctrl_c_stops_cleanly_and_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
+    """A real SIGINT to `python -m vaelib train`: no traceback, a loadable model, the resume command; then
+    --resume finishes with the very weights of the same run left alone."""
+    out = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "vaelib", *TRAIN, "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # after the first epoch (80 steps of 1,200), Ctrl-C
+        if line.startswith("epoch 1:"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert f"Continue with: python -m vaelib train --resume {out}" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] is False and 80 <= metrics["steps_done"] < 1200
+    load_checkpoint(out / "model.pt")  # a model to use at once
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert main([*TRAIN, "--out", str(tmp_path / "whole")]) == 0
+    resumed, whole = (load_checkpoint(tmp_path / name / "model.pt").state_dict() for name in ("stopped", "whole"))
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+    assert json.loads((out / "metrics.json").read_text())["complete"] is True and not (out / "train_state.pt").exists()
+
+
+def test_the_run_folder_is_saved_after_every_epoch(tmp_path, monkeypatch):
+    """A run killed without warning (no Ctrl-C handler runs) loses at most an epoch: the folder is written
+    after each one."""
+    import vaelib.__main__ as cli
+
+    seen = []
+    real = cli.write_run
+    monkeypatch.setattr(cli, "write_run", lambda out, model, state, **kw: (
+        seen.append((json.loads((out / "metrics.json").read_text())["complete"] if (out / "metrics.json").exists()
+                     else None, state.get("step"))), real(out, model, state, **kw)))
+    assert main(["train", "--data", "sample", "--steps", "170", "--hidden", "8", "--iwae-k", "2",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert [step for _, step in seen] == [80, 160, 170, None]  # three epoch ends, then the finished run
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path, run_dir, capsys):
+    with pytest.raises(SystemExit, match="finished run: there is nothing to resume"):
+        main(["train", "--resume", str(run_dir)])
+    with pytest.raises(SystemExit, match="no train_state.pt in .*nothing to resume"):
+        main(["train", "--resume", str(tmp_path)])
+    with pytest.raises(SystemExit, match="leave out --epochs, --lr"):
+        main(["train", "--resume", str(tmp_path), "--epochs", "3", "--lr", "0.1"])
+    (tmp_path / "train_state.pt").write_bytes(b"not a state")
+    assert main(["train", "--resume", str(tmp_path)]) == 1
+    assert "is not a vaelib training state or is damaged" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="holds an unfinished run; continue it with .*--resume"):
+        main(["train", "--data", "sample", "--steps", "1", "--out", str(tmp_path)])

@@ -84,3 +84,75 @@ def test_course_model_loads_what_save_course_model_saved_or_trains_one_and_says_
     model, loaded = course_model(sample_data, fallback_steps=5)
     assert "loaded the model notebook 4 saved" in capsys.readouterr().out
     assert torch.equal(model.mu_head.bias, saved.mu_head.bias) and loaded == history
+
+
+def test_evaluation_terms_are_the_per_image_mean_of_elbo_terms(sample_data):
+    from vaelib.elbo import elbo_terms
+    from vaelib.train import EVAL_SEED, evaluate_terms
+
+    model, _ = small_run(sample_data, steps=20)
+    x = sample_data.test_x[:300]
+    terms = elbo_terms(model, x, torch.Generator().manual_seed(EVAL_SEED))  # one batch: the same draws
+    neg_elbo, kl = evaluate_terms(model, x, batch_size=300)
+    assert math.isclose(neg_elbo, -terms.elbo.mean().item(), rel_tol=1e-6)
+    assert math.isclose(kl, terms.kl.mean().item(), rel_tol=1e-6) and kl > 0
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(sample_data):
+    model = VAE(ModelConfig(hidden=(8,), z_dim=2))
+    with pytest.raises(ValueError, match="batch size 8001 is larger than the training set \\(8,000 images\\).*8000"):
+        train(model, sample_data, TrainConfig(data="sample", steps=3, batch_size=8001, progress=False))
+
+
+def interrupt_at(step: int, monkeypatch):
+    """Send this process a real SIGINT (Ctrl-C) during training step `step` (1-based)."""
+    import os
+    import signal
+
+    import vaelib.train
+
+    real, calls = vaelib.train.train_step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vaelib.train, "train_step", step_then_interrupt)
+
+
+@pytest.mark.parametrize("stop", [80, 123])  # at the end of epoch 1, and in the middle of epoch 2
+def test_an_interrupted_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(sample_data, tmp_path,
+                                                                                      monkeypatch, stop):
+    from vaelib.train import TrainingInterrupted
+
+    cfg = TrainConfig(data="sample", steps=250, seed=7, progress=False, model=ModelConfig(hidden=(32,), z_dim=2))
+    torch.manual_seed(0)
+    whole = VAE(cfg.model)
+    history = train(whole, sample_data, cfg)
+
+    torch.manual_seed(0)
+    interrupt_at(stop, monkeypatch)
+    with pytest.raises(TrainingInterrupted, match=f"after step {stop} of 250") as stopped:
+        train(VAE(cfg.model), sample_data, cfg)
+    monkeypatch.undo()
+    torch.save(stopped.value.state, tmp_path / "state.pt")  # through a file, as the command line keeps it
+    resumed = VAE(cfg.model)  # other initial weights: everything must come from the state
+    again = train(resumed, sample_data, cfg, resume=torch.load(tmp_path / "state.pt", weights_only=True))
+    for ours, reference in zip(resumed.state_dict().values(), whole.state_dict().values()):
+        assert torch.equal(ours, reference)
+    assert again.test_neg_elbo == history.test_neg_elbo and again.train_neg_elbo == history.train_neg_elbo
+    assert again.step == history.step and again.train_images == history.train_images
+
+
+def test_a_state_of_other_settings_is_refused(sample_data, monkeypatch):
+    from vaelib.train import TrainingInterrupted
+
+    cfg = TrainConfig(data="sample", steps=30, progress=False, model=ModelConfig(hidden=(8,), z_dim=2))
+    interrupt_at(10, monkeypatch)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(VAE(cfg.model), sample_data, cfg)
+    other = TrainConfig(data="sample", steps=30, lr=0.01, progress=False, model=cfg.model)
+    with pytest.raises(ValueError, match="other settings"):
+        train(VAE(cfg.model), sample_data, other, resume=stopped.value.state)

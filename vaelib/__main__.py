@@ -1,6 +1,9 @@
 """The command line: `python -m vaelib train ...` and `python -m vaelib evaluate MODEL ...`.
 
-Run `python -m vaelib train --help` for the options; the README explains the defaults.
+Run `python -m vaelib train --help` for the options; the README explains the defaults. A training
+run writes its folder after every epoch (model.pt, train_state.pt, metrics.json, each replaced
+atomically), so an interrupted run loses at most an epoch; Ctrl-C stops it between two steps, saves
+it, and prints the command that continues it: `python -m vaelib train --resume DIR`.
 """
 
 from __future__ import annotations
@@ -17,37 +20,47 @@ import torch
 
 from . import __version__
 from .config import ModelConfig, TrainConfig, pick_device, seed_everything
-from .data import DataError, describe, load_mnist
-from .model import VAE, CheckpointError, load_checkpoint, save_checkpoint
-from .train import TrainingDiverged, per_image_elbo, per_image_iwae, train
+from .data import DataError, load_mnist
+from .model import VAE, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .train import TrainingDiverged, TrainingInterrupted, per_image_elbo, per_image_iwae, steps_per_epoch, train
 
-RUN_FILES = ("metrics.json", "model.pt")
+RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
+TRAIN_STATE = "train_state.pt"
+# What --resume takes from the run itself; giving any of these with --resume is an error.
+RUN_SETTINGS = ("data", "data_dir", "epochs", "steps", "z_dim", "hidden", "activation", "batch_size", "lr",
+                "optimizer", "lr_schedule", "beta", "seed", "iwae_k", "out", "overwrite")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vaelib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a VAE and write metrics, weights and figures to --out")
-    t.add_argument("--data", choices=["auto", "mnist", "sample"], default="auto")
+    add_data_options(t, default="auto")
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, default=20)
     budget.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
-    t.add_argument("--z-dim", type=int, default=2)
+    t.add_argument("--z-dim", type=int, default=2, help="L, the latent dimensions")
+    t.add_argument("--hidden", type=int, nargs="+", default=[256, 128], metavar="H",
+                   help="encoder widths; the decoder mirrors them (default 256 128; Burda et al. 2016's "
+                        "784-200-200-50: --hidden 200 200 --z-dim 50 --activation tanh)")
+    t.add_argument("--activation", choices=["relu", "tanh"], default="relu")
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--lr", type=float, default=None, help="default 1e-3 for adam, 5e-3 for sgd")
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     t.add_argument("--lr-schedule", choices=["decay", "constant"], default="decay",
                    help="decay: constant, then linear to 0 over the last quarter of the steps")
+    t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (1: the ELBO)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     t.add_argument("--iwae-k", type=int, default=1000, help="importance samples for log p(x) at the end")
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<date-time>)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                   help="continue the interrupted run in DIR, with its own settings")
+    t.add_argument("--no-progress", action="store_true", help="a line per epoch instead of a progress bar")
     e = sub.add_parser("evaluate", help="reload a trained model and print test metrics as JSON")
     e.add_argument("model", type=Path, help="a model.pt written by `train`")
-    e.add_argument("--data", choices=["auto", "mnist", "sample"], default=None,
-                   help="default: the source the model was trained on")
+    add_data_options(e, default=None, help="default: the source the model was trained on")
     e.add_argument("--iwae-k", type=int, default=1000)
     e.add_argument("--limit", type=int, default=None, help="only the first N test images")
     e.add_argument("--exact", action="store_true", help="add exact log p(x) by quadrature (z_dim 2 only)")
@@ -58,33 +71,122 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_data_options(parser, default, help="auto: full MNIST if present or downloadable, else the offline sample"):
+    parser.add_argument("--data", choices=["auto", "mnist", "sample"], default=default, help=help)
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="where full MNIST is, as torchvision.datasets.MNIST(DIR) keeps it (DIR/MNIST/raw); "
+                             "default $VAELIB_DATA, else ~/.cache/vaelib; missing files are downloaded there")
+
+
 def check_out_dir(out: Path, overwrite: bool) -> None:
     held = [name for name in RUN_FILES if (out / name).exists()]
-    if held and not overwrite:
-        raise SystemExit(f"error: {out} already holds a run ({', '.join(held)}); choose another --out, "
-                         f"or pass --overwrite to replace it")
+    if not held or overwrite:
+        return
+    if (out / TRAIN_STATE).exists():
+        raise SystemExit(f"error: {out} holds an unfinished run; continue it with `python -m vaelib train "
+                         f"--resume {out}`, or pass --overwrite to start again")
+    raise SystemExit(f"error: {out} already holds a run ({', '.join(held)}); choose another --out, "
+                     f"or pass --overwrite to replace it")
+
+
+def train_config(args) -> TrainConfig:
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 5e-3)
+    model = ModelConfig(hidden=tuple(args.hidden), z_dim=args.z_dim, activation=args.activation)
+    return TrainConfig(data=args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=lr,
+                       optimizer=args.optimizer, lr_schedule=args.lr_schedule, beta=args.beta, seed=args.seed,
+                       device=args.device, iwae_k=args.iwae_k, progress=not args.no_progress, model=model)
 
 
 def cmd_train(args) -> dict:
+    if args.resume is not None:
+        return cmd_resume(args)
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     check_out_dir(out, args.overwrite)
-    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 5e-3)
-    cfg = TrainConfig(data=args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-                      lr=lr, optimizer=args.optimizer, lr_schedule=args.lr_schedule, seed=args.seed,
-                      device=args.device,
-                      iwae_k=args.iwae_k, progress=not args.no_progress, model=ModelConfig(z_dim=args.z_dim))
+    cfg = train_config(args)
     device = pick_device(cfg.device)
-    data = load_mnist(cfg.data)
+    data = load_mnist(cfg.data, args.data_dir)
+    steps_per_epoch(len(data.train_x), cfg.batch_size)  # a batch larger than the training set: refused now
     seed_everything(cfg.seed)
     model = VAE(cfg.model).to(device)
-    history = train(model, data, cfg)
-    metrics = run_metrics(model, data, cfg, history, device)
+    origin = {"data_source": data.source, "data_dir": str(args.data_dir) if args.data_dir else None,
+              "device": str(device)}
+    return run(model, data, cfg, out, origin)
+
+
+def cmd_resume(args) -> dict:
+    """Continue the run in args.resume where it stopped, with the settings it was started with."""
+    given = [name for name in RUN_SETTINGS if getattr(args, name) != PARSER_DEFAULTS[name]]
+    if given:
+        raise SystemExit(f"error: --resume continues a run with its own settings; leave out --"
+                         f"{', --'.join(n.replace('_', '-') for n in given)}")
+    out, state = args.resume, read_state(args.resume)
+    origin = state["origin"]
+    if args.device is not None and str(pick_device(args.device)) != origin["device"]:
+        raise SystemExit(f"error: this run started on {origin['device']} and must go on there: its random "
+                         f"numbers come from that device's generator; pass --device {origin['device']}")
+    cfg = TrainConfig(**{**state["config"], "device": origin["device"], "progress": not args.no_progress})
+    data = load_mnist(origin["data_source"], origin["data_dir"])
+    model = VAE(cfg.model).to(origin["device"])
+    print(f"vaelib: resuming {out} after step {state['step']:,} of {state['total']:,}")
+    return run(model, data, cfg, out, origin, resume=state)
+
+
+def read_state(out: Path) -> dict:
+    path = out / TRAIN_STATE
+    if not path.exists():
+        done = (out / "metrics.json").exists() and json.loads((out / "metrics.json").read_text()).get("complete")
+        raise SystemExit(f"error: {out} holds a finished run: there is nothing to resume" if done else
+                         f"error: no {TRAIN_STATE} in {out}: nothing to resume (a run writes it after its first "
+                         f"epoch); start the run again with --out {out} --overwrite")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != "vaelib-train-state-1":
+            raise ValueError(f"format {state.get('format')!r}")
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a vaelib training state or is damaged ({type(err).__name__}: "
+                              f"{err}); start the run again with --out {out} --overwrite") from err
+    return state
+
+
+def run(model, data, cfg: TrainConfig, out: Path, origin: dict, resume: dict | None = None) -> dict:
+    """Train, saving the run folder after every epoch; then write the final metrics, model and figures."""
+    def save(state):
+        write_run(out, model, {**state, "origin": origin}, complete=False)
+        if not cfg.progress:
+            h = state["history"]
+            print(f"epoch {h['epoch'][-1]:g}: train -ELBO {h['train_neg_elbo'][-1]:.2f}, test -ELBO "
+                  f"{h['test_neg_elbo'][-1]:.2f} (KL {h['test_kl'][-1]:.2f}) nats per image", flush=True)
+
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "model.pt", model, data_source=data.source, seed=cfg.seed)
+    try:
+        history = train(model, data, cfg, resume=resume, on_record=save)
+    except TrainingInterrupted as stop:
+        write_run(out, model, {**stop.state, "origin": origin}, complete=False)
+        print(f"\ninterrupted after step {stop.step:,} of {stop.total:,}: {out}/model.pt holds the model as it is "
+              f"now. Continue with: python -m vaelib train --resume {out}", file=sys.stderr)
+        raise SystemExit(130)
+    try:
+        metrics = run_metrics(model, data, cfg, history, torch.device(origin["device"]))
+    except KeyboardInterrupt:
+        raise SystemExit(f"\ninterrupted while scoring the trained model; {out}/model.pt holds it. Finish with: "
+                         f"python -m vaelib train --resume {out}") from None
+    write_run(out, model, {"history": asdict(history), "config": asdict(cfg), "origin": origin}, metrics=metrics)
     save_figures(model, data, history, out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wrote {out}/metrics.json, model.pt and figures")
     return metrics
+
+
+def write_run(out: Path, model, state: dict, complete: bool = True, metrics: dict | None = None) -> None:
+    """The run folder, each file replaced atomically: train_state.pt (while unfinished), model.pt, metrics.json."""
+    if complete:
+        (out / TRAIN_STATE).unlink(missing_ok=True)
+    else:
+        atomic_write(out / TRAIN_STATE, lambda path: torch.save(state, path))
+    save_checkpoint(out / "model.pt", model, data_source=state["origin"]["data_source"], seed=state["config"]["seed"])
+    summary = metrics or {"steps_done": state["step"], "steps_total": state["total"],
+                          "config": state["config"], "history": state["history"]}
+    text = json.dumps({"complete": complete, **summary}, indent=2) + "\n"
+    atomic_write(out / "metrics.json", lambda path: Path(path).write_text(text))
 
 
 def run_metrics(model, data, cfg: TrainConfig, history, device) -> dict:
@@ -95,6 +197,7 @@ def run_metrics(model, data, cfg: TrainConfig, history, device) -> dict:
         "data_source": data.source, "n_train": len(data.train_x), "n_test": len(data.test_x),
         "epochs": history.epoch[-1], "steps": history.step[-1],
         "train_neg_elbo": history.train_neg_elbo[-1], "test_neg_elbo": history.test_neg_elbo[-1],
+        "test_kl": history.test_kl[-1],
         "iwae_k": cfg.iwae_k, "test_neg_log_px_iwae": -log_px.mean().item(),
         "iwae_seconds": time.perf_counter() - started,
         "train_seconds": history.train_seconds,
@@ -113,7 +216,7 @@ def save_figures(model, data, history, out: Path) -> None:
 
     model = model.cpu().eval()
     figures = {"elbo_history": plot.plot_history(history),
-               "reconstructions": plot.plot_reconstructions(model, data.test_x),
+               "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
                "prior_samples": plot.plot_prior_samples(model)}
     if model.config.z_dim == 2:
         figures["latent_grid"] = plot.plot_latent_grid(model)
@@ -127,7 +230,7 @@ def cmd_evaluate(args) -> dict:
     device = pick_device(args.device)
     model = load_checkpoint(args.model).to(device).eval()
     source = args.data or torch.load(args.model, weights_only=True).get("data_source", "auto")
-    data = load_mnist(source)
+    data = load_mnist(source, args.data_dir)
     x, labels = data.test_x[:args.limit].to(device), data.test_y[:args.limit]
     seed_everything(args.seed)
     elbo = per_image_elbo(model, x)
@@ -139,9 +242,9 @@ def cmd_evaluate(args) -> dict:
     if args.exact:
         from .exact import converged_log_px
 
-        exact, grid = converged_log_px(model, x)
+        exact, change, grid = converged_log_px(model, x)
         result.update(test_log_px_exact=exact.mean().item(), exact_grid=grid)
-        columns["log_px_exact"] = exact
+        columns.update(log_px_exact=exact, log_px_exact_last_change=change)
     if args.per_image:
         write_csv(args.per_image, columns)
         result["per_image"] = str(args.per_image)
@@ -163,6 +266,9 @@ def write_csv(path: Path, columns: dict) -> None:
         writer.writerows(rows)
 
 
+PARSER_DEFAULTS = vars(build_parser().parse_args(["train"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -173,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, TrainingDiverged, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return 0
 
 

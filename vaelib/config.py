@@ -20,11 +20,14 @@ class ModelConfig:
     x_dim: int = 784  # D: pixels of a 28 x 28 image
     hidden: tuple[int, ...] = (256, 128)  # encoder widths; the decoder mirrors them
     z_dim: int = 2  # L: latent dimensions (2 lets us draw the latent space)
+    activation: str = "relu"  # "relu" | "tanh" (Burda et al. 2016's 784-200-200-50 model uses tanh)
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden):
             raise ValueError(f"all sizes must be positive, got {self}")
+        if self.activation not in ("relu", "tanh"):
+            raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
 
 
 @dataclass
@@ -38,24 +41,33 @@ class TrainConfig:
     lr_schedule: str = "decay"  # "decay": constant, then linear to 0 over the last quarter | "constant"
     seed: int = 0  # seeds the weights, the shuffling, the binarisation and eps
     device: str | None = None  # None: CUDA if available, else CPU
+    beta: float = 1.0  # weight of the KL term in the loss; 1 is the ELBO (notebook 7 varies it)
     iwae_k: int = 1000  # importance samples for the final log p(x) estimate
-    progress: bool = True  # tqdm progress bars
+    progress: bool = field(default_factory=lambda: progress_bars())  # tqdm bars unless VAELIB_PROGRESS=0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
+        if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
+            self.model = ModelConfig(**self.model)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr_schedule not in ("decay", "constant"):
             raise ValueError(f"lr_schedule must be 'decay' or 'constant', got {self.lr_schedule!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs, batch_size and lr must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.beta < 0:
+            raise ValueError("epochs, batch_size and lr must be positive, and beta not negative")
 
 
 def smoke() -> bool:
     """True when VAELIB_SMOKE=1: notebooks then use tiny budgets (as `make check` does)."""
     return os.environ.get("VAELIB_SMOKE", "0") not in ("", "0", "false", "False")
+
+
+def progress_bars() -> bool:
+    """False when VAELIB_PROGRESS=0: `make notebooks` and `make check` set it, so that committed notebooks
+    show a table of numbers instead of a progress bar frozen at its first state."""
+    return os.environ.get("VAELIB_PROGRESS", "1") not in ("", "0", "false", "False")
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -1,11 +1,13 @@
-"""Binarised MNIST as tensors: the full data set (downloaded once) or the offline sample shipped here.
+"""Binarised MNIST as tensors: the full data set, read the way torchvision reads it, or the offline sample.
 
 Sources:
-  "mnist"  the 60,000 + 10,000 digits of LeCun, Cortes & Burges, fetched with torchvision's
-           mirrors and checksums into a cache folder ($VAELIB_DATA, else ~/.cache/vaelib).
+  "mnist"  the 60,000 + 10,000 digits of LeCun, Cortes & Burges in a torchvision MNIST/raw folder
+           under data_dir(): --data-dir, else $VAELIB_DATA, else ~/.cache/vaelib. Each extracted
+           IDX file is checked against its MD5 before use; what is missing or corrupt is fetched
+           with torchvision.datasets.MNIST(root, download=True), never used as it is.
   "sample" the real MNIST test set (10,000 digits) bundled in vaelib/data, checked against its
            official MD5 on load and split 8,000 train / 2,000 test by index (index % 5 == 4 is test).
-  "auto"   "mnist" when cached or downloadable, else "sample"; says which and why.
+  "auto"   "mnist" when present or downloadable, else "sample"; says which and why.
 
 Images stay (N, 784) float tensors in [0, 1]. Training batches are binarised afresh at every
 draw (dynamic binarisation); the test set is binarised once with a fixed seed, so its loss is
@@ -27,6 +29,12 @@ PACKAGE_DATA = Path(__file__).parent / "data"
 SAMPLE_FILES = {  # official MD5s of the MNIST test set (see vaelib/data/MD5SUMS)
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+FULL_FILES = {  # MD5s of the extracted files that torchvision leaves in MNIST/raw (the .gz MD5s are torchvision's)
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 TEST_BINARISATION_SEED = 20140101  # fixed, so every run and every evaluation sees the same test set
 _download_failure: str | None = None  # "auto" tries the network at most once per process
@@ -56,16 +64,18 @@ def md5(path: Path) -> str:
 
 
 def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
-    """Read a gzipped IDX file (magic 2049 labels, 2051 images) after checking its MD5."""
+    """Read an IDX file (magic 2049 labels, 2051 images), gzipped or not, after checking its MD5."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} is missing")
     if expected_md5 is not None and md5(path) != expected_md5:
         raise DataError(f"{path} is corrupt or truncated (MD5 {md5(path)}, expected {expected_md5})")
-    try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path} is not a complete gzip file ({err})") from err
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":  # the gzip magic number
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path} is not a complete gzip file ({err})") from err
     magic, n = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
     shape, offset = {2049: ((n,), 8), 2051: ((n, 28 * 28), 16)}.get(magic, (None, 0))
     if shape is None or len(raw) != offset + int(np.prod(shape)):
@@ -95,71 +105,110 @@ def load_sample() -> tuple[torch.Tensor, ...]:
     return split_sample(torch.from_numpy(images).float() / 255, torch.from_numpy(labels).long())
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("VAELIB_DATA", Path.home() / ".cache" / "vaelib")) / "MNIST" / "raw"
+def data_dir(folder: str | os.PathLike | None = None) -> Path:
+    """The root folder of full MNIST: `folder` (--data-dir), else $VAELIB_DATA, else ~/.cache/vaelib.
+
+    It is laid out as torchvision's: root/MNIST/raw/<the four files>. A folder that holds the four
+    files itself (a `raw` folder), or a `MNIST` folder with them in raw/, is accepted too.
+    """
+    return Path(folder or os.environ.get("VAELIB_DATA") or Path.home() / ".cache" / "vaelib").expanduser()
 
 
-def _download(filename: str, folder: Path, expected_md5: str) -> None:
-    """Fetch one MNIST file from torchvision's mirrors; raises if every mirror fails."""
+def raw_folder(root: Path) -> Path:
+    """Where the IDX files of `root` are: root/MNIST/raw, or root itself, or root/raw (see data_dir)."""
+    for candidate in (root / "MNIST" / "raw", root, root / "raw"):
+        if any((candidate / name).exists() or (candidate / f"{name}.gz").exists() for name in FULL_FILES):
+            return candidate
+    return root / "MNIST" / "raw"
+
+
+def _where(folder) -> str:
+    """The data folder as a reader should see it: no path of this machine when it came from the defaults."""
+    if folder:
+        return str(folder)
+    return "$VAELIB_DATA" if os.environ.get("VAELIB_DATA") else "~/.cache/vaelib"
+
+
+def check_files(raw: Path, md5s: dict[str, str], then: str) -> list[str]:
+    """The files of `md5s` that are missing from `raw`; a file whose MD5 differs is deleted first, saying
+    so and what happens `then`."""
+    missing = []
+    for name, expected in md5s.items():
+        path = raw / name
+        if path.exists() and md5(path) != expected:
+            print(f"vaelib: {path} is corrupt or truncated (MD5 {md5(path)}, expected {expected}); "
+                  f"deleting it, {then}")
+            path.unlink()
+        if not path.exists():
+            missing.append(name)
+    return missing
+
+
+def download(raw: Path) -> None:
+    """Fetch MNIST into raw = root/MNIST/raw with torchvision, which downloads each missing .gz from its
+    mirrors, checks the official MD5 and extracts it (a valid .gz already there is extracted, offline)."""
     from torchvision.datasets import MNIST
-    from torchvision.datasets.utils import download_url
 
-    errors = []
-    for mirror in MNIST.mirrors:
+    if raw.parts[-2:] != ("MNIST", "raw"):
+        raise DataError(f"{raw} is not a torchvision MNIST/raw folder, so torchvision cannot download into it")
+    try:
+        MNIST(raw.parent.parent, train=False, download=True)
+    except Exception as err:  # no network, a dead mirror, a full disk: the caller says what to do
+        raise DataError(str(err).strip().splitlines()[-1]) from err
+
+
+def load_full_mnist(folder=None, fetch=None) -> tuple[torch.Tensor, ...]:
+    """Full MNIST (60,000 train, 10,000 test) from data_dir(folder), fetching what is missing or corrupt.
+
+    Every file is checked against the MD5 of its extracted form (FULL_FILES) before use; fetch(raw)
+    brings what is missing (default: `download`, torchvision's).
+    Returns (train_x, train_y, test_x, test_y), images (N, 784) in [0, 1].
+    """
+    md5s = FULL_FILES
+    raw = raw_folder(data_dir(folder))
+    missing = check_files(raw, md5s, "fetching it again")
+    if missing:
         try:
-            download_url(mirror + filename, str(folder), filename, expected_md5, max_redirect_hops=3)
-            return
-        except Exception as err:  # a dead mirror or no network: try the next one
-            errors.append(f"{type(err).__name__}: {err}")
-    raise DataError(f"could not download {filename} from {len(errors)} mirror(s): {errors[0]}")
+            (fetch or download)(raw)
+        except DataError as err:
+            raise DataError(
+                f"MNIST is not complete in {raw} (missing: {', '.join(missing)}) and could not be fetched "
+                f"({err}). Without network, put the four files {', '.join(md5s)} (or their .gz "
+                f"downloads) in {raw}, as torchvision.datasets.MNIST(root) leaves them in root/MNIST/raw, "
+                f"or point --data-dir or $VAELIB_DATA at a folder that has them.") from err
+        still = check_files(raw, md5s, "the fetched file is not MNIST")
+        if still:
+            raise DataError(f"after fetching, {', '.join(still)} is still missing or corrupt in {raw}")
+    arrays = {name.rsplit("-", 2)[0]: read_idx(raw / name) for name in md5s}  # "train-images": ...
+    images = lambda split: torch.from_numpy(arrays[f"{split}-images"]).float() / 255  # noqa: E731
+    labels = lambda split: torch.from_numpy(arrays[f"{split}-labels"]).long()  # noqa: E731
+    return images("train"), labels("train"), images("t10k"), labels("t10k")
 
 
-def fetch(filename: str, expected_md5: str, folder: Path | None = None, download=None) -> np.ndarray:
-    """A cached MNIST file, verified; a missing or corrupt one is (re)downloaded, never used as is."""
-    folder = Path(folder or cache_dir())
-    path = folder / filename
-    if path.exists() and md5(path) != expected_md5:
-        print(f"vaelib: {path} is corrupt or truncated; deleting it and downloading it again")
-        path.unlink()
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        (download or _download)(filename, folder, expected_md5)
-    return read_idx(path, expected_md5)
+def has_full_mnist(folder=None) -> bool:
+    """True when data_dir(folder) holds every MNIST file, extracted or as its .gz (not yet checked)."""
+    raw = raw_folder(data_dir(folder))
+    return all((raw / name).exists() or (raw / f"{name}.gz").exists() for name in FULL_FILES)
 
 
-def load_full_mnist(folder: Path | None = None, download=None) -> tuple[torch.Tensor, ...]:
-    """The full MNIST (60,000 train, 10,000 test) from the cache, downloading what is missing."""
-    from torchvision.datasets import MNIST
-
-    arrays = {name: fetch(name, md5sum, folder, download) for name, md5sum in MNIST.resources}
-    get = lambda prefix: torch.from_numpy(next(a for n, a in arrays.items() if n.startswith(prefix)))  # noqa: E731
-    return (get("train-images").float() / 255, get("train-labels").long(),
-            get("t10k-images").float() / 255, get("t10k-labels").long())
-
-
-def _cached_full_mnist(folder: Path | None = None) -> bool:
-    from torchvision.datasets import MNIST
-
-    folder = Path(folder or cache_dir())
-    return all((folder / name).exists() for name, _ in MNIST.resources)
-
-
-def load_mnist(source: str = "auto", folder: Path | None = None, verbose: bool = True) -> MNISTData:
-    """Binarised MNIST from `source` ("auto" | "mnist" | "sample"); see the module docstring."""
+def load_mnist(source: str = "auto", folder=None, verbose: bool = True) -> MNISTData:
+    """Binarised MNIST from `source` ("auto" | "mnist" | "sample"), full MNIST read from
+    data_dir(folder); see the module docstring."""
     global _download_failure
     if source not in ("auto", "mnist", "sample"):
         raise ValueError(f"data source must be 'auto', 'mnist' or 'sample', got {source!r}")
     tensors, reason = None, "asked for"
     if source == "mnist":
-        tensors = load_full_mnist(folder)
+        tensors, reason = load_full_mnist(folder), f"from {_where(folder)}"
     elif source == "auto":
-        if _cached_full_mnist(folder) or _download_failure is None:
+        if has_full_mnist(folder) or _download_failure is None:
             try:
-                tensors, reason = load_full_mnist(folder), "full MNIST found or downloaded"
+                tensors, reason = load_full_mnist(folder), f"full MNIST found in {_where(folder)} or downloaded"
             except DataError as err:
-                _download_failure = str(err)
+                _download_failure = str(err.__cause__ or err)
         if tensors is None:
-            reason = f"full MNIST is not cached in {folder or cache_dir()} and could not be downloaded ({_download_failure})"
+            reason = (f"full MNIST is not in {_where(folder)} and could not be downloaded ({_download_failure}); "
+                      f"`python -m vaelib train --data mnist` says how to provide it")
     if tensors is None:
         tensors, source = load_sample(), "sample"
     train_x, train_y, test_x, test_y = tensors

@@ -14,13 +14,16 @@ from torch import nn
 from .config import ModelConfig
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers with the activation between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
@@ -42,11 +45,12 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config or ModelConfig()
         D, H, L = self.config.x_dim, list(self.config.hidden), self.config.z_dim
-        self.encoder = nn.Sequential(*mlp([D, *H]), nn.ReLU()) if H else nn.Identity()
+        act = self.config.activation
+        self.encoder = nn.Sequential(*mlp([D, *H], act), ACTIVATIONS[act]()) if H else nn.Identity()
         width = H[-1] if H else D
         self.mu_head = nn.Linear(width, L)
         self.logvar_head = nn.Linear(width, L)
-        self.decoder = mlp([L, *reversed(H), D])
+        self.decoder = mlp([L, *reversed(H), D], act)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q(z|x). Shapes: (B, D) -> (B, L), (B, L)."""
@@ -83,13 +87,25 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or of another shape; the message says what to do."""
 
 
+def atomic_write(path, write) -> None:
+    """write(tmp) to a temporary file beside `path`, then rename it to `path`: a reader, or a run killed
+    half-way, sees the old file or the new one, never a part of one."""
+    import os
+    from pathlib import Path
+
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(path, model: VAE, **extra) -> None:
-    """Weights and settings in a file that torch.load(..., weights_only=True) can read."""
+    """Weights and settings in a file that torch.load(..., weights_only=True) can read, written atomically."""
     from dataclasses import asdict
 
     config = asdict(model.config)
     config["hidden"] = list(config["hidden"])
-    torch.save({"format": "vaelib-vae-1", "config": config, "state_dict": model.state_dict(), **extra}, path)
+    checkpoint = {"format": "vaelib-vae-1", "config": config, "state_dict": model.state_dict(), **extra}
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu") -> VAE:

@@ -1,9 +1,14 @@
 """One training loop and one evaluation loop for the VAE, with optional tqdm progress bars.
 
-Training maximises the mean one-sample ELBO of dynamically binarised minibatches. The loop
-keeps every per-step loss on the device and looks at them only once per epoch, so the device
-never waits for the host in between; a loss that is not finite stops training with the step at
-which it happened.
+Training maximises the mean one-sample ELBO of dynamically binarised minibatches (with the KL term
+weighted by beta, 1 by default). The loop keeps every per-step loss on the device and looks at
+them only once per epoch, so the device never waits for the host in between; a loss that is not
+finite stops training with the step at which it happened.
+
+A run can stop and go on: after every epoch, `on_record` receives the whole training state
+(weights, optimiser, schedule, random generator, history), and Ctrl-C stops the loop at the end of
+the current step with a `TrainingInterrupted` that carries the same state. `train(..., resume=state)`
+continues from it and ends with the weights an uninterrupted run would have (tests/test_train.py).
 
 The step is written for speed (benchmarks/README.md measures each choice): fused optimiser
 kernels, batches binarised into reused buffers, the loss summed once with a hand-written
@@ -12,8 +17,11 @@ log-likelihood. Its math is elbo_terms', step for step, as tests/test_fast_path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -32,12 +40,22 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training between two steps; `state` continues it (train(..., resume=state))."""
+
+    def __init__(self, step: int, total: int, state: dict):
+        super().__init__(f"training interrupted after step {step} of {total}")
+        self.step, self.total, self.state = step, total, state
+
+
 @dataclass
 class History:
     epoch: list[float] = field(default_factory=list)  # epochs completed at each record (fractional with --steps)
     step: list[int] = field(default_factory=list)
     train_neg_elbo: list[float] = field(default_factory=list)  # mean over the steps since the last record
-    test_neg_elbo: list[float] = field(default_factory=list)
+    train_kl: list[float] = field(default_factory=list)  # its KL term (the rate); -ELBO - KL is the distortion
+    test_neg_elbo: list[float] = field(default_factory=list)  # the whole test set, nats per image
+    test_kl: list[float] = field(default_factory=list)
     train_seconds: float = 0.0  # wall time of the optimiser steps alone, evaluation excluded
     train_images: int = 0
 
@@ -68,7 +86,11 @@ def lr_factor(step: int, total: int, schedule: str) -> float:
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return max(1, n_train // batch_size)  # full batches only: each step averages B images
+    """Full batches only: each step averages B images, and the few left over wait for the next shuffle."""
+    if batch_size > n_train:
+        raise ValueError(f"the batch size {batch_size} is larger than the training set ({n_train:,} images); "
+                         f"use --batch-size {n_train} or less")
+    return n_train // batch_size
 
 
 class NegLogLikelihood(torch.autograd.Function):
@@ -92,16 +114,25 @@ class NegLogLikelihood(torch.autograd.Function):
         return (torch.sigmoid(logits) - x) * grad, None
 
 
-def fast_loss(model: torch.nn.Module, x: torch.Tensor,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """The training loss -elbo.mean() of elbo_terms, in one reduction over the batch.
+def batch_terms(model: torch.nn.Module, x: torch.Tensor,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """-log p(x|z) and KL(q(z|x) || p(z)), each summed over the batch, from one reparametrised pass.
 
-    (sum_bd -log p(x_bd|z_b) + sum_b KL_b) / B = -mean_b(log p(x_b|z_b) - KL_b), with the same
-    draw of eps for the same generator; tests/test_fast_path.py checks loss and gradients.
-    Shapes: (B, D) -> ().
+    The first by the hand-written NegLogLikelihood, the second in closed form. Shapes: (B, D) -> (), ().
     """
     logits, mu, logvar = model(x, generator=generator)
-    return (NegLogLikelihood.apply(logits, x) + kl_standard_normal(mu, logvar).sum()) / x.shape[0]
+    return NegLogLikelihood.apply(logits, x), kl_standard_normal(mu, logvar).sum()
+
+
+def fast_loss(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator | None = None,
+              beta: float = 1.0) -> torch.Tensor:
+    """The training loss -elbo.mean() of elbo_terms (beta = 1), in one reduction over the batch.
+
+    (sum_bd -log p(x_bd|z_b) + beta sum_b KL_b) / B, with the same draw of eps for the same generator;
+    tests/test_fast_path.py checks loss and gradients. Shapes: (B, D) -> ().
+    """
+    neg_log_px_z, kl = batch_terms(model, x, generator)
+    return (neg_log_px_z + beta * kl) / x.shape[0]
 
 
 class Batches:
@@ -125,51 +156,133 @@ class Batches:
         return torch.lt(self.uniform, self.grey, out=self.x)
 
 
-def train_step(model, optimizer, x: torch.Tensor, generator: torch.Generator,
-               loss_fn=fast_loss) -> torch.Tensor:
-    """One optimiser step on batch x; returns the loss, left on the device."""
-    loss = loss_fn(model, x, generator)
+def train_step(model, optimizer, x: torch.Tensor, generator: torch.Generator, beta: float = 1.0) -> torch.Tensor:
+    """One optimiser step on batch x; returns (-ELBO, KL) of the batch in nats per image, left on the device."""
+    neg_log_px_z, kl = batch_terms(model, x, generator)
+    loss = (neg_log_px_z + beta * kl) / x.shape[0]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.detach()
+    return torch.stack([neg_log_px_z + kl, kl]).detach() / x.shape[0]
 
 
-def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig,
-          optimizer: torch.optim.Optimizer | None = None, history: History | None = None) -> History:
-    """Train `model` in place on data.train_x; evaluate on data.test_x after every epoch."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    train_x, test_x = data.train_x.to(device), data.test_x.to(device)
-    N, B = len(train_x), cfg.batch_size
-    per_epoch = steps_per_epoch(N, B)
-    total = cfg.steps or cfg.epochs * per_epoch
-    optimizer = optimizer or make_optimizer(model, cfg.optimizer, cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg.lr_schedule))
-    batches, history = Batches(train_x, B, generator), history or History()
-    losses = torch.zeros(total, device=device)
+def settings(config: dict) -> dict:
+    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars."""
+    return {key: value for key, value in config.items() if key not in ("device", "progress")}
+
+
+class Run:
+    """What a training run carries from step to step, and how to save and restore it."""
+
+    def __init__(self, model, data: MNISTData, cfg: TrainConfig, optimizer, history: History | None):
+        self.model, self.cfg, self.device = model, cfg, next(model.parameters()).device
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.train_x, self.test_x = data.train_x.to(self.device), data.test_x.to(self.device)
+        self.per_epoch = steps_per_epoch(len(self.train_x), cfg.batch_size)
+        self.total = cfg.steps or cfg.epochs * self.per_epoch
+        self.optimizer = optimizer or make_optimizer(model, cfg.optimizer, cfg.lr)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total, cfg.lr_schedule))
+        self.batches, self.history = Batches(self.train_x, cfg.batch_size, self.generator), history or History()
+        self.terms = torch.zeros(self.total, 2, device=self.device)  # per step: -ELBO and KL, nats per image
+        self.step, self.seconds = 0, 0.0  # steps done; training seconds since the last record
+
+    def state(self) -> dict:
+        """Everything `restore` needs, as tensors, numbers, lists and dicts (torch.load(weights_only=True))."""
+        last = self.history.step[-1] if self.history.step else 0
+        return {"format": "vaelib-train-state-1", "step": self.step, "total": self.total,
+                "config": asdict(self.cfg), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "generator": self.generator.get_state(), "order": getattr(self.batches, "order", None),
+                "terms": self.terms[last:self.step].cpu(), "seconds": self.seconds, "history": asdict(self.history)}
+
+    def restore(self, state: dict) -> None:
+        if state["total"] != self.total or settings(state["config"]) != settings(asdict(self.cfg)):
+            raise ValueError("the saved training state belongs to a run with other settings; resume it with its own")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        self.history = History(**state["history"])
+        self.step, self.seconds = state["step"], state["seconds"]
+        if state["order"] is not None:
+            self.batches.order = state["order"].to(self.device)
+        last = self.history.step[-1] if self.history.step else 0
+        self.terms[last:self.step] = state["terms"].to(self.device)
+
+    def record(self) -> None:
+        """Close the epoch (or the run): check the losses, evaluate on the test set, add a History row."""
+        last = self.history.step[-1] if self.history.step else 0
+        recent = self.terms[last:self.step]
+        check_finite(recent[:, 0], last, self.per_epoch)  # synchronises with the device
+        test_neg_elbo, test_kl = evaluate_terms(self.model, self.test_x)
+        train_neg_elbo, train_kl = recent.mean(0).tolist()
+        self.history.train_seconds += self.seconds
+        self.history.train_images += (self.step - last) * self.cfg.batch_size
+        self.history.record(epoch=self.step / self.per_epoch, step=self.step, train_neg_elbo=train_neg_elbo,
+                            train_kl=train_kl, test_neg_elbo=test_neg_elbo, test_kl=test_kl)
+        self.seconds = 0.0
+
+
+def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: torch.optim.Optimizer | None = None,
+          history: History | None = None, resume: dict | None = None, on_record=None) -> History:
+    """Train `model` in place on data.train_x; evaluate on data.test_x after every epoch.
+
+    resume: a state from on_record or TrainingInterrupted.state, to continue that run. on_record(state):
+    called after every epoch with the whole training state. Ctrl-C raises TrainingInterrupted after the
+    step in progress (press it again to stop at once).
+    """
+    run = Run(model, data, cfg, optimizer, history)
+    if resume is not None:
+        run.restore(resume)
     model.train()
-    bar = tqdm(total=total, desc="training", unit="step", disable=not cfg.progress)
-    started, last = time.perf_counter(), 0
-    for step in range(total):
-        i = step % per_epoch
-        if i == 0:
-            batches.shuffle()
-        losses[step] = train_step(model, optimizer, batches(i), generator)
-        schedule.step()
-        if i == per_epoch - 1 or step == total - 1:
-            recent = losses[last:step + 1]
-            check_finite(recent, last, per_epoch)  # synchronises with the device
-            history.train_seconds += time.perf_counter() - started
-            history.train_images += (step + 1 - last) * B
-            test = evaluate(model, test_x)
-            history.record(epoch=(step + 1) / per_epoch, step=step + 1,
-                           train_neg_elbo=recent.mean().item(), test_neg_elbo=test)
-            bar.update(step + 1 - last)
-            bar.set_postfix(train=f"{history.train_neg_elbo[-1]:.2f}", test=f"{test:.2f}")
-            started, last = time.perf_counter(), step + 1
+    bar = tqdm(total=run.total, initial=run.step, desc="training", unit="step", disable=not cfg.progress)
+    with deferred_interrupt() as interrupted:
+        tick = time.perf_counter()
+        while run.step < run.total:
+            i = run.step % run.per_epoch
+            if i == 0:
+                run.batches.shuffle()
+            run.terms[run.step] = train_step(model, run.optimizer, run.batches(i), run.generator, cfg.beta)
+            run.schedule.step()
+            run.step += 1
+            if i == run.per_epoch - 1 or run.step == run.total:
+                if run.device.type == "cuda":
+                    torch.cuda.synchronize()  # the steps' time, not only their launch
+                run.seconds += time.perf_counter() - tick
+                run.record()
+                bar.update(run.step - bar.n)
+                bar.set_postfix(train=f"{run.history.train_neg_elbo[-1]:.2f}", test=f"{run.history.test_neg_elbo[-1]:.2f}")
+                if on_record is not None:
+                    on_record(run.state())
+                tick = time.perf_counter()
+            if interrupted.is_set() and run.step < run.total:
+                run.seconds += time.perf_counter() - tick
+                bar.close()
+                raise TrainingInterrupted(run.step, run.total, run.state())
     bar.close()
-    return history
+    return run.history
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """While inside, the first Ctrl-C (SIGINT) only sets the yielded event, so the loop can stop between two
+    steps with a consistent state; a second Ctrl-C interrupts at once. Outside the main thread, nothing changes."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        event.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_finite(losses: torch.Tensor, first_step: int, per_epoch: int) -> None:
@@ -186,18 +299,33 @@ def check_finite(losses: torch.Tensor, first_step: int, per_epoch: int) -> None:
 def per_image_elbo(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
                    seed: int = EVAL_SEED) -> torch.Tensor:
     """The one-sample ELBO of every image in x, with a fixed seed. Shapes: (N, D) -> (N,)."""
+    return per_image_terms(model, x, batch_size, seed).elbo
+
+
+@torch.no_grad()
+def per_image_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_SEED):
+    """elbo_terms of every image in x (elbo, log_px_z, kl), one sample of z each from a fixed seed.
+
+    z is still sampled at evaluation: the ELBO is an expectation over q(z|x), and decoding the mean alone
+    would score another quantity (notebook 4). Shapes: (N, D) -> ELBO of three (N,) tensors.
+    """
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    out = torch.cat([elbo_terms(model, x[i:i + batch_size], generator).elbo
-                     for i in range(0, len(x), batch_size)])
+    parts = [elbo_terms(model, x[i:i + batch_size], generator) for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    return out
+    return type(parts[0])(*(torch.cat(t) for t in zip(*parts)))
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> float:
     """Mean negative ELBO over every image of x, in nats (same value at every call)."""
     return -per_image_elbo(model, x, batch_size).mean().item()
+
+
+def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean negative ELBO and mean KL over every image of x, in nats (same values at every call)."""
+    terms = per_image_terms(model, x, batch_size)
+    return -terms.elbo.mean().item(), terms.kl.mean().item()
 
 
 @torch.no_grad()
