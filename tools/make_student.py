@@ -1,12 +1,15 @@
-"""Write the student versions of the notebooks: every exercise solution replaced by a stub.
+"""Write the student notebooks from the instructor's: exercise solutions become stubs, worked answers go.
 
-    python tools/make_student.py [--out build/student] [notebooks/NN_name.py ...]
+    python tools/make_student.py [--out notebooks] [notebooks/solutions/NN_name.py ...]
 
-A solution is a code cell tagged `solution` that defines one or more functions, each with a
-`# Hint: ...` comment (CONTRIBUTING.md). In the student version each function keeps its
-decorators, signature and docstring, and its body becomes `raise NotImplementedError("Hint: ...")`;
-every other cell is left as it is, and there are no outputs. For each notebook source NN_name.py
-(jupytext percent format) it writes NN_name.ipynb and NN_name.py into the output folder.
+The instructor's notebooks, notebooks/solutions/NN_name.py (jupytext percent format), are the
+source. In the student version, written to notebooks/NN_name.py and .ipynb (what the Binder badge
+opens):
+- a code cell tagged `solution` keeps each function's decorators, signature and docstring, and its
+  body becomes `raise NotImplementedError("Hint: ...")`, the hint taken from the function's
+  `# Hint: ...` comment and wrapped to fit the editor;
+- a cell tagged `answer` (the worked answer to an open exercise) is left out;
+- every other cell is the same, and there are no outputs (`make notebooks` executes both versions).
 """
 
 from __future__ import annotations
@@ -15,17 +18,37 @@ import argparse
 import ast
 import io
 import re
+import textwrap
 import tokenize
 from pathlib import Path
 
 import jupytext
 
 ROOT = Path(__file__).resolve().parents[1]
-HINT = re.compile(r"#\s*Hint:\s*(.+)")
+SOLUTIONS = ROOT / "notebooks" / "solutions"
+HINT = re.compile(r"#\s*Hint:\s*(.+(?:\n[ \t]*#(?!\s*Hint:)[ \t]+\S.*)*)")  # a hint may go on over comment lines
+WIDTH = 88  # the stub's lines fit an editor window beside the notebook
+
+
+def has_tag(cell, tag: str) -> bool:
+    return tag in cell.metadata.get("tags", [])
 
 
 def is_solution(cell) -> bool:
-    return cell.cell_type == "code" and "solution" in cell.metadata.get("tags", [])
+    return cell.cell_type == "code" and has_tag(cell, "solution")
+
+
+def hint_text(comment: str) -> str:
+    """The hint's words, its comment lines joined: '# Hint: a b\n    # c' -> 'Hint: a b c'."""
+    return "Hint: " + " ".join(line.strip().lstrip("#").strip() for line in comment.splitlines())
+
+
+def raise_line(indent: str, hint: str) -> list[str]:
+    """`raise NotImplementedError(...)` with the hint as implicitly joined strings of at most WIDTH columns."""
+    pieces = textwrap.wrap(hint, WIDTH - len(indent) - 6, drop_whitespace=False)
+    if len(pieces) == 1:
+        return [f"{indent}raise NotImplementedError({hint!r})\n"]
+    return [f"{indent}raise NotImplementedError(\n", *(f"{indent}    {p!r}\n" for p in pieces), f"{indent})\n"]
 
 
 def _colon_line(lines: list[str], fn: ast.FunctionDef) -> int:
@@ -41,17 +64,21 @@ def _colon_line(lines: list[str], fn: ast.FunctionDef) -> int:
     raise ValueError(f"cannot find the end of the signature of {fn.name}")
 
 
+def first_line(fn: ast.FunctionDef) -> int:
+    """The function's first line (1-based), its decorators included."""
+    return fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
+
+
 def _stub(lines: list[str], fn: ast.FunctionDef, hint: str) -> list[str]:
     """fn's decorators, signature and docstring, then a raise in place of its body."""
-    start = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
     colon = _colon_line(lines, fn)
     if fn.body[0].lineno == colon:
         raise ValueError(f"{fn.name}: put the body on its own lines, below the signature")
-    kept = lines[start - 1:colon]
+    kept = lines[first_line(fn) - 1:colon]
     first = fn.body[0]
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
         kept += lines[first.lineno - 1:first.end_lineno]  # the docstring
-    return kept + [" " * first.col_offset + f"raise NotImplementedError({hint!r})\n"]
+    return kept + raise_line(" " * first.col_offset, hint)
 
 
 def stub_cell(source: str) -> tuple[str, int]:
@@ -62,14 +89,26 @@ def stub_cell(source: str) -> tuple[str, int]:
         raise ValueError(f"a cell tagged solution defines no function:\n{source}")
     out, done = [], 0  # done: lines of the source already copied or replaced
     for fn in functions:
-        start = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
-        hints = HINT.findall("".join(lines[start - 1:fn.end_lineno])) or HINT.findall(source)
+        hints = HINT.findall("".join(lines[first_line(fn) - 1:fn.end_lineno])) or HINT.findall(source)
         if not hints:
             raise ValueError(f"{fn.name}: the solution cell has no '# Hint: ...' line")
-        out += lines[done:start - 1] + _stub(lines, fn, "Hint: " + hints[0].strip())
+        out += lines[done:first_line(fn) - 1] + _stub(lines, fn, hint_text(hints[0]))
         done = fn.end_lineno
     student = "".join(out + lines[done:])
     return student if source.endswith("\n") else student.removesuffix("\n"), len(functions)
+
+
+def student_notebook(source: Path):
+    """The student version of one instructor notebook, and the number of functions stubbed."""
+    nb, stubs = jupytext.read(source), 0
+    nb.cells = [cell for cell in nb.cells if not has_tag(cell, "answer")]
+    for cell in filter(is_solution, nb.cells):
+        cell.source, n = stub_cell(cell.source)
+        stubs += n
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb, stubs
 
 
 def make_student(sources: list[Path], out: Path) -> dict[str, int]:
@@ -77,11 +116,7 @@ def make_student(sources: list[Path], out: Path) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     stubs = {}
     for source in sources:
-        nb = jupytext.read(source)
-        stubs[source.stem] = 0
-        for cell in filter(is_solution, nb.cells):
-            cell.source, n = stub_cell(cell.source)
-            stubs[source.stem] += n
+        nb, stubs[source.stem] = student_notebook(source)
         jupytext.write(nb, out / f"{source.stem}.ipynb")
         jupytext.write(nb, out / f"{source.stem}.py", fmt="py:percent")
     return stubs
@@ -89,10 +124,10 @@ def make_student(sources: list[Path], out: Path) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "student", help="output folder")
-    parser.add_argument("sources", nargs="*", type=Path, help="notebook sources (default: notebooks/NN_*.py)")
+    parser.add_argument("--out", type=Path, default=ROOT / "notebooks", help="output folder")
+    parser.add_argument("sources", nargs="*", type=Path, help="instructor notebooks (default: notebooks/solutions)")
     args = parser.parse_args()
-    sources = args.sources or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    sources = args.sources or sorted(SOLUTIONS.glob("[0-9][0-9]_*.py"))
     for name, n in make_student(sources, args.out).items():
         print(f"{args.out / name}.ipynb: {n} exercise function{'s' * (n != 1)} stubbed")
 
