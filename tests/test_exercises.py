@@ -8,25 +8,27 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from vaelib.exercises import (check_elbo, check_interpolate, check_iwae, check_kl, check_log_likelihood,
-                              check_reparameterize)
-
-
-def kl(mu, logvar):
-    return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).sum(-1)
+from vaelib.exercises import (check_bernoulli_entropy, check_interpolate, check_iwae, check_kl_normal,
+                              check_rsample_tril, check_warmup_loss)
 
 
-def log_likelihood(logits, x):
-    return (x * logits - F.softplus(logits)).sum(-1)
+def entropy(logits):
+    p = torch.sigmoid(logits)
+    return (F.softplus(logits) - p * logits).sum(-1)  # -p log p - (1 - p) log(1 - p), from the logits
 
 
-def reparameterize(mu, logvar, eps):
-    return mu + torch.exp(0.5 * logvar) * eps
+def kl_normal(mu_q, logvar_q, mu_p, logvar_p):
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).sum(-1)
 
 
-def elbo(logits, x, mu, logvar):
-    return log_likelihood(logits, x) - kl(mu, logvar)
+def rsample_tril(mu, scale_tril, eps):
+    return mu + torch.einsum("bij,bj->bi", scale_tril, eps)
+
+
+def warmup_loss(log_px_z, kl, step, warmup_steps):
+    return -(log_px_z - min(1.0, step / warmup_steps) * kl).mean()
 
 
 def iwae(log_w):
@@ -41,27 +43,39 @@ def stub(*args):
     raise NotImplementedError("Hint: look at the derivation above.")
 
 
-CORRECT = [(check_kl, kl), (check_log_likelihood, log_likelihood), (check_reparameterize, reparameterize),
-           (check_elbo, elbo), (check_iwae, iwae), (check_interpolate, interpolate),
+CHECKS = [check_bernoulli_entropy, check_kl_normal, check_rsample_tril, check_warmup_loss, check_iwae,
+          check_interpolate]
+CORRECT = [(check_bernoulli_entropy, entropy), (check_kl_normal, kl_normal), (check_rsample_tril, rsample_tril),
+           (check_warmup_loss, warmup_loss), (check_iwae, iwae), (check_interpolate, interpolate),
            # other correct ways to write the same thing
-           (check_kl, lambda mu, logvar: torch.distributions.kl_divergence(
-               torch.distributions.Normal(mu, (0.5 * logvar).exp()), torch.distributions.Normal(0.0, 1.0)).sum(-1)),
-           (check_log_likelihood,
-            lambda logits, x: -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)),
-           (check_log_likelihood, lambda logits, x: torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)),
-           (check_reparameterize, lambda mu, logvar, eps: mu + logvar.exp().sqrt() * eps),
+           (check_bernoulli_entropy, lambda l: torch.distributions.Bernoulli(logits=l).entropy().sum(-1)),
+           (check_bernoulli_entropy, lambda l: -(torch.sigmoid(l) * F.logsigmoid(l)
+                                                 + torch.sigmoid(-l) * F.logsigmoid(-l)).sum(-1)),
+           (check_kl_normal, lambda mq, lq, mp, lp: kl_divergence(Normal(mq, (lq / 2).exp()),
+                                                                  Normal(mp, (lp / 2).exp())).sum(-1)),
+           (check_rsample_tril, lambda mu, tril, eps: mu + (tril @ eps[..., None])[..., 0]),
+           (check_warmup_loss, lambda lp, kl, s, w: (kl * min(s / w, 1) - lp).sum() / len(lp)),
            (check_interpolate, lambda z_a, z_b, n: torch.lerp(z_a, z_b, torch.linspace(0, 1, n)[:, None]))]
 
 
 @pytest.mark.parametrize("check, answer", CORRECT)
 def test_a_correct_answer_passes(check, answer, capsys):
     result = check(answer)
-    assert result and result.passed
+    assert result and result.passed, result.message
     assert capsys.readouterr().out.startswith("✓ ")
 
 
-@pytest.mark.parametrize("check", [check_kl, check_log_likelihood, check_reparameterize, check_elbo, check_iwae,
-                                   check_interpolate])
+def test_the_references_agree_with_independent_ones():
+    """The full-covariance draw has the covariance L L^T (MultivariateNormal's), by Monte Carlo."""
+    g = torch.Generator().manual_seed(0)
+    tril = torch.tensor([[1.0, 0.0], [0.8, 0.5]])
+    eps = torch.randn(200_000, 2, generator=g)
+    z = rsample_tril(torch.zeros(200_000, 2), tril.expand(200_000, 2, 2), eps)
+    torch.testing.assert_close(z.T.cov(), MultivariateNormal(torch.zeros(2), scale_tril=tril).covariance_matrix,
+                               atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("check", CHECKS)
 def test_a_stub_fails_and_says_it_is_not_implemented_with_its_hint(check, capsys):
     result = check(stub)
     printed = capsys.readouterr().out
@@ -70,56 +84,47 @@ def test_a_stub_fails_and_says_it_is_not_implemented_with_its_hint(check, capsys
 
 
 MISTAKES = {
-    check_kl: [
-        (lambda mu, lv: -0.5 * (lv.exp() + mu**2 - 1 - lv).sum(-1), "wrong sign"),
-        (lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv).sum(0),
-         "shape (3,), expected (5,): it reduced over the batch axis"),
-        (lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv).sum(),
-         "shape (), expected (5,): it reduced over the batch and latent axes"),
-        (lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv), "it did not reduce over the latent axis"),
-        (lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv).mean(-1), "averages over the latent dims"),
-        (lambda mu, lv: (lv.exp() + mu**2 - 1 - lv).sum(-1), "the factor 0.5 is missing"),
-        (lambda mu, lv: 0.5 * (lv.exp() + mu**2 - lv).sum(-1), "the -1 term is missing"),
-        (lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1).sum(-1), "the -logvar term is missing"),
-        (lambda mu, lv: 0.5 * (lv.exp() - 1 - lv).sum(-1), "the mu^2 term is missing"),
-        (lambda mu, lv: 0.5 * (lv**2 + mu**2 - 1 - torch.log(lv**2)).sum(-1), "uses logvar as if it were std"),
-        (lambda mu, lv: 0.5 * (lv.exp() ** 2 + mu**2 - 1 - 2 * lv).sum(-1), "uses exp(logvar) as std"),
-        (lambda mu, lv: 0.5 * (lv + mu**2 - 1 - torch.log(lv)).sum(-1),
-         "returned nan where the answer is finite: logvar is negative"),
+    check_bernoulli_entropy: [
+        (lambda l: -entropy(l), "wrong sign"),
+        (lambda l: entropy(l) / 6, "averages over the pixels"),
+        (lambda l: (F.softplus(l) - torch.sigmoid(l) * l).sum(0), "it reduced over the batch axis"),
+        (lambda l: -(torch.sigmoid(l) * F.logsigmoid(l)).sum(-1), "only the p log p part"),
+        (lambda l: -(torch.sigmoid(l) * torch.log(torch.sigmoid(l))
+                     + (1 - torch.sigmoid(l)) * torch.log(1 - torch.sigmoid(l))).sum(-1), "0 * log 0 is nan"),
+        (lambda l: -(l * torch.log(l) + (1 - l) * torch.log(1 - l)).sum(-1), "do not take their log"),
+        (lambda l: entropy(l) / math.log(2), "use the natural log"),
     ],
-    check_log_likelihood: [
-        (lambda l, x: F.binary_cross_entropy_with_logits(l, x, reduction="none").sum(-1), "wrong sign"),
-        (lambda l, x: (x * l - F.softplus(l)).mean(-1), "averages over the pixels"),
-        (lambda l, x: (x * l - F.softplus(l)).sum(0), "shape (6,), expected (5,): it reduced over the batch axis"),
-        (lambda l, x: -F.binary_cross_entropy_with_logits(l, x), "shape (), expected (5,)"),
-        (lambda l, x: (x * l).sum(-1), "the -softplus(logits) term"),
-        (lambda l, x: -(x * F.softplus(-l)).sum(-1), "the (1 - x) log(1 - sigmoid(logits)) term is missing"),
-        (lambda l, x: -F.binary_cross_entropy_with_logits(torch.sigmoid(l), x, reduction="none").sum(-1),
-         "treats logits as probabilities"),
-        (lambda l, x: (x * torch.log(l) + (1 - x) * torch.log(1 - l)).sum(-1),
-         "logits are log-odds, any real number, not probabilities"),
-        (lambda l, x: (x * torch.log(torch.sigmoid(l)) + (1 - x) * torch.log(1 - torch.sigmoid(l))).sum(-1),
-         "overflow at |l| = 150"),
-        (lambda l, x: -F.binary_cross_entropy(torch.sigmoid(l), x, reduction="none").sum(-1), "clamps at log 0 = -100"),
+    check_kl_normal: [
+        (lambda mq, lq, mp, lp: kl_normal(mp, lp, mq, lq), "that is KL(p || q)"),
+        (lambda mq, lq, mp, lp: -kl_normal(mq, lq, mp, lp), "wrong sign"),
+        (lambda mq, lq, mp, lp: 2 * kl_normal(mq, lq, mp, lp), "the factor 0.5 is missing"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1).mean(-1),
+         "averages over the latent dims"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + lq.exp() / lp.exp() + (mq - mp) ** 2 - 1).sum(-1),
+         "divided by p's variance too"),
+        (lambda mq, lq, mp, lp: 0.5 * (lq.exp() + mq**2 - 1 - lq).sum(-1), "mu_p and logvar_p are not used"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1),
+         "it did not reduce over the latent axis"),
+        (lambda mq, lq, mp, lp: 0.5 * (torch.log(lp) - torch.log(lq)).sum(-1), "returned nan"),
     ],
-    check_reparameterize: [
-        (lambda mu, lv, eps: mu + lv.exp() * eps, "uses exp(logvar) as std"),
-        (lambda mu, lv, eps: mu + lv * eps, "uses logvar as std"),
-        (lambda mu, lv, eps: mu + lv.sqrt() * eps, "returned nan where the answer is finite: logvar is negative"),
-        (lambda mu, lv, eps: mu - (0.5 * lv).exp() * eps, "subtracts the noise"),
-        (lambda mu, lv, eps: (0.5 * lv).exp() * eps, "mu is missing"),
-        (lambda mu, lv, eps: mu + (0.5 * lv).exp() * torch.randn_like(mu), "draws its own noise"),
-        (lambda mu, lv, eps: mu.detach() + (0.5 * lv).exp() * eps, "the gradient does not reach mu"),
-        (lambda mu, lv, eps: mu + (0.5 * lv.detach()).exp() * eps, "the gradient does not reach logvar"),
-        (lambda mu, lv, eps: (mu + (0.5 * lv).exp() * eps).detach(), "z carries no gradient"),
-        (lambda mu, lv, eps: (mu + (0.5 * lv).exp() * eps).sum(-1), "shape (5,), expected (5, 3)"),
-        (lambda mu, lv, eps: (mu + (0.5 * lv).exp() * eps).tolist(), "returned a value of type list"),
+    check_rsample_tril: [
+        (lambda mu, t, eps: mu + eps @ t[0], "wrong values"),  # one matrix for every example: not recognised
+        (lambda mu, t, eps: mu + torch.einsum("bji,bj->bi", t, eps), "the transpose of scale_tril"),
+        (lambda mu, t, eps: mu + torch.einsum("bij,bj->bi", t @ t.transpose(1, 2), eps), "the covariance"),
+        (lambda mu, t, eps: mu + t.diagonal(dim1=1, dim2=2) * eps, "only the diagonal"),
+        (lambda mu, t, eps: torch.einsum("bij,bj->bi", t, eps), "mu is missing"),
+        (lambda mu, t, eps: mu + torch.einsum("bij,bj->bi", t, torch.randn_like(eps)), "draws its own noise"),
+        (lambda mu, t, eps: rsample_tril(mu, t, eps).detach(), "z carries no gradient"),
+        (lambda mu, t, eps: rsample_tril(mu, t.detach(), eps), "the gradient does not reach mu and scale_tril"),
+        (lambda mu, t, eps: rsample_tril(mu, t, eps).sum(-1), "shape (5,), expected (5, 3)"),
     ],
-    check_elbo: [
-        (lambda l, x, mu, lv: kl(mu, lv) - log_likelihood(l, x), "returns the loss -ELBO"),
-        (lambda l, x, mu, lv: log_likelihood(l, x) + kl(mu, lv), "adds the KL"),
-        (lambda l, x, mu, lv: log_likelihood(l, x), "the KL term is missing"),
-        (lambda l, x, mu, lv: elbo(l, x, mu, lv).mean(), "shape (), expected (5,)"),
+    check_warmup_loss: [
+        (lambda lp, kl, s, w: -(lp - s / w * kl).mean(), "not capped at 1"),
+        (lambda lp, kl, s, w: -(min(1, s / w) * lp - kl).mean(), "weights the reconstruction term"),
+        (lambda lp, kl, s, w: (lp - min(1, s / w) * kl).mean(), "the sign"),
+        (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl).sum(), "sums over the batch"),
+        (lambda lp, kl, s, w: -(lp - max(0, 1 - s / w) * kl).mean(), "the weight falls instead of rising"),
+        (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl), "did not reduce over the batch axis"),
     ],
     check_iwae: [
         (lambda lw: torch.logsumexp(lw, 0), "the - log K is missing"),
@@ -150,15 +155,15 @@ def test_a_common_mistake_gets_the_message_that_names_it(check, answer, words, c
 
 
 def test_an_unrecognised_wrong_answer_shows_the_first_difference():
-    result = check_kl(lambda mu, logvar: kl(mu, logvar) + 0.123)
+    result = check_kl_normal(lambda *args: kl_normal(*args) + 0.123)
     assert not result and "not a mistake this check knows" in result.message and "expected" in result.message
 
 
 def test_an_error_inside_the_answer_is_reported_not_raised():
-    result = check_kl(lambda mu, logvar: mu @ logvar)
+    result = check_kl_normal(lambda mu_q, logvar_q, mu_p, logvar_p: mu_q @ logvar_q)
     assert not result and "raised RuntimeError" in result.message
 
 
 def test_a_result_shows_nothing_more_in_a_notebook_than_the_printed_line():
-    result = check_kl(kl)
+    result = check_kl_normal(kl_normal)
     assert result._ipython_display_() is None and "✓" in result.message

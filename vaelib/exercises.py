@@ -1,6 +1,6 @@
 """Checkers for the notebooks' exercises: a student's function against vaelib's reference.
 
-`check_kl(my_kl)` runs `my_kl` on random inputs, compares it with vaelib's implementation and
+`check_kl_normal(my_kl_normal)` runs `my_kl_normal` on random inputs, compares it with a reference and
 prints one line: a tick when it agrees, otherwise a cross and what is wrong: not implemented yet,
 an error, the shape (a reduction over the wrong axis), or a known mistake recognised by comparing
 with a deliberately wrong variant (the sign, a missing term or factor, std where logvar is meant).
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .elbo import bernoulli_log_likelihood, kl_standard_normal
-from .model import reparameterize
+from torch.distributions import Bernoulli, Normal, kl_divergence
 
 B, L, D, K = 5, 3, 6, 7  # distinct sizes, so that a wrong shape tells which axis was reduced
 
@@ -108,113 +107,120 @@ def _normal_inputs(seed: int = 0):
     return mu, logvar, torch.randn(B, L, generator=g)
 
 
-def check_kl(fn) -> CheckResult:
-    """fn(mu, logvar) -> KL(N(mu, exp(logvar)) || N(0, I)) per example. Shapes: (B, L), (B, L) -> (B,)."""
-    def run(fn):
-        mu, logvar, _ = _normal_inputs()
-        ref = kl_standard_normal(mu, logvar)
-        per_dim = 0.5 * (logvar.exp() + mu**2 - 1 - logvar)
-        got = _answer(fn, mu, logvar)
-        _compare(got, ref, {B: "batch", L: "latent"}, {
-            "wrong sign: the KL is >= 0; it is E_q[log q(z) - log p(z)], not log p - log q": -ref,
-            "twice the KL: the factor 0.5 is missing": 2 * ref,
-            "averages over the latent dims (.mean(-1)); the KL sums over them (.sum(-1))": per_dim.mean(-1),
-            "the -1 term is missing (without it the KL of q = p is not 0)": ref + 0.5 * L,
-            "the -logvar term is missing": ref + 0.5 * logvar.sum(-1),
-            "the mu^2 term is missing": ref - 0.5 * (mu**2).sum(-1),
-            "the sigma^2 = exp(logvar) term is missing": ref - 0.5 * logvar.exp().sum(-1),
-            "uses logvar as if it were std: logvar is log sigma^2, so sigma^2 = exp(logvar)":
-                0.5 * (logvar**2 + mu**2 - 1 - torch.log(logvar**2)).sum(-1),
-            "uses exp(logvar) as std and squares it: exp(logvar) is already the variance sigma^2":
-                0.5 * (torch.exp(2 * logvar) + mu**2 - 1 - 2 * logvar).sum(-1),
-        }, "logvar is negative for some inputs, so do not take its log or square root: sigma^2 = exp(logvar)")
-        return "matches vaelib.kl_standard_normal on random (mu, logvar), logvar < 0 included"
-    return _report(fn, run)
+def check_bernoulli_entropy(fn) -> CheckResult:
+    """fn(logits) -> H = -sum_d [p_d log p_d + (1 - p_d) log(1 - p_d)], p = sigmoid(logits), per image.
 
-
-def check_log_likelihood(fn) -> CheckResult:
-    """fn(logits, x) -> log p(x|z) = sum_d log Bernoulli(x_d; sigmoid(logits_d)). Shapes: (B, D), (B, D) -> (B,)."""
-    def run(fn):
-        g = torch.Generator().manual_seed(1)
-        x = torch.bernoulli(torch.full((B, D), 0.5), generator=g)
-        for logits, nonfinite in (
-            (3 * torch.randn(B, D, generator=g), "logits are log-odds, any real number, not probabilities: "
-             "log(logits) or log(1 - logits) is NaN; use log sigmoid(l) = -softplus(-l), "
-             "log(1 - sigmoid(l)) = -softplus(l)"),
-            (150 * torch.randn(B, D, generator=g).sign(), "log(sigmoid(l)) and log(1 - sigmoid(l)) overflow at "
-             "|l| = 150; use log sigmoid(l) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l)"),
-        ):
-            ref = bernoulli_log_likelihood(logits, x)
-            got = _answer(fn, logits, x)
-            _compare(got, ref, {B: "batch", D: "pixel"}, {
-                "wrong sign: this is the binary cross-entropy (a loss); return log p(x|z), which is <= 0": -ref,
-                "averages over the pixels (.mean(-1)); log p(x|z) sums over them (.sum(-1))": ref / D,
-                "the -softplus(logits) term (log(1 - sigmoid), the normaliser) is missing": (x * logits).sum(-1),
-                "the (1 - x) log(1 - sigmoid(logits)) term is missing: pixels equal to 0 count too":
-                    -(x * F.softplus(-logits)).sum(-1),
-                "treats logits as probabilities (sigmoid applied twice); logits are log-odds, pass them as they are":
-                    bernoulli_log_likelihood(torch.sigmoid(logits), x),
-                "clamps at log 0 = -100 (the BCE of sigmoid probabilities); compute from the logits, "
-                "log sigmoid(l) = -softplus(-l)":
-                    -F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none").sum(-1),
-            }, nonfinite)
-        return "matches vaelib.bernoulli_log_likelihood, saturated logits (|l| = 150) included"
-    return _report(fn, run)
-
-
-def check_reparameterize(fn) -> CheckResult:
-    """fn(mu, logvar, eps) -> z = mu + exp(logvar / 2) * eps, with gradients reaching mu and logvar.
-
-    Shapes: (B, L), (B, L), (B, L) -> (B, L).
+    The entropy of p(x|z), minus the expected log-likelihood of the decoder's own samples. Shapes: (B, D) -> (B,).
     """
     def run(fn):
-        mu, logvar, eps = _normal_inputs(2)
-        ref = reparameterize(mu, logvar, eps)
-        got, again = (_answer(fn, mu, logvar, eps) for _ in range(2))
+        g = torch.Generator().manual_seed(1)
+        for logits, nonfinite in (
+            (3 * torch.randn(B, D, generator=g), "logits are log-odds, any real number: do not take their log"),
+            (150 * torch.randn(B, D, generator=g).sign(), "at |logit| = 150, sigmoid is exactly 0 or 1 and "
+             "0 * log 0 is nan: write log p and log(1 - p) with softplus, from the logits"),
+        ):
+            ref = Bernoulli(logits=logits).entropy().sum(-1)
+            p = torch.sigmoid(logits)
+            got = _answer(fn, logits)
+            _compare(got, ref, {B: "batch", D: "pixel"}, {
+                "wrong sign: an entropy is >= 0; it is minus the expected log-probability": -ref,
+                "averages over the pixels; the pixels are independent, so their entropies add up": ref / D,
+                "only the p log p part: the outcome x = 0 has probability 1 - p and counts too":
+                    -(p * F.logsigmoid(logits)).sum(-1),
+                "applies sigmoid twice: p = sigmoid(logits), once":
+                    Bernoulli(probs=torch.sigmoid(p)).entropy().sum(-1),
+                "uses log 2 (a bit) where the answer is in nats: use the natural log": ref / math.log(2),
+            }, nonfinite)
+        return "matches torch.distributions.Bernoulli(logits).entropy(), saturated logits (|l| = 150) included"
+    return _report(fn, run)
+
+
+def check_kl_normal(fn) -> CheckResult:
+    """fn(mu_q, logvar_q, mu_p, logvar_p) -> KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))) per example,
+    summed over latent dims. Shapes: 4 x (B, L) -> (B,)."""
+    def run(fn):
+        mu_q, logvar_q, _ = _normal_inputs(0)
+        mu_p, logvar_p, _ = _normal_inputs(9)
+        q, p = (Normal(m, (0.5 * lv).exp()) for m, lv in ((mu_q, logvar_q), (mu_p, logvar_p)))
+        ref = kl_divergence(q, p).sum(-1)
+        per_dim = kl_divergence(q, p)
+        got = _answer(fn, mu_q, logvar_q, mu_p, logvar_p)
+        _compare(got, ref, {B: "batch", L: "latent"}, {
+            "that is KL(p || q): the KL is not symmetric; the expectation is under q, the first argument":
+                kl_divergence(p, q).sum(-1),
+            "wrong sign: a KL is >= 0": -ref,
+            "twice the KL: the factor 0.5 is missing": 2 * ref,
+            "averages over the latent dims; the KL of independent dims is their sum": per_dim.mean(-1),
+            "q's variance and (mu_q - mu_p)^2 must both be divided by p's variance, exp(logvar_p)":
+                0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) - 1).sum(-1),
+            "(mu_q - mu_p)^2 must be divided by p's variance too":
+                0.5 * (logvar_p - logvar_q + logvar_q.exp() / logvar_p.exp() + (mu_q - mu_p) ** 2 - 1).sum(-1),
+            "this is the KL to N(0, I): mu_p and logvar_p are not used":
+                0.5 * (logvar_q.exp() + mu_q**2 - 1 - logvar_q).sum(-1),
+        }, "logvar is negative for some inputs, so do not take its log or square root: sigma^2 = exp(logvar)")
+        return "matches torch.distributions.kl_divergence(Normal, Normal), summed over the latent dims"
+    return _report(fn, run)
+
+
+def check_rsample_tril(fn) -> CheckResult:
+    """fn(mu, scale_tril, eps) -> z = mu + scale_tril @ eps per example: a reparametrised draw of
+    N(mu, scale_tril scale_tril^T), with gradients reaching mu and scale_tril.
+
+    Shapes: (B, L), (B, L, L), (B, L) -> (B, L).
+    """
+    def run(fn):
+        mu, _, eps = _normal_inputs(2)
+        g = torch.Generator().manual_seed(8)
+        tril = torch.randn(B, L, L, generator=g).tril()
+        tril.diagonal(dim1=-2, dim2=-1).copy_(torch.rand(B, L, generator=g) + 0.5)  # a Cholesky factor
+        ref = mu + (tril @ eps.unsqueeze(-1)).squeeze(-1)
+        got, again = (_answer(fn, mu, tril, eps) for _ in range(2))
         if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
                 and not torch.allclose(got, again, equal_nan=True):
             raise _Fail("gives a different z for the same inputs: it draws its own noise; use the eps given")
         _compare(got, ref, {B: "batch", L: "latent"}, {
-            "uses exp(logvar) as std; logvar is log sigma^2, so sigma = exp(0.5 * logvar)": mu + logvar.exp() * eps,
-            "uses logvar as std; sigma = exp(0.5 * logvar)": mu + logvar * eps,
-            "subtracts the noise; z = mu + sigma * eps": mu - torch.exp(0.5 * logvar) * eps,
-            "mu is missing: z = mu + sigma * eps": torch.exp(0.5 * logvar) * eps,
-            "eps is missing, or replaced by fresh noise: use the eps given": mu + torch.exp(0.5 * logvar),
-        }, "logvar is negative for some inputs, so do not take its log or square root: sigma = exp(0.5 * logvar)")
-        weights = torch.randn(B, L, generator=torch.Generator().manual_seed(3))
-        expected_grads = {"mu": weights, "logvar": weights * 0.5 * (ref - mu)}  # dz/dlogvar = sigma * eps / 2
-        mu, logvar = mu.requires_grad_(), logvar.requires_grad_()
-        z = _call(fn, mu, logvar, eps)
+            "multiplies by the transpose of scale_tril (eps @ scale_tril, or scale_tril^T eps): z = mu + L eps":
+                mu + (tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
+            "uses the covariance L L^T where its square root L belongs: z = mu + L eps":
+                mu + (tril @ tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
+            "uses only the diagonal of scale_tril: the off-diagonal entries correlate the dimensions":
+                mu + tril.diagonal(dim1=-2, dim2=-1) * eps,
+            "mu is missing": (tril @ eps.unsqueeze(-1)).squeeze(-1),
+        }, "every entry is finite here")
+        mu, tril = mu.clone().requires_grad_(), tril.clone().requires_grad_()
+        z = _call(fn, mu, tril, eps)
         if not z.requires_grad:
             raise _Fail("z carries no gradient: do not use .detach(), .data, .item() or torch.no_grad() inside")
+        weights = torch.randn(B, L, generator=g)
         (z * weights).sum().backward()
-        for name, grad in (("mu", mu.grad), ("logvar", logvar.grad)):
-            expected = expected_grads[name]
-            if grad is None or not torch.allclose(grad, expected, rtol=1e-4, atol=1e-5):
-                raise _Fail(f"the gradient does not reach {name} correctly: build z from mu and logvar themselves, "
-                            f"with no .detach() and no sampling inside")
-        return "z = mu + exp(logvar / 2) * eps, and autograd reaches mu and logvar"
+        expected = weights.unsqueeze(-1) * eps.unsqueeze(-2)  # dz_i / dL_ij = eps_j
+        if mu.grad is None or not torch.allclose(mu.grad, weights, atol=1e-5) or tril.grad is None or \
+                not torch.allclose(tril.grad.tril(), expected.tril(), atol=1e-5):
+            raise _Fail("the gradient does not reach mu and scale_tril correctly: build z from them with no "
+                        ".detach() and no sampling inside")
+        return "z = mu + L eps, and autograd reaches mu and L"
     return _report(fn, run)
 
 
-def check_elbo(fn) -> CheckResult:
-    """fn(logits, x, mu, logvar) -> ELBO = log p(x|z) - KL(q(z|x) || p(z)) per example.
-
-    Shapes: (B, D), (B, D), (B, L), (B, L) -> (B,).
-    """
+def check_warmup_loss(fn) -> CheckResult:
+    """fn(log_px_z, kl, step, warmup_steps) -> the loss with the KL term warmed up: beta = min(1, step /
+    warmup_steps), loss = -mean_b(log_px_z - beta * kl). Shapes: (B,), (B,), int, int -> ()."""
     def run(fn):
-        g = torch.Generator().manual_seed(4)
-        x, logits = torch.bernoulli(torch.full((B, D), 0.5), generator=g), 3 * torch.randn(B, D, generator=g)
-        mu, logvar, _ = _normal_inputs(5)
-        log_px_z, kl = bernoulli_log_likelihood(logits, x), kl_standard_normal(mu, logvar)
-        got = _answer(fn, logits, x, mu, logvar)
-        _compare(got, log_px_z - kl, {B: "batch", D: "pixel", L: "latent"}, {
-            "returns the loss -ELBO; return the ELBO (the loss is -elbo.mean())": kl - log_px_z,
-            "adds the KL; the ELBO subtracts it": log_px_z + kl,
-            "the KL term is missing": log_px_z,
-            "the log-likelihood term is missing": -kl,
-        }, "see check_log_likelihood and check_kl for the two terms")
-        return "log p(x|z) - KL, one value per example"
+        g = torch.Generator().manual_seed(10)
+        log_px_z, kl = -100 - 50 * torch.rand(B, generator=g), 10 * torch.rand(B, generator=g)
+        for step, warmup in ((0, 100), (25, 100), (100, 100), (450, 100)):
+            beta = min(1.0, step / warmup)
+            ref = -(log_px_z - beta * kl).mean()
+            got = _answer(fn, log_px_z, kl, step, warmup)
+            _compare(got, ref, {B: "batch"}, {
+                "the weight is not capped at 1: after warm-up the loss is -ELBO": -(log_px_z - step / warmup * kl).mean(),
+                "weights the reconstruction term instead of the KL": -(beta * log_px_z - kl).mean(),
+                "the sign: the loss is minus the (weighted) ELBO": (log_px_z - beta * kl).mean(),
+                "sums over the batch; the loss is a mean over the images": -(log_px_z - beta * kl).sum(),
+                "the weight falls instead of rising: it goes from 0 at step 0 to 1 at warmup_steps":
+                    -(log_px_z - (1 - beta) * kl).mean(),
+            }, "every input is finite")
+        return "beta = min(1, step / warmup_steps) on the KL term, checked at steps 0, 25, 100 and 450 of 100"
     return _report(fn, run)
 
 
