@@ -11,7 +11,7 @@ SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*.ipynb))
 STUDENT := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NOTEBOOKS := $(STUDENT) $(SOLUTIONS)
 # Progress bars off where outputs are kept or compared: a tqdm widget is saved frozen at 0%.
-QUIET := VAELIB_PROGRESS=0 MPLBACKEND=Agg
+QUIET := VAELIB_PROGRESS=0
 # Jupyter refuses to start as root (containers, CI) unless told to.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -39,7 +39,7 @@ train: $(STAMP)
 	$(BIN)/python -m vaelib train
 
 check: $(STAMP)
-	VAELIB_SMOKE=1 $(QUIET) $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
+	VAELIB_SMOKE=1 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider

@@ -10,7 +10,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -27,8 +27,7 @@
 # 2. the generative process, logits, and the Bernoulli log-likelihood computed from logits;
 # 3. the mean-field Gaussian $q_\phi(z\mid x)$ and the inference network that outputs it;
 # 4. the ELBO by importance sampling and Jensen's inequality, checked on a small linear-Gaussian
-#    model where $\log p(x)$ and $p(z\mid x)$ are known exactly;
-# 5. the Monte Carlo estimate of the reconstruction term, and why one sample per image is enough.
+#    model where $\log p(x)$ and $p(z\mid x)$ are known exactly.
 
 # %%
 import math
@@ -41,7 +40,7 @@ from torch.distributions import Bernoulli, MultivariateNormal, Normal, kl_diverg
 from vaelib.config import ModelConfig, seed_everything, smoke
 from vaelib.data import binarise, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, log_normal
-from vaelib.exercises import check_log_likelihood
+from vaelib.exercises import check_bernoulli_entropy
 from vaelib.model import VAE
 
 SMOKE = smoke()  # VAELIB_SMOKE=1 (as in `make check`) shrinks the Monte Carlo sample counts
@@ -67,9 +66,9 @@ data = load_mnist("auto")
 #
 # ## The data: binarised MNIST
 #
-# `load_mnist("auto")` returns the full MNIST set when it is cached or can be downloaded, and
-# otherwise the real MNIST test digits bundled with vaelib (the line above says which). Images are
-# rows of $D = 784$ grey levels in $[0, 1]$:
+# `load_mnist("auto")` returns the full MNIST set when it is on this machine or can be downloaded,
+# and otherwise the real MNIST test digits bundled with vaelib; the line above says which. Images
+# are rows of $D = 784$ grey levels in $[0, 1]$:
 
 # %%
 print(f"train_x: {tuple(data.train_x.shape)}, grey levels in [{data.train_x.min():.0f}, {data.train_x.max():.0f}]")
@@ -86,11 +85,26 @@ plt.show()
 # level is used as the probability that the pixel is black, and a fresh binary image is drawn each
 # time a digit is used (*dynamic binarisation*, studied in notebook 4).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 g = torch.Generator().manual_seed(0)
 x = binarise(data.train_x[:8], g)  # (B, D) = (8, 784), entries in {0, 1}
 print(x.shape, "values:", x.unique().tolist())
+
+# %% [markdown]
+# Why not model the grey levels themselves with the same Bernoulli formula? For a grey level
+# $x\in[0,1]$, $p^x(1-p)^{1-x}$ is not a probability density on $[0, 1]$: its integral over $x$ is
+# $(2p-1)/\log\frac{p}{1-p}$, at most $\tfrac12$, and it depends on $p$. A "log-likelihood" of grey
+# images computed with it is therefore not a log-likelihood, and not comparable with the numbers of
+# this course or of the papers (which use binarised MNIST); the *continuous Bernoulli* of Loaiza-Ganem
+# & Cunningham (2019) adds the missing normaliser. Checked by quadrature:
+
+# %% tags=["nbval-check-output"]
+grey = torch.linspace(0, 1, 100_001, dtype=torch.float64)  # grey levels x
+for p in [0.1, 0.5, 0.9, 0.99]:
+    integral = torch.trapezoid(p**grey * (1 - p) ** (1 - grey), grey).item()
+    closed = (2 * p - 1) / math.log(p / (1 - p)) if p != 0.5 else 0.5
+    assert abs(integral - closed) < 1e-9 and integral <= 0.5
+    print(f"p = {p:4}: integral over x in [0, 1] of p^x (1 - p)^(1 - x) = {integral:.6f}")
 
 # %% [markdown]
 # ## The generative process
@@ -100,14 +114,13 @@ print(x.shape, "values:", x.unique().tolist())
 # $$z \sim \mathcal N(0, I_L), \qquad \ell = f_\theta(z)\in\mathbb R^{D}, \qquad
 # x_d \mid z \sim \mathrm{Bernoulli}\big(\sigma(\ell_d)\big),\ d = 1,\dots,D,$$
 #
-# where $f_\theta$ is the decoder network, $\ell$ its output *logits* and $\sigma(\ell)=1/(1+e^{-\ell})$
-# the logistic sigmoid. The pixels are independent *given* $z$; all dependence between them is
-# carried by the code. `VAE.decode` is $f_\theta$, with the original course's shape $L = 2 \to 128 \to 256 \to 784$.
-# Drawing from an untrained decoder gives grey noise, since its logits are near 0; fitting $\theta$ is
-# the subject of notebook 4.
+# where $L$ is the number of latent dimensions, $f_\theta$ the decoder network, $\ell$ its output
+# *logits* and $\sigma(\ell)=1/(1+e^{-\ell})$ the logistic sigmoid. The pixels are independent *given*
+# $z$; all dependence between them is carried by the code. `VAE.decode` is $f_\theta$, with the
+# course's shape $L = 2 \to 128 \to 256 \to 784$. Fitting $\theta$ is the subject of notebook 4; here
+# the weights are random.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 seed_everything(0)
 model = VAE(ModelConfig())  # untrained: theta and phi at their random initial values
 z = torch.randn(8, model.config.z_dim, generator=torch.Generator().manual_seed(1))  # (B, L)
@@ -115,10 +128,13 @@ with torch.no_grad():
     logits = model.decode(z)  # (B, D): real numbers, not probabilities
 x_sampled = Bernoulli(logits=logits).sample()  # (B, D) in {0, 1}
 print("z:", tuple(z.shape), " logits:", tuple(logits.shape), " x:", tuple(x_sampled.shape))
+print(f"largest |logit| of the untrained decoder: {logits.abs().max():.2f}, so every pixel probability "
+      f"lies in [{torch.sigmoid(logits).min():.2f}, {torch.sigmoid(logits).max():.2f}]")
 
 # %% [markdown]
-# Each column below is one code $z$: the top row shows $\sigma(\ell)$, the probability of black for every
-# pixel, and the bottom row one binary image drawn from those probabilities.
+# With logits that small, every pixel is close to a fair coin: the untrained decoder draws grey
+# noise. Each column below is one code $z$: the top row shows $\sigma(\ell)$, the probability of
+# black for every pixel, and the bottom row one binary image drawn from those probabilities.
 
 # %%
 fig, axes = plt.subplots(2, 8, figsize=(10, 3))
@@ -136,36 +152,39 @@ plt.show()
 #
 # The logit of a probability $p$ is its log-odds,
 #
-# $$L(p) = \log\frac{p}{1-p}, \qquad\text{with inverse}\qquad \sigma(\ell) = \frac{1}{1+e^{-\ell}} .$$
+# $$\mathrm{logit}(p) = \log\frac{p}{1-p}, \qquad\text{with inverse}\qquad \sigma(\ell) = \frac{1}{1+e^{-\ell}} .$$
 #
 # It maps $(0,1)$ onto the whole real line, which is why a network outputs logits: any real number
-# is a valid logit. Its sign tells which outcome is more likely: $L(p)<0$ for $p<\tfrac12$,
-# $L(\tfrac12)=0$, and $L(p)>0$ for $p>\tfrac12$; it is odd about $\tfrac12$, $L(1-p) = -L(p)$.
-# Checked against `torch.logit` and `torch.sigmoid`:
+# is a valid logit. Its sign tells which outcome is more likely: $\mathrm{logit}(p)<0$ for $p<\tfrac12$,
+# $\mathrm{logit}(\tfrac12)=0$, and $\mathrm{logit}(p)>0$ for $p>\tfrac12$; it is odd about $\tfrac12$,
+# $\mathrm{logit}(1-p) = -\mathrm{logit}(p)$. Checked against `torch.logit` and `torch.sigmoid`:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 p = torch.tensor([0.01, 0.2, 0.5, 0.8, 0.99], dtype=torch.float64)
-L_p = torch.log(p / (1 - p))
-torch.testing.assert_close(L_p, torch.logit(p))
-torch.testing.assert_close(torch.sigmoid(L_p), p)  # sigmoid inverts the logit
-torch.testing.assert_close(L_p.flip(0), -L_p)  # L(1 - p) = -L(p)
-for p_i, l_i in zip(p.tolist(), L_p.tolist()):
-    print(f"p = {p_i:4.2f}   L(p) = {l_i:+.6f}   {['negative', 'zero', 'positive'][(l_i > 0) - (l_i < 0) + 1]}")
+logit_p = torch.log(p / (1 - p))
+torch.testing.assert_close(logit_p, torch.logit(p))
+torch.testing.assert_close(torch.sigmoid(logit_p), p)  # sigmoid inverts the logit
+torch.testing.assert_close(logit_p.flip(0), -logit_p)  # logit(1 - p) = -logit(p)
+for p_i, l_i in zip(p.tolist(), logit_p.tolist()):
+    print(f"p = {p_i:4.2f}   logit(p) = {l_i:+.6f}   {['negative', 'zero', 'positive'][(l_i > 0) - (l_i < 0) + 1]}")
 
 # %% [markdown]
 # Plotted over $(0, 1)$: steep near 0 and 1, where small changes in probability are large changes in
-# log-odds, and nearly linear, $L(p)\approx 4(p - \tfrac12)$, around one half.
+# log-odds, and close to the line $4(p - \tfrac12)$ around one half, where its slope
+# $1/(p(1-p))$ is 4 (checked below the plot).
 
 # %%
 p_grid = torch.linspace(0.001, 0.999, 500)
 fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.plot(p_grid, torch.logit(p_grid), label=r"$L(p)=\log\frac{p}{1-p}$")
+ax.plot(p_grid, torch.logit(p_grid), label=r"$\mathrm{logit}(p)=\log\frac{p}{1-p}$")
+ax.plot(p_grid, 4 * (p_grid - 0.5), ":", color="grey", label=r"$4(p - \frac{1}{2})$")
 ax.axhline(0, color="grey", lw=0.8)
-ax.axvline(0.5, color="grey", lw=0.8, ls="--", label=r"$p=\frac{1}{2}$, $L=0$")
-ax.set(xlabel="probability $p$", ylabel="logit $L(p)$ (log-odds, nats)", title="The logit function")
+ax.set(xlabel="probability $p$", ylabel="logit (log-odds, nats)", ylim=(-7, 7), title="The logit function")
 ax.legend()
 plt.show()
+half = torch.tensor(0.5, requires_grad=True)
+(slope,) = torch.autograd.grad(torch.logit(half), half)
+print(f"slope of the logit at p = 1/2: {slope.item():.6f}")
 
 # %% [markdown]
 # ## The Bernoulli log-likelihood, from logits
@@ -182,8 +201,7 @@ plt.show()
 #
 # Each identity, then the sum, checked in float64 on random logits:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 ell = 5 * torch.randn(4, 784, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 xb = torch.bernoulli(torch.full_like(ell, 0.3), generator=torch.Generator().manual_seed(3))
 torch.testing.assert_close(torch.log(torch.sigmoid(ell)), -F.softplus(-ell))
@@ -196,53 +214,10 @@ print("log p(x|z) per image:", [round(v, 4) for v in by_hand.tolist()])
 
 # %% [markdown]
 # The formula $x\ell - s(\ell)$ never takes the log of a probability, so it is exact for any logit.
-# The original course instead ended its decoder in a sigmoid and applied binary cross-entropy (BCE)
-# to the *probabilities*. In float32, $\sigma(\ell)$ rounds to exactly 1 once $\ell \gtrsim 17$, and it is
-# exactly 0 below $\ell\approx -89$ (where $e^{-\ell}$ overflows). The log of the resulting 0 is $-\infty$,
-# which PyTorch's BCE clamps at $-100$. The table shows the damage for a pixel the decoder gets wrong:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-cases = [(-200.0, 1.0), (-30.0, 1.0), (10.0, 0.0), (15.0, 0.0), (17.0, 0.0), (30.0, 0.0), (200.0, 0.0)]
-print(f"{'logit':>7} {'x':>3} {'exact x*l - s(l)':>17} {'-BCE(sigmoid(l), x)':>20} {'error':>8}")
-for logit, pixel in cases:
-    ell1, x1 = torch.tensor([logit]), torch.tensor([pixel])  # float32, as in training
-    exact = (x1 * ell1 - F.softplus(ell1)).item()
-    from_probs = -F.binary_cross_entropy(torch.sigmoid(ell1), x1).item()
-    print(f"{logit:7.0f} {pixel:3.0f} {exact:17.4f} {from_probs:20.4f} {from_probs - exact:8.3f}")
-
-# %% [markdown]
-# At $\ell = 15$ the probability form is already off by a fraction of a nat (there are few float32
-# numbers just below 1), and from $\ell \approx 17$ on it reports $-100$ whatever the truth; in the
-# other direction it fails once $\sigma(\ell)$ underflows. Worse, the clamp has zero gradient, so a
-# decoder that is confidently wrong receives no signal to change its mind, while the logits form gives
-# the correct gradient $x - \sigma(\ell)$:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-ell1 = torch.tensor([30.0], requires_grad=True)
-x0 = torch.tensor([0.0])
-(grad_exact,) = torch.autograd.grad((x0 * ell1 - F.softplus(ell1)).sum(), ell1)
-(grad_bce,) = torch.autograd.grad(-F.binary_cross_entropy(torch.sigmoid(ell1), x0), ell1)
-print(f"d log p / d logit at logit 30, x = 0: logits form {grad_exact.item():+.4f}, "
-      f"BCE of probabilities {grad_bce.item():+.4f}")
-
-# %% [markdown]
-# The same over a range of logits, in float32 as in training:
-
-# %%
-l_range = torch.linspace(0, 40, 801)
-exact = -F.softplus(l_range)
-from_probs = -F.binary_cross_entropy(torch.sigmoid(l_range), torch.zeros_like(l_range), reduction="none")
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.plot(l_range, exact, label=r"logits form $-s(\ell)$ (exact)")
-ax.plot(l_range, from_probs, "--", label=r"$-$BCE$(\sigma(\ell), 0)$, float32")
-ax.set(xlabel=r"decoder logit $\ell$ for a pixel with $x=0$", ylabel=r"$\log p(x\mid z)$ (nats)",
-       title="BCE of probabilities saturates; the logits form does not")
-ax.legend()
-plt.show()
-
-# %% [markdown]
+# Computing $\sigma(\ell)$ first and then the log of it, as a decoder that ends in a sigmoid followed
+# by binary cross-entropy does, loses precision and even the gradient for pixels the decoder is sure
+# about; notebook 4 measures how much, where the training loss is written.
+#
 # ## The approximate posterior: mean field and the inference network
 #
 # We choose $q$ from the *mean-field* family: it factorises over the latent dimensions,
@@ -250,8 +225,7 @@ plt.show()
 # The log-density of a product is the sum of the factors' log-densities, which is what
 # `vaelib.log_normal` computes; checked against a full-covariance `MultivariateNormal`:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 gq = torch.Generator().manual_seed(4)
 mu_q, logvar_q = torch.randn(3, generator=gq, dtype=torch.float64), torch.randn(3, generator=gq, dtype=torch.float64)
 z_q = torch.randn(10, 3, generator=gq, dtype=torch.float64)
@@ -263,7 +237,7 @@ torch.testing.assert_close(sum_of_factors, log_normal(z_q, mu_q, logvar_q))
 print("log q(z) = sum_j log q_j(z_j):", torch.allclose(sum_of_factors, joint))
 
 # %% [markdown]
-# Fitting a separate $(\mu, \sigma)$ for each of 60,000 images would be slow, and useless for a new
+# Fitting a separate $(\mu, \sigma)$ for every training image would be slow, and useless for a new
 # image. The VAE *amortises* inference instead: one encoder network $f_\phi$ maps any image to the
 # parameters of its approximate posterior,
 #
@@ -272,8 +246,7 @@ print("log q(z) = sum_j log q_j(z_j):", torch.allclose(sum_of_factors, joint))
 # The encoder outputs $\log\sigma^2$ (`logvar`) rather than $\sigma$ because it may be any real
 # number, while $\sigma$ must be positive. `VAE.encode` is $f_\phi$:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 with torch.no_grad():
     mu, logvar = model.encode(x)  # (B, L) each, for the 8 binarised digits above
 q_z_x = Normal(mu, torch.exp(0.5 * logvar))  # q_phi(z|x): B independent mean-field Gaussians
@@ -308,15 +281,16 @@ torch.testing.assert_close(q_z_x.log_prob(z_draw).sum(-1), log_normal(z_draw, mu
 #
 # ## Checking the ELBO where everything is exact
 #
-# For a VAE we cannot compute $\log p(x)$, so we check each statement on a model small enough to
-# solve: $z\in\mathbb R^2$, $p(z) = \mathcal N(0, I)$ and a *linear* decoder with Gaussian noise,
+# For a VAE we cannot compute $\log p(x)$ in general (notebook 6 does it for $L = 2$), so we check
+# each statement on a model small enough to solve: $z\in\mathbb R^2$, $p(z) = \mathcal N(0, I)$ and a
+# *linear* decoder with Gaussian noise,
 #
 # $$x = Wz + b + \varepsilon,\quad \varepsilon\sim\mathcal N(0, s^2 I_5), \qquad
 # p(x) = \mathcal N\big(b,\ WW^\top + s^2 I\big), \qquad p(z\mid x) = \mathcal N(m, S),$$
 #
 # with $S = (I + W^\top W/s^2)^{-1}$ and $m = S\,W^\top (x - b)/s^2$. We give $W$ two nearly parallel
-# columns, so that $z_1$ and $z_2$ can trade off against each other and the posterior is strongly
-# correlated, as VAE posteriors often are. We work in float64.
+# columns, so that $z_1$ and $z_2$ can trade off against each other and the posterior is correlated,
+# as VAE posteriors often are (its correlation is printed below). We work in float64.
 
 # %%
 gl = torch.Generator().manual_seed(5)
@@ -331,6 +305,7 @@ evidence = MultivariateNormal(b, W @ W.T + s**2 * torch.eye(5, dtype=torch.float
 log_px = evidence.log_prob(x_obs)
 S = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + W.T @ W / s**2)
 posterior = MultivariateNormal(S @ W.T @ (x_obs - b) / s**2, S)
+print(f"posterior correlation of z_1 and z_2: {(S[0, 1] / (S[0, 0] * S[1, 1]).sqrt()).item():+.4f}")
 
 # %% [markdown]
 # Two helpers: the likelihood $\log p(x\mid z)$ of the observed datum, and draws from a Gaussian with an
@@ -352,13 +327,13 @@ def draw(q, n, generator):
 # dimensions a fine grid computes it by brute force (a Riemann sum, done in log space). And Bayes'
 # rule must hold at every $z$: $\log p(z\mid x) = \log p(x\mid z) + \log p(z) - \log p(x)$.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 t = torch.linspace(-6, 6, 1201, dtype=torch.float64)
 grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)  # (1201^2, 2)
 dz = (t[1] - t[0]) ** 2  # area of one grid cell
-log_px_grid = torch.logsumexp(log_px_given_z(grid) + prior.log_prob(grid), 0) + dz.log()
-print(f"log p(x): closed form {log_px.item():.6f}, grid integral {log_px_grid.item():.6f}")
+log_px_on_grid = torch.logsumexp(log_px_given_z(grid) + prior.log_prob(grid), 0) + dz.log()
+print(f"log p(x): closed form {log_px.item():.6f}, grid integral {log_px_on_grid.item():.6f}")
+assert abs(log_px_on_grid - log_px) < 1e-6
 z_test = torch.randn(1000, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
 bayes = log_px_given_z(z_test) + prior.log_prob(z_test) - log_px
 torch.testing.assert_close(posterior.log_prob(z_test), bayes)
@@ -391,8 +366,7 @@ def random_gaussian(generator):
 # The central identity, $\log p(x) = \mathrm{ELBO}(q) + \mathrm{KL}(q\,\|\,p(z\mid x))$, for six random
 # Gaussians $q$ with nothing in common with the posterior:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 gen_q = torch.Generator().manual_seed(7)
 print(f"log p(x) = {log_px.item():.6f}\n{'ELBO(q)':>12} {'KL(q || p(z|x))':>16} {'sum':>12}  equal to 1e-9")
 for _ in range(6):
@@ -406,17 +380,18 @@ for _ in range(6):
 # The closed-form ELBO itself must agree with its definition as an expectation. We draw $z\sim q$,
 # form the log importance weights $\log w = \log p(x\mid z) + \log p(z) - \log q(z)$, and compare
 #
-# - their mean (the Monte Carlo ELBO) with the closed form, within its standard error (SE), and
+# - their mean (the Monte Carlo ELBO) with the closed form, within 4 standard errors (SE), and
 # - the log of the mean of $w$ (the importance-sampling estimate of $p(x)$) with $\log p(x)$.
 #
 # Jensen's inequality is the gap between the two: $\mathbb E[\log w] < \log\mathbb E[w]$. We use a $q$
-# a little wider than the posterior, so that the weights have finite variance.
+# a little wider than the posterior: importance weights from a Gaussian proposal narrower than
+# the target in some direction can have infinite variance, and then the SE means nothing.
 
 # %%
 n_mc = 20_000 if SMOKE else 1_000_000
 q = MultivariateNormal(posterior.mean + torch.tensor([0.3, -0.2], dtype=torch.float64), 2 * S)
-z_mc = draw(q, n_mc, torch.Generator().manual_seed(8))  # (n, 2)
-log_w = log_px_given_z(z_mc) + prior.log_prob(z_mc) - q.log_prob(z_mc)  # (n,)
+z_mc = draw(q, n_mc, torch.Generator().manual_seed(8))  # (S, 2) with S = n_mc samples
+log_w = log_px_given_z(z_mc) + prior.log_prob(z_mc) - q.log_prob(z_mc)  # (S,)
 elbo_mc, elbo_se = log_w.mean(), log_w.std() / n_mc**0.5
 log_px_is = torch.logsumexp(log_w, 0) - math.log(n_mc)
 log_px_se = (log_w - log_px_is).exp().std() / n_mc**0.5  # SE of mean(w) / mean(w)
@@ -425,14 +400,14 @@ print(f"ELBO:     closed form {elbo_closed_form(q).item():.4f}, "
 print(f"log p(x): closed form {log_px.item():.4f}, "
       f"importance sampling {log_px_is.item():.4f} ± {log_px_se.item():.4f}")
 assert abs(elbo_mc - elbo_closed_form(q)) < 4 * elbo_se and abs(log_px_is - log_px) < 4 * log_px_se
+assert elbo_mc < log_px_is  # Jensen: the mean of log w lies below the log of the mean of w
 
 # %% [markdown]
 # The bound is tight exactly at the true posterior: there $w = p(x, z)/p(z\mid x) = p(x)$ for *every*
-# $z$, so the log-weights do not vary at all and Jensen's inequality holds with equality. Any change of
-# $q$'s mean or covariance opens a positive gap:
+# $z$, so the log-weights do not vary at all and Jensen's inequality holds with equality. Moving
+# $q$'s mean or widening its covariance opens a positive gap:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 z_post = draw(posterior, 1000, torch.Generator().manual_seed(9))
 log_w_post = log_px_given_z(z_post) + prior.log_prob(z_post) - posterior.log_prob(z_post)
 print("at q = p(z|x): every log w equals log p(x):", torch.allclose(log_w_post, log_px.expand(1000)),
@@ -440,24 +415,25 @@ print("at q = p(z|x): every log w equals log p(x):", torch.allclose(log_w_post, 
 shift = torch.tensor([0.1, 0.0], dtype=torch.float64)
 for name, q in [("mean + 0.1", MultivariateNormal(posterior.mean + shift, S)),
                 ("covariance x 1.2", MultivariateNormal(posterior.mean, 1.2 * S))]:
-    print(f"q with {name:17s}: gap log p(x) - ELBO = {(log_px - elbo_closed_form(q)).item():.6f}")
+    gap = log_px - elbo_closed_form(q)
+    assert gap > 0
+    print(f"q with {name:17s}: gap log p(x) - ELBO = {gap.item():.6f}")
 
 # %% [markdown]
 # Now the ELBO as $q$'s mean slides along the $z_1$ axis through the posterior mean, for two choices of
-# covariance. With the posterior's own covariance $S$, the curve touches $\log p(x)$ at the posterior
-# mean. This posterior is correlated, so a mean-field $q$ cannot equal it: with the best diagonal
-# covariance, $\mathrm{diag}(1/\Lambda_{jj})$ where $\Lambda = S^{-1}$ (Bishop, *PRML*, 2006, §10.1.2),
-# the ELBO peaks strictly below $\log p(x)$. That leftover gap is the price of the mean-field family.
+# covariance: the posterior's own $S$, and the best *diagonal* covariance, $\mathrm{diag}(1/\Lambda_{jj})$
+# where $\Lambda = S^{-1}$ (Bishop, *PRML*, 2006, §10.1.2), the best a mean-field $q$ can do.
 
 # %%
 m_post = posterior.mean
 mean_field_cov = torch.diag(1 / torch.linalg.inv(S).diagonal())
-offsets = torch.linspace(-0.6, 0.6, 121, dtype=torch.float64)
+offsets = torch.linspace(-0.6, 0.6, 121, dtype=torch.float64)  # 0 is at index 60
 curves = {r"covariance $S$ (the posterior's)": S, r"mean field, covariance diag$(1/\Lambda_{jj})$": mean_field_cov}
+elbos = {label: torch.stack([elbo_closed_form(MultivariateNormal(m_post + torch.stack([o, 0 * o]), cov))
+                             for o in offsets]) for label, cov in curves.items()}
 fig, ax = plt.subplots(figsize=(7, 4.5))
-for label, cov in curves.items():
-    elbos = [elbo_closed_form(MultivariateNormal(m_post + torch.stack([o, 0 * o]), cov)).item() for o in offsets]
-    ax.plot(m_post[0] + offsets, elbos, label=f"ELBO of $q$ with {label}")
+for label, values in elbos.items():
+    ax.plot(m_post[0] + offsets, values, label=f"ELBO of $q$ with {label}")
 ax.axhline(log_px.item(), color="k", ls="--", label=r"$\log p(x)$ (exact)")
 ax.axvline(m_post[0].item(), color="grey", ls=":", label="posterior mean $m_1$")
 ax.set(xlabel=r"first coordinate of $q$'s mean, $z_1$", ylabel="nats", ylim=(log_px.item() - 2.5, log_px.item() + 0.4),
@@ -466,93 +442,99 @@ ax.legend(fontsize=8, loc="lower center")
 plt.show()
 
 # %% [markdown]
-# The size of that leftover gap, and the posterior correlation that causes it:
+# Both curves peak at the posterior mean. With the posterior's covariance the peak touches
+# $\log p(x)$; the mean-field curve peaks strictly below it, and that leftover gap is the price of
+# the mean-field family, caused by the posterior's correlation. Checked on the curves:
 
-# %%
-# NBVAL_CHECK_OUTPUT
-gap_mean_field = log_px - elbo_closed_form(MultivariateNormal(m_post, mean_field_cov))
+# %% tags=["nbval-check-output"]
+full_cov, mean_field = elbos.values()
+assert full_cov.argmax() == mean_field.argmax() == 60  # the peak of both is at offset 0
+assert abs(full_cov.max() - log_px) < 1e-12 and mean_field.max() < log_px
+gap_mean_field = log_px - mean_field.max()
 print(f"posterior correlation {(S[0, 1] / (S[0, 0] * S[1, 1]).sqrt()).item():+.6f}; "
       f"best mean-field gap {gap_mean_field.item():.6f} nats")
 
 # %% [markdown]
-# ## Estimating the reconstruction term by Monte Carlo
-#
-# In a VAE the KL term has a closed form (notebook 2), but the reconstruction term
-# $\mathbb E_{q(z\mid x)}[\log p(x\mid z)]$ does not, since the decoder is a network. Kingma & Welling
-# estimate it with $L$ samples $z^{(l)}\sim q(z\mid x)$,
-#
-# $$\mathbb E_{q(z\mid x)}[\log p(x\mid z)] \approx \frac{1}{L}\sum_{l=1}^{L}\log p\big(x\mid z^{(l)}\big),$$
-#
-# whose standard error falls like $1/\sqrt L$. They use $L = 1$: the training objective is an average
-# over a minibatch of $M$ images, and $M$ independent one-sample estimates already average their
-# noise down by $\sqrt M$. We check this on $M = 100$ data points of the linear-Gaussian model, each
-# with its own posterior as $q$, repeating every estimate many times to measure its spread.
-
-# %%
-n_rep = 400 if SMOKE else 4000  # repetitions of each estimate, to measure its spread
-gb = torch.Generator().manual_seed(10)
-z_batch = torch.randn(100, 2, generator=gb, dtype=torch.float64)  # (M, 2) ~ p(z)
-x_batch = z_batch @ W.T + b + s * torch.randn(100, 5, generator=gb, dtype=torch.float64)  # (M, 5)
-m_batch = (x_batch - b) @ W @ S / s**2  # (M, 2): posterior means (S is the same for every x)
-
-
-def reconstruction_estimates(m, x, n_samples):
-    """n_rep estimates, each a mean over n_samples draws z ~ N(m, S) of log p(x|z).
-
-    Shapes: (M, 2), (M, 5) -> (n_rep, M).
-    """
-    eps = torch.randn(n_rep, n_samples, *m.shape, generator=gb, dtype=torch.float64)
-    z = m + eps @ posterior.scale_tril.T  # (n_rep, n_samples, M, 2); scale_tril is chol(S)
-    return Normal(z @ W.T + b, s).log_prob(x).sum(-1).mean(1)
-
-# %% [markdown]
-# We compare three estimates: one sample for one image, 100 samples for that image, and the batch average
-# of one sample per image. Each is repeated `n_rep` times and we report the spread across repetitions.
-
-# %%
-one = reconstruction_estimates(m_batch, x_batch, 1)  # (n_rep, M): L = 1 for every image
-hundred = reconstruction_estimates(m_batch[:1], x_batch[:1], 100)  # (n_rep, 1): L = 100, first image
-rms = one.var(0).mean().sqrt()  # typical spread of a one-sample estimate over the batch's images
-print(f"spread (std) of the estimate, nats:\n  first image, L = 1:     {one[:, 0].std():.4f}")
-print(f"  first image, L = 100:   {hundred.std():.4f}  (1/sqrt(100) of L = 1: {one[:, 0].std() / 10:.4f})")
-print(f"  batch mean, M = 100, L = 1: {one.mean(1).std():.4f}  (rms over images / sqrt(100): {rms / 10:.4f})")
-
-# %% [markdown]
-# Averaging over a batch of 100 images with $L = 1$ shrinks the noise of the batch objective as much
-# as 100 samples per image would, at a hundredth of the cost. (What matters for training is the noise in the *gradient* of this average; notebook 3
-# measures it.)
+# In a VAE the KL term of the ELBO has a closed form (notebook 2), but the reconstruction term
+# $\mathbb E_{q(z\mid x)}[\log p(x\mid z)]$ does not, since the decoder is a network: training estimates
+# it with samples of $z$, and its gradient needs a trick (notebook 3). Kingma & Welling use a single
+# sample per image; notebook 4 measures whether that is enough.
 #
 # ## Summary
 #
 # - The VAE's generative model is $z\sim\mathcal N(0,I)$, $x_d\sim\mathrm{Bernoulli}(\sigma(\ell_d))$ with
 #   logits $\ell = f_\theta(z)$; its posterior is intractable because $p(x)$ is.
 # - Logits are log-odds. The log-likelihood $\sum_d x_d\ell_d - \mathrm{softplus}(\ell_d)$ is exact for
-#   every logit; BCE of sigmoid probabilities clamps at $-100$ and loses its gradient.
+#   every logit. It is a likelihood of *binary* images: on grey levels the same formula does not
+#   integrate to one.
 # - The encoder outputs a mean-field Gaussian $q_\phi(z\mid x) = \mathcal N(\mu, \mathrm{diag}(\sigma^2))$.
 # - $\log p(x) = \mathrm{ELBO} + \mathrm{KL}(q\,\|\,p(z\mid x))$, verified to machine precision; the ELBO
-#   follows from importance sampling and Jensen, and is tight only at the true posterior.
+#   follows from importance sampling and Jensen, and is tight only at the true posterior, which a
+#   mean-field $q$ cannot reach when the posterior is correlated.
 #
 # ## Exercises
 #
-# 1. Implement the Bernoulli log-likelihood from logits, without `torch.distributions` or vaelib, and
-#    without ever computing $\log\sigma(\ell)$ directly. The next cell checks it, saturated logits included.
+# 1. The *entropy* of the decoder's distribution, $H = -\sum_d \big[p_d\log p_d + (1-p_d)\log(1-p_d)\big]$
+#    with $p = \sigma(\ell)$, is minus the expected log-likelihood of the decoder's own samples: even a
+#    perfect decoder cannot score better than $-H$ on images it draws itself. Write it from the logits,
+#    one number per image, so that it stays finite for saturated logits ($|\ell| = 150$). The next cell
+#    checks it.
 
 # %% tags=["solution"]
-def my_log_likelihood(logits, x):
-    """log p(x|z) = sum_d log Bernoulli(x_d; sigmoid(logits_d)), exact for any logits.
+def my_bernoulli_entropy(logits):
+    """H(Bernoulli(sigmoid(logits))) summed over pixels, in nats. Shapes: (B, D) -> (B,)."""
+    # Hint: express log p and log(1 - p) with softplus, as in the log-likelihood
+    # above; the pixels are independent.
+    p = torch.sigmoid(logits)
+    return (p * F.softplus(-logits) + (1 - p) * F.softplus(logits)).sum(-1)
 
-    Shapes: (B, D), (B, D) -> (B,).
-    """
-    # Hint: log sigmoid(l) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l); sum over the last dim.
-    return (x * logits - F.softplus(logits)).sum(-1)
 
-
-# %%
-check_log_likelihood(my_log_likelihood)
+# %% tags=["nbval-check-output"]
+check_bernoulli_entropy(my_bernoulli_entropy)
 
 # %% [markdown]
 # 2. In the linear-Gaussian model, keep $q$'s mean at $m$ and let its covariance be diagonal,
 #    $\mathrm{diag}(v_1, v_2)$. Evaluate `elbo_closed_form` on a grid of $(v_1, v_2)$ and confirm that the
 #    maximum is at $v_j = 1/\Lambda_{jj}$, not at the posterior variances $S_{jj}$.
+
+# %% [markdown] tags=["answer"]
+# **Answer.** For a diagonal $q = \mathcal N(m, \mathrm{diag}(v))$ the closed form above splits by dimension:
+# $\mathrm{tr}(W\,\mathrm{diag}(v)\,W^\top) = \sum_j v_j\|W_{:j}\|^2$ and the KL to $\mathcal N(0, I)$ is
+# $\tfrac12\sum_j (v_j + m_j^2 - 1 - \log v_j)$. On a grid of $(v_1, v_2)$ at once, checked against
+# `elbo_closed_form` at one point:
+
+# %% tags=["answer"]
+v = torch.linspace(0.002, 0.2, 199, dtype=torch.float64)
+v1, v2 = torch.meshgrid(v, v, indexing="ij")  # (199, 199)
+residual, column = x_obs - W @ m_post - b, (W**2).sum(0)  # column j: ||W[:, j]||^2
+reconstruction = -2.5 * math.log(2 * math.pi * s**2) - (residual @ residual + v1 * column[0] + v2 * column[1]) / (2 * s**2)
+surface = reconstruction - 0.5 * (v1 + v2 + m_post @ m_post - 2 - v1.log() - v2.log())
+torch.testing.assert_close(surface[10, 20], elbo_closed_form(MultivariateNormal(m_post, torch.diag(torch.stack([v[10], v[20]])))))
+i, j = divmod(surface.argmax().item(), len(v))
+print(f"best (v1, v2) on the grid: ({v[i]:.3f}, {v[j]:.3f}); 1 / Lambda_jj: "
+      f"{[round(x, 3) for x in mean_field_cov.diagonal().tolist()]}; S_jj: {[round(x, 3) for x in S.diagonal().tolist()]}")
+assert torch.allclose(torch.stack([v[i], v[j]]), mean_field_cov.diagonal(), atol=v[1] - v[0])
+assert (mean_field_cov.diagonal() < S.diagonal()).all()
+
+# %% [markdown] tags=["answer"]
+# The maximum sits at $1/\Lambda_{jj}$, which is smaller than $S_{jj}$ for a correlated posterior: the
+# mean-field $q$ is narrower than the posterior's marginals. Setting the derivative of the ELBO with
+# respect to $v_j$ to zero gives $\tfrac{1}{2v_j} = \tfrac12\Lambda_{jj}$, the same answer in closed form.
+
+# %% [markdown]
 # 3. Make the posterior less correlated, for example by making the columns of $W$ orthogonal. What happens
 #    to the best mean-field gap? Explain with the identity $\log p(x) = \mathrm{ELBO} + \mathrm{KL}$.
+
+# %% [markdown] tags=["answer"]
+# **Answer.** With orthogonal columns $W^\top W$ is diagonal, so are $S$ and $\Lambda$, and
+# $1/\Lambda_{jj} = S_{jj}$: the best mean-field $q$ *is* the posterior, the KL to it is 0 and the gap
+# closes. Checked with the columns of $W$ orthogonalised by a QR decomposition:
+
+# %% tags=["answer"]
+W_orth = torch.linalg.qr(W)[0] * W.norm(dim=0)  # orthogonal columns, the same lengths
+S_orth = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + W_orth.T @ W_orth / s**2)
+best_diagonal = torch.diag(1 / torch.linalg.inv(S_orth).diagonal())
+gap_orth = kl_divergence(MultivariateNormal(torch.zeros(2, dtype=torch.float64), best_diagonal),
+                         MultivariateNormal(torch.zeros(2, dtype=torch.float64), S_orth))
+print(f"posterior correlation {S_orth[0, 1].item():+.2e}; best mean-field gap KL(q* || p(z|x)) = {gap_orth.item():.2e} nats")
+assert gap_orth < 1e-12
