@@ -80,7 +80,7 @@ def test_course_model_loads_what_save_course_model_saved_or_trains_one_and_says_
 
     saved = VAE()
     torch.nn.init.constant_(saved.mu_head.bias, 0.25)
-    assert save_course_model(saved, {"sgd": History(), "adam": history}) == course_run_dir()
+    assert save_course_model(saved, {"sgd": History(), "course": history}) == course_run_dir()
     model, loaded = course_model(sample_data, fallback_steps=5)
     assert "loaded the model notebook 4 saved" in capsys.readouterr().out
     assert torch.equal(model.mu_head.bias, saved.mu_head.bias) and loaded == history

@@ -343,8 +343,8 @@ def per_image_iwae(model: torch.nn.Module, x: torch.Tensor, k: int, batch_size: 
 
 
 def save_course_model(model: torch.nn.Module, histories: dict[str, History], **extra) -> "os.PathLike":
-    """Notebook 4's hand-over to notebooks 5 and 6: model.pt (save_checkpoint, with `extra`) and
-    history.json ({optimiser name: History}) in course_run_dir(); returns that folder."""
+    """Notebook 4's hand-over to notebooks 5 to 7: model.pt (save_checkpoint, with `extra`) and
+    history.json ({name: History}, the course model's under "course") in course_run_dir(); returns that folder."""
     run = course_run_dir()
     run.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run / "model.pt", model.cpu(), **extra)
@@ -353,14 +353,15 @@ def save_course_model(model: torch.nn.Module, histories: dict[str, History], **e
 
 
 def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module, History]:
-    """The model notebook 4 saved, with its Adam training history; when notebook 4 has not been run,
+    """The model notebook 4 saved, with its training history; when notebook 4 has not been run,
     says so and trains one here for `fallback_steps` steps with the course defaults."""
     run = course_run_dir()
     if (run / "model.pt").exists():
-        print(f"loaded the model notebook 4 saved in {run}")
-        history = History(**json.loads((run / "history.json").read_text())["adam"])
+        print(f"loaded the model notebook 4 saved in runs/{run.name}")
+        history = History(**json.loads((run / "history.json").read_text())["course"])
         return load_checkpoint(run / "model.pt").eval(), history
-    print(f"no model in {run}: notebook 4 has not been run, so a small one is trained here ({fallback_steps} steps)")
+    print(f"no model in runs/{run.name}: notebook 4 has not been run, so a small one is trained here "
+          f"({fallback_steps} steps)")
     cfg = TrainConfig(steps=fallback_steps)
     seed_everything(cfg.seed)
     model = VAE(cfg.model)
