@@ -179,9 +179,9 @@ def check_rsample_tril(fn) -> CheckResult:
                 and not torch.allclose(got, again, equal_nan=True):
             raise _Fail("gives a different z for the same inputs: it draws its own noise; use the eps given")
         _compare(got, ref, {B: "batch", L: "latent"}, {
-            "multiplies by the transpose of scale_tril (eps @ scale_tril, or scale_tril^T eps): z = mu + L eps":
+            "multiplies by the transpose of scale_tril (eps @ scale_tril, or scale_tril^T eps): z = mu + scale_tril @ eps":
                 mu + (tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
-            "uses the covariance L L^T where its square root L belongs: z = mu + L eps":
+            "uses the covariance C C^T where its square root C = scale_tril belongs: z = mu + C eps":
                 mu + (tril @ tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
             "uses only the diagonal of scale_tril: the off-diagonal entries correlate the dimensions":
                 mu + tril.diagonal(dim1=-2, dim2=-1) * eps,
@@ -198,7 +198,7 @@ def check_rsample_tril(fn) -> CheckResult:
                 not torch.allclose(tril.grad.tril(), expected.tril(), atol=1e-5):
             raise _Fail("the gradient does not reach mu and scale_tril correctly: build z from them with no "
                         ".detach() and no sampling inside")
-        return "z = mu + L eps, and autograd reaches mu and L"
+        return "z = mu + scale_tril @ eps, and autograd reaches mu and scale_tril"
     return _report(fn, run)
 
 
