@@ -51,21 +51,32 @@ def plot_history(history: History, title: str = "Training", label: str = "") -> 
 
 
 @torch.no_grad()
-def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = None, n: int = 16) -> plt.Figure:
-    """n test digits (top row, with their labels) above the decoder's pixel probabilities at the
-    posterior mean (bottom row)."""
+def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = None, n: int = 16,
+                         code_labels: torch.Tensor | None = None, per_row: int = 8) -> plt.Figure:
+    """n test digits, each above the decoder's pixel probabilities sigmoid(logits(mu(x))) at its
+    posterior mean, per_row digits to a pair of rows. labels: titles of the inputs; code_labels:
+    titles of the reconstructions (e.g. the class among whose codes mu(x) lies), red where they differ."""
     x = x[:n]
     recon = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
-    fig, axes = plt.subplots(2, n, figsize=(0.75 * n, 2.0), squeeze=False)
-    for i in range(n):
-        for row, image in enumerate((x[i], recon[i])):
-            axes[row, i].imshow(image.reshape(28, 28).cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
-            axes[row, i].set(xticks=[], yticks=[])
+    blocks = -(-len(x) // per_row)
+    fig, axes = plt.subplots(2 * blocks, per_row, figsize=(1.2 * per_row, 2.9 * blocks), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(len(x)):
+        top, bottom = axes[2 * (i // per_row), i % per_row], axes[2 * (i // per_row) + 1, i % per_row]
+        for ax, image in ((top, x[i]), (bottom, recon[i])):
+            ax.imshow(image.reshape(28, 28).cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set(xticks=[], yticks=[], frame_on=False)
+            ax.set_axis_on()
         if labels is not None:
-            axes[0, i].set_title(str(int(labels[i])), fontsize=9)
-    axes[0, 0].set_ylabel("input", fontsize=9)
-    axes[1, 0].set_ylabel("decoded\nat mean", fontsize=9)
-    fig.suptitle("Test digits (labels above) and their reconstructions sigmoid(logits(mu(x)))", fontsize=10)
+            top.set_title(f"label {int(labels[i])}", fontsize=10)
+        if code_labels is not None:
+            differs = labels is not None and int(code_labels[i]) != int(labels[i])
+            bottom.set_title(f"near {int(code_labels[i])}s", fontsize=10, color="red" if differs else "black")
+    for block in range(blocks):
+        axes[2 * block, 0].set_ylabel("input", fontsize=10)
+        axes[2 * block + 1, 0].set_ylabel("decoded\nat mean", fontsize=10)
     return fig
 
 
@@ -75,10 +86,19 @@ def plot_prior_samples(model, n: int = 64, seed: int = 0) -> plt.Figure:
     return plot_digits(probs, rows=int(n ** 0.5), title=f"{n} samples from the prior")
 
 
+def grid_ticks(points: list[float], most: int = 9) -> list[float]:
+    """Tick positions among the grid points: those at multiples of 0.5, thinned to at most `most`
+    (the two ends and the middle point when there are fewer than three), so every tick marks a tile."""
+    ticks = [p for p in points if abs(2 * p - round(2 * p)) < 1e-4]
+    if len(ticks) < 3:
+        ticks = sorted({points[0], points[len(points) // 2], points[-1]})
+    return ticks[::-(-len(ticks) // most)]
+
+
 @torch.no_grad()
 def plot_latent_grid(model, n: int = 20, half_width: float = 4.0) -> plt.Figure:
     """Decoded means over an n x n grid of z in [-hw, hw]^2: z1 grows left to right, z2 bottom to top,
-    each tile centred on the point it decodes, so the axes read off z."""
+    each tile centred on the point it decodes and every tick at a grid point, so the axes read off z."""
     require_2d(model, "the latent grid", " to draw it")
     device = next(model.parameters()).device
     z1 = torch.linspace(-half_width, half_width, n)
@@ -88,23 +108,34 @@ def plot_latent_grid(model, n: int = 20, half_width: float = 4.0) -> plt.Figure:
     picture = image_grid(torch.sigmoid(model.decode(z)), rows=n)
     edge = half_width * (1 + 1 / (n - 1))  # each tile is centred on its z: half a tile beyond the end points
     fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(picture.numpy(), cmap="gray_r", extent=(-edge, edge, -edge, edge))
+    ax.imshow(picture.numpy(), cmap="gray_r", vmin=0, vmax=1, extent=(-edge, edge, -edge, edge))
+    ticks = grid_ticks(z1.tolist())
+    labels = [f"{round(t, 2) + 0.0:g}" for t in ticks]  # + 0.0 turns -0.0 into 0
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title="decoder output over the latent space")
     return fig
 
 
 @torch.no_grad()
-def plot_embedding(model, x: torch.Tensor, labels: torch.Tensor) -> plt.Figure:
-    """Posterior means mu(x) of the test images, coloured by digit, legend outside the axes."""
+def plot_embedding(model, x: torch.Tensor, labels: torch.Tensor, ax: plt.Axes | None = None,
+                   title: str = "test images embedded at the mean of q(z|x)", legend: bool = True) -> plt.Figure:
+    """Posterior means mu(x) of the test images, coloured by digit, each digit written at the median
+    of its codes, equal scales on both axes; into `ax` when given, else a new figure."""
     require_2d(model, "the latent embedding", " to draw it")
-    mu = torch.cat([model.encode(x[i:i + 1000])[0] for i in range(0, len(x), 1000)]).cpu().numpy()
-    labels = labels.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+    mu = torch.cat([model.encode(x[i:i + 1000])[0] for i in range(0, len(x), 1000)]).cpu()
+    labels = labels.cpu()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 6.5), layout="constrained")
     for digit in range(10):
         pts = mu[labels == digit]
-        ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, color=plt.cm.tab10(digit), label=str(digit))
-    ax.set(xlabel="$z_1$ (posterior mean)", ylabel="$z_2$ (posterior mean)",
-           title="test images embedded at the mean of q(z|x)")
-    ax.legend(title="digit", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=4)
-    fig.tight_layout()
-    return fig
+        color = plt.cm.tab10(digit)
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color=color, label=str(digit), rasterized=True)
+        if len(pts):
+            centre = pts.median(0).values
+            ax.text(float(centre[0]), float(centre[1]), str(digit), ha="center", va="center", fontsize=13,
+                    weight="bold", color=color, bbox=dict(boxstyle="circle,pad=0.2", fc="white", ec=color, alpha=0.85))
+    ax.set(xlabel="$z_1$ (posterior mean)", ylabel="$z_2$ (posterior mean)", title=title, aspect="equal")
+    if legend:
+        ax.legend(title="digit", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=5)
+    return ax.figure
