@@ -39,7 +39,7 @@ train: $(STAMP)
 	$(BIN)/python -m vaelib train
 
 check: $(STAMP)
-	VAELIB_SMOKE=1 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
+	VAELIB_SMOKE=1 VAELIB_DOWNLOAD=0 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider

@@ -69,6 +69,7 @@ def tiny_mnist(tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "resources", [(f"{name}.gz", data.md5(raw / f"{name}.gz")) for name in arrays])
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there: no network is used
     monkeypatch.delenv("VAELIB_DATA", raising=False)
+    monkeypatch.delenv("VAELIB_DOWNLOAD", raising=False)  # `make check` turns downloads off; these test them
     return raw, arrays
 
 
@@ -165,6 +166,7 @@ def test_auto_falls_back_to_the_sample_and_tries_the_network_once(tmp_path, monk
 
     monkeypatch.setattr(data, "download", no_network)
     monkeypatch.setattr(data, "_download_failure", None)
+    monkeypatch.delenv("VAELIB_DOWNLOAD", raising=False)
     monkeypatch.setenv("VAELIB_DATA", str(tmp_path))
     first, second = load_mnist("auto"), load_mnist("auto")
     assert first.source == second.source == "sample" and len(calls) == 1
@@ -178,3 +180,16 @@ def test_dynamic_binarisation_is_fresh_each_draw_and_seeded(sample_data):
     c = data.binarise(x, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert set(a.unique().tolist()) <= {0.0, 1.0} and torch.equal(a[x == 0], x[x == 0])
+
+
+def test_with_downloads_off_auto_uses_the_sample_at_once_and_mnist_says_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_download_failure", None)
+    monkeypatch.setenv("VAELIB_DOWNLOAD", "0")
+    monkeypatch.setenv("VAELIB_DATA", str(tmp_path))
+    monkeypatch.setattr(data, "load_full_mnist", lambda *a: pytest.fail("full MNIST was looked for"))
+    assert load_mnist("auto").source == "sample"
+    assert "downloads are off (VAELIB_DOWNLOAD=0)" in capsys.readouterr().out
+    monkeypatch.undo()
+    monkeypatch.setenv("VAELIB_DOWNLOAD", "0")
+    with pytest.raises(DataError, match=r"could not be fetched \(downloads are off \(VAELIB_DOWNLOAD=0\)\)"):
+        data.load_full_mnist(tmp_path)

@@ -144,11 +144,18 @@ def check_files(raw: Path, md5s: dict[str, str], then: str) -> list[str]:
     return missing
 
 
+def downloads_allowed() -> bool:
+    """False when VAELIB_DOWNLOAD=0: `make check` sets it, so that offline runs do not wait for the network."""
+    return os.environ.get("VAELIB_DOWNLOAD", "1") not in ("", "0", "false", "False")
+
+
 def download(raw: Path) -> None:
     """Fetch MNIST into raw = root/MNIST/raw with torchvision, which downloads each missing .gz from its
     mirrors, checks the official MD5 and extracts it (a valid .gz already there is extracted, offline)."""
     from torchvision.datasets import MNIST
 
+    if not downloads_allowed():
+        raise DataError("downloads are off (VAELIB_DOWNLOAD=0)")
     if raw.parts[-2:] != ("MNIST", "raw"):
         raise DataError(f"{raw} is not a torchvision MNIST/raw folder, so torchvision cannot download into it")
     try:
@@ -201,13 +208,15 @@ def load_mnist(source: str = "auto", folder=None, verbose: bool = True) -> MNIST
     if source == "mnist":
         tensors, reason = load_full_mnist(folder), f"from {_where(folder)}"
     elif source == "auto":
-        if has_full_mnist(folder) or _download_failure is None:
+        if has_full_mnist(folder) or (_download_failure is None and downloads_allowed()):
             try:
                 tensors, reason = load_full_mnist(folder), f"full MNIST found in {_where(folder)} or downloaded"
             except DataError as err:
                 _download_failure = str(err.__cause__ or err)
         if tensors is None:
-            reason = (f"full MNIST is not in {_where(folder)} and could not be downloaded ({_download_failure}); "
+            why = f"could not be downloaded ({_download_failure})" if downloads_allowed() else \
+                "downloads are off (VAELIB_DOWNLOAD=0)"
+            reason = (f"full MNIST is not in {_where(folder)} and {why}; "
                       f"`python -m vaelib train --data mnist` says how to provide it")
     if tensors is None:
         tensors, source = load_sample(), "sample"
