@@ -109,7 +109,7 @@ def test_postbuild_is_an_executable_bash_script_that_installs_vaelib_without_dep
 def notebook_imports() -> list[str]:
     """Every import statement of every notebook source, once each."""
     statements = []
-    for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+    for source in sorted((ROOT / "notebooks").glob("**/[0-9][0-9]_*.py")):  # both versions
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and ast.unparse(node) not in statements:
                 statements.append(ast.unparse(node))

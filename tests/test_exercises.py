@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from vaelib.exercises import (check_bernoulli_entropy, check_interpolate, check_iwae, check_kl_normal,
-                              check_rsample_tril, check_warmup_loss)
+from vaelib.exercises import (check_bernoulli_entropy, check_collapsed_dims, check_interpolate, check_iwae,
+                              check_kl_normal, check_rsample_tril, check_warmup_loss)
 
 
 def entropy(logits):
@@ -31,6 +31,14 @@ def warmup_loss(log_px_z, kl, step, warmup_steps):
     return -(log_px_z - min(1.0, step / warmup_steps) * kl).mean()
 
 
+def kl_per_dim(mu, logvar):
+    return 0.5 * (logvar.exp() + mu**2 - 1 - logvar)
+
+
+def collapsed_dims(mu, logvar, threshold):
+    return kl_per_dim(mu, logvar).mean(0) < threshold
+
+
 def iwae(log_w):
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
@@ -44,9 +52,11 @@ def stub(*args):
 
 
 CHECKS = [check_bernoulli_entropy, check_kl_normal, check_rsample_tril, check_warmup_loss, check_iwae,
-          check_interpolate]
+          check_interpolate, check_collapsed_dims]
 CORRECT = [(check_bernoulli_entropy, entropy), (check_kl_normal, kl_normal), (check_rsample_tril, rsample_tril),
            (check_warmup_loss, warmup_loss), (check_iwae, iwae), (check_interpolate, interpolate),
+           (check_collapsed_dims, collapsed_dims),
+           (check_collapsed_dims, lambda mu, lv, t: kl_divergence(Normal(mu, (0.5 * lv).exp()), Normal(0.0, 1.0)).mean(0) < t),
            # other correct ways to write the same thing
            (check_bernoulli_entropy, lambda l: torch.distributions.Bernoulli(logits=l).entropy().sum(-1)),
            (check_bernoulli_entropy, lambda l: -(torch.sigmoid(l) * F.logsigmoid(l)
@@ -125,6 +135,15 @@ MISTAKES = {
         (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl).sum(), "sums over the batch"),
         (lambda lp, kl, s, w: -(lp - max(0, 1 - s / w) * kl).mean(), "the weight falls instead of rising"),
         (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl), "did not reduce over the batch axis"),
+    ],
+    check_collapsed_dims: [
+        (lambda mu, lv, t: kl_per_dim(mu, lv).sum(0) < t, "sums the KL over the batch"),
+        (lambda mu, lv, t: mu.var(0) < t, "uses the variance of mu over the batch"),
+        (lambda mu, lv, t: kl_per_dim(mu, lv).mean(0) > t, "returns the dimensions above the threshold"),
+        (lambda mu, lv, t: kl_per_dim(mu, lv).mean(1) < t, "it reduced over the latent axis"),
+        (lambda mu, lv, t: torch.where(kl_per_dim(mu, lv).mean(0) < t)[0], "returned the indices"),
+        (lambda mu, lv, t: (kl_per_dim(mu, lv).mean(0) < t).float(), "as a torch.float32 tensor"),
+        (lambda mu, lv, t: (2 * kl_per_dim(mu, lv)).mean(0) < t, "the factor 0.5 of the KL is missing"),
     ],
     check_iwae: [
         (lambda lw: torch.logsumexp(lw, 0), "the - log K is missing"),

@@ -37,18 +37,18 @@ SYNTHETIC = '''# ---
 # %%
 import torch
 
-from vaelib.exercises import check_kl
+from vaelib.exercises import check_kl_normal
 
 # %% tags=["solution"]
 # Hint: this line is for the whole cell.
 SCALE = 0.5
 
 
-def my_kl(mu: torch.Tensor,
-          logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)). Shapes: (B, L), (B, L) -> (B,)."""
-    # Hint: 0.5 * (exp(logvar) + mu^2 - 1 - logvar), summed over dim -1.
-    per_dim = logvar.exp() + mu**2 - 1 - logvar
+def my_kl(mu: torch.Tensor, logvar: torch.Tensor,
+          mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(mu_p, exp(logvar_p))). Shapes: 4 x (B, L) -> (B,)."""
+    # Hint: redo the four steps with p's mean and variance, summed over dim -1.
+    per_dim = logvar_p - logvar + (logvar.exp() + (mu - mu_p) ** 2) / logvar_p.exp() - 1
     return SCALE * per_dim.sum(-1)
 
 
@@ -57,7 +57,7 @@ def helper(x):
     return x + 1
 
 # %%
-check_kl(my_kl)
+check_kl_normal(my_kl)
 
 # %% [markdown] tags=["answer"]
 # A worked answer to an open exercise: the student does not see it.
@@ -73,10 +73,10 @@ STUDENT_CELL = '''# Hint: this line is for the whole cell.
 SCALE = 0.5
 
 
-def my_kl(mu: torch.Tensor,
-          logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)). Shapes: (B, L), (B, L) -> (B,)."""
-    raise NotImplementedError('Hint: 0.5 * (exp(logvar) + mu^2 - 1 - logvar), summed over dim -1.')
+def my_kl(mu: torch.Tensor, logvar: torch.Tensor,
+          mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(mu_p, exp(logvar_p))). Shapes: 4 x (B, L) -> (B,)."""
+    raise NotImplementedError("Hint: redo the four steps with p's mean and variance, summed over dim -1.")
 
 
 @torch.no_grad()
@@ -144,7 +144,7 @@ def test_the_student_notebook_runs_to_the_end_and_the_check_says_not_implemented
     nb = execute(folder / "student" / "01_tiny.ipynb")
     check, last = nb.cells[3], nb.cells[4]
     assert printed(check).strip() == ("✗ my_kl: not implemented yet. "
-                                      "Hint: 0.5 * (exp(logvar) + mu^2 - 1 - logvar), summed over dim -1.")
+                                      "Hint: redo the four steps with p's mean and variance, summed over dim -1.")
     assert [o.output_type for o in check.outputs] == ["stream"]  # the returned CheckResult displays nothing
     assert printed(last) == "ran to the end\n"
 

@@ -459,7 +459,8 @@ print(f"posterior correlation {(S[0, 1] / (S[0, 0] * S[1, 1]).sqrt()).item():+.6
 # $\mathbb E_{q(z\mid x)}[\log p(x\mid z)]$ does not, since the decoder is a network: training estimates
 # it with samples of $z$, and its gradient needs a trick (notebook 3). Kingma & Welling use a single
 # sample per image; notebook 4 measures whether that is enough.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - The VAE's generative model is $z\sim\mathcal N(0,I)$, $x_d\sim\mathrm{Bernoulli}(\sigma(\ell_d))$ with
@@ -471,7 +472,8 @@ print(f"posterior correlation {(S[0, 1] / (S[0, 0] * S[1, 1]).sqrt()).item():+.6
 # - $\log p(x) = \mathrm{ELBO} + \mathrm{KL}(q\,\|\,p(z\mid x))$, verified to machine precision; the ELBO
 #   follows from importance sampling and Jensen, and is tight only at the true posterior, which a
 #   mean-field $q$ cannot reach when the posterior is correlated.
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. The *entropy* of the decoder's distribution, $H = -\sum_d \big[p_d\log p_d + (1-p_d)\log(1-p_d)\big]$

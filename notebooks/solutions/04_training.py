@@ -507,7 +507,8 @@ print(f"the decoded-mean score is {'higher' if plug_in.mean() > elbo.mean() else
 # Wherever it lies above the importance-weighted estimate of $\log p(x)$ (the printout gives how often),
 # it cannot be a lower bound on $\log p(x)$. The ELBO with sampled $z$ is the honest number to report,
 # and importance sampling tightens it (notebook 6).
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - The VAE is a small `nn.Module`: encoder, two heads, a reparametrised sample, a decoder that returns
@@ -521,7 +522,8 @@ print(f"the decoded-mean score is {'higher' if plug_in.mean() > elbo.mean() else
 #   learning rate ends lower still.
 # - One sample of $z$ per image adds a part to the gradient's variance that more images would shrink
 #   as well; evaluation must still sample $z$.
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. *KL warm-up* (Bowman et al. 2016; Sønderby et al. 2016) weights the KL term by $\beta$ rising

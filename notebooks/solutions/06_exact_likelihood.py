@@ -479,7 +479,8 @@ fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each
 # - $\log p_\theta(x) - \mathrm{ELBO}(x) = \mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$, checked per image.
 # - Fitting a Gaussian per image splits this gap into the encoder's share (amortisation) and the
 #   Gaussian family's share (approximation); Figures 3 and 5 show what each looks like.
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Write the importance-weighted bound from the log weights $\log w_k = \log p_\theta(x, z_k) - \log q_\phi(z_k\mid x)$:

@@ -1,0 +1,68 @@
+"""What a trained VAE does with its latent dimensions, and its scores in the units papers use.
+
+A latent dimension j is *active* when the encoder's mean of it changes with the image:
+
+    A_j = Var_x( E_q[z_j | x] ) = Var_x( mu_j(x) ) > 0.01              [Burda et al. 2016]
+
+An inactive dimension carries no information about x; the ELBO then pushes its q(z_j|x) onto the prior
+N(0, 1), so that its share of the KL, 0.5 * (exp(logvar_j) + mu_j^2 - 1 - logvar_j), goes to 0
+(posterior collapse). Log-likelihoods are in nats per image; the density-estimation literature also
+quotes them in bits per dimension, nats / (D ln 2).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+
+class ActiveUnits(NamedTuple):
+    variance: torch.Tensor  # (L,) variance over the images of mu_j(x)
+    active: torch.Tensor  # (L,) bool: variance > threshold
+    count: int  # active.sum()
+
+
+@torch.no_grad()
+def encode_all(model, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's mu and logvar for every image, in batches. Shapes: (N, D) -> (N, L), (N, L)."""
+    was_training = model.training
+    model.eval()
+    parts = [model.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat([mu for mu, _ in parts]), torch.cat([logvar for _, logvar in parts])
+
+
+def active_units(model, x: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000) -> ActiveUnits:
+    """Which latent dimensions the encoder uses: Var_x(mu_j(x)) > threshold.
+
+    The variance is over the images of x (divided by N, as numpy.var), computed in float64.
+    Shapes: (N, D) -> (L,), (L,), int. [Burda et al. 2016: threshold 10^-2]
+    """
+    mu, _ = encode_all(model, x, batch_size)
+    variance = mu.double().var(0, correction=0)
+    active = variance > threshold
+    return ActiveUnits(variance, active, int(active.sum()))
+
+
+def kl_per_dimension(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Each latent dimension's share of KL(q(z|x) || p(z)), averaged over the images of x, in nats.
+
+    0.5 * mean_n (exp(logvar_nj) + mu_nj^2 - 1 - logvar_nj); the sum over j is the mean KL of
+    vaelib.elbo.kl_standard_normal [Kingma & Welling 2014, App. B]. In float64. Shapes: (N, D) -> (L,).
+    """
+    mu, logvar = (t.double() for t in encode_all(model, x, batch_size))  # exp(logvar) - 1 - logvar cancels near 0
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).mean(0)
+
+
+def bits_per_dim(nats, D: int = 784):
+    """A negative log-likelihood per image in nats, as bits per pixel: nats / (D ln 2). Float or tensor."""
+    return nats / (D * math.log(2))
+
+
+def benchmark_results(name: str) -> Path:
+    """benchmarks/results/<name> of the source checkout, where runs measured by hand are committed (an
+    installed vaelib has none: check that the files exist before reading them)."""
+    return Path(__file__).resolve().parents[1] / "benchmarks" / "results" / name
