@@ -262,9 +262,9 @@ print(f"at K = {Ks[-1]}: median gap {top_gap.median():.3f}, mean gap {top_gap.me
 
 # %%
 @torch.no_grad()
-def compare_with_posterior(model, x, mu, logvar, spacing, half_width=6.0, block=25):
+def compare_with_posterior(model, x, mu, logvar, spacing, half_width=8.0, block=25):
     """KL(q || p(z|x)) on the grid, and the posterior's mean and variance. Shapes: (B, D) -> 3 x (B, ...)."""
-    # `block` images at a time: each holds a few (G, G) grids in memory (361,201 points at h = 0.02)
+    # `block` images at a time: each holds a few (G, G) grids in memory (641,601 points at h = 0.02)
     kl, post_mean, post_var = [], [], []
     for i in range(0, len(x), block):
         log_post, z1, z2 = posterior_grid(model, x[i:i + block], half_width, spacing)  # (b, G, G)
@@ -333,7 +333,7 @@ def zoom(ax, inside, z1, z2, pad=0.3):
 # %%
 def plot_posteriors(model, x, qs, titles, spacing):
     """qs: {label: (mu, logvar)} of Gaussians to draw as lines over each digit's true posterior."""
-    log_post, z1, z2 = posterior_grid(model, x, 6.0, spacing)
+    log_post, z1, z2 = posterior_grid(model, x, 8.0, spacing)  # [-8, 8]^2, as converged_log_px
     z = grid_points(z1, z2).reshape(len(z2), len(z1), 2)  # [i, j] = (z1[j], z2[i]), as in log_post
     levels, styles = [-4.5, -2.0, -0.5, 0.0], ["solid", "dashed"]
     fig, axes = plt.subplots(1, len(x), figsize=(3.2 * len(x), 4.3), squeeze=False, layout="constrained")
@@ -346,7 +346,7 @@ def plot_posteriors(model, x, qs, titles, spacing):
         zoom(ax, torch.stack([post, *q]).max(0).values > -4.5, z1, z2)
         ax.set(aspect="equal", xlabel="$z_1$", ylabel="$z_2$" if n == 0 else None)
         ax.set_title(f"{titles[n]}\n{count_modes(log_post[n])} mode(s)", fontsize=9)
-        inset = ax.inset_axes([0.0, 0.74, 0.26, 0.26])
+        inset = ax.inset_axes([0.0, 0.78, 0.22, 0.22])
         inset.imshow(x[n].reshape(28, 28), cmap="gray_r")
         inset.set_axis_off()
     handles = [Line2D([], [], color="crimson", ls=style, label=label) for label, style in zip(qs, styles)]
@@ -359,7 +359,7 @@ def plot_posteriors(model, x, qs, titles, spacing):
 order = kl.argsort()
 shown = torch.cat([order[[n_fit // 4, n_fit // 2]], order[-4:]])
 cases = ["typical", "typical"] + ["badly fitted"] * 4
-titles = [f"{case}: test digit {int(i)} (a {int(labels[i])})\nKL(q || p(z|x)) = {kl[i]:.2f} nats"
+titles = [f"{case}: test image {int(i)}, a {int(labels[i])}\nKL(q || p(z|x)) = {kl[i]:.2f} nats"
           for case, i in zip(cases, shown)]
 fig = plot_posteriors(model, x[shown], {"q(z|x) of the encoder": (mu[shown], logvar[shown])}, titles, spacing)
 fig.suptitle("Figure 3. True posteriors and the encoder's Gaussian");
@@ -453,8 +453,8 @@ ax.grid(alpha=0.3);
 
 # %%
 worst = order[-4:]
-titles = [f"test digit {int(i)} (a {int(labels[i])})\ngaps: amortisation {amortisation[i]:.1f}, "
-          f"approximation {approximation[i]:.1f}" for i in worst]
+titles = [f"test image {int(i)}, a {int(labels[i])}\ngaps: amortisation {amortisation[i]:.1f}, "
+          f"approximation {approximation[i]:.1f} nats" for i in worst]
 fig = plot_posteriors(model, xs[worst], {"encoder's q": (mu[worst], logvar[worst]),
                                          "best Gaussian q*": (mu_star[worst], logvar_star[worst])}, titles, spacing)
 fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each");
@@ -541,8 +541,9 @@ with torch.no_grad():
     log_q = log_normal(eps) - C_full.diagonal(dim1=1, dim2=2).log().sum(-1)
     elbo_full = (bernoulli_log_likelihood(model.decode(z), xs[worst]) + log_normal(z) - log_q).mean(0)
 for i, n in enumerate(worst.tolist()):
-    print(f"digit {n}: approximation gap, diagonal {approximation[n]:.2f}, full covariance "
-          f"{(exact[n] - elbo_full[i]):.2f} nats; posterior modes: {count_modes(posterior_grid(model, xs[n:n + 1], 6.0, spacing)[0][0])}")
+    modes = count_modes(posterior_grid(model, xs[n:n + 1], 8.0, spacing)[0][0])
+    print(f"test image {n}: approximation gap, diagonal {approximation[n]:.2f}, full covariance "
+          f"{(exact[n] - elbo_full[i]):.2f} nats; posterior modes: {modes}")
 
 # %% [markdown] tags=["answer"]
 # The correlation helps where the posterior is a tilted ellipse; where the posterior has two modes or
@@ -582,7 +583,7 @@ for name, widen in [("q_phi", 0.0), ("q_phi with twice the std", math.log(4.0))]
 
 # %% tags=["answer"]
 n = int(order[-1])
-log_post, z1, z2 = posterior_grid(model, xs[n:n + 1], 6.0, spacing)
+log_post, z1, z2 = posterior_grid(model, xs[n:n + 1], 8.0, spacing)
 cells = torch.multinomial(log_post[0].flatten().softmax(0), 8, replacement=True, generator=torch.Generator().manual_seed(3))
 z_post = grid_points(z1, z2)[cells]  # (8, 2): exact posterior samples, to the grid's resolution
 z_q = mu[n] + (0.5 * logvar[n]).exp() * torch.randn(8, 2, generator=torch.Generator().manual_seed(4))
