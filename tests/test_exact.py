@@ -1,4 +1,4 @@
-"""Exact log p(x) by quadrature against closed forms (a linear-Gaussian model), brute force and IWAE."""
+"""Exact log p(x) by quadrature against closed forms (linear-Gaussian, Gaussian bumps), the full grid, brute force, IWAE."""
 
 import json
 import math
@@ -10,7 +10,8 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 import vaelib.exact
 from vaelib.config import ModelConfig, TrainConfig, seed_everything
 from vaelib.elbo import bernoulli_log_likelihood
-from vaelib.exact import bernoulli_log_px_z, converged_log_px, grid_points, log_px_grid, posterior_grid
+from vaelib.exact import (Tiling, bernoulli_log_px_z, converged_log_px, grid_axis, grid_points, log_px_grid,
+                          posterior_grid)
 from vaelib.model import VAE
 from vaelib.train import per_image_iwae, train
 
@@ -56,21 +57,97 @@ def test_quadrature_matches_the_gaussian_marginal():
     torch.testing.assert_close(log_px_grid(model, model.x, spacing=0.05), model.log_px(model.x), rtol=0, atol=1e-3)
 
 
-def test_converged_log_px_refines_a_coarse_grid_until_it_matches_the_closed_form():
+def test_converged_log_px_matches_the_closed_form_for_every_image_with_sharp_posteriors():
     model = LinearGaussian(scale=10.0)  # posterior standard deviations of a few hundredths
-    log_px, report = converged_log_px(model, model.x, spacing=0.2)
+    log_px, last_change, report = converged_log_px(model, model.x, spacing=0.2)
     torch.testing.assert_close(log_px, model.log_px(model.x), rtol=0, atol=1e-3)
-    assert report["converged"] and report["refinements"] >= 2 and report["mean_change"] < 0.01
-    assert report["spacing"] == 0.2 / 2 ** report["refinements"]
-    assert report["grid_points"] == (2 * math.floor(report["half_width"] / report["spacing"]) + 1) ** 2
+    assert report["converged"] and report["refinements"] >= 2 and last_change.max() < 0.01
+    assert report["max_image_change"] == last_change.max().item()
+    assert report["finest_spacing"] == 0.2 / 2 ** report["refinements"]
     json.dumps(report)
+
+
+@pytest.mark.filterwarnings("ignore:.*widen half_width")  # the small VAE has mass out there; so has the full grid
+def test_converged_log_px_is_the_full_grid_less_negligible_tiles(small_vae, sample_data):
+    x, log_px_z, evaluated = sample_data.test_x[:300], bernoulli_log_px_z(small_vae), []
+
+    def counting(x, z):
+        evaluated.append(len(x) * len(z))
+        return log_px_z(x, z)
+
+    with pytest.warns(UserWarning, match="did not converge"):  # tol=0: every image goes to the finest grid
+        log_px, _, report = converged_log_px(counting, x, tol=0.0, half_width=8.0, spacing=0.2, max_refinements=2)
+    assert report["images_refined"] == [300, 300] and report["finest_spacing"] == 0.05
+    torch.testing.assert_close(log_px, log_px_grid(small_vae, x, 8.0, 0.05), rtol=0, atol=1e-4)
+    assert sum(evaluated) < 0.5 * len(x) * (2 * 160 + 1) ** 2  # all levels together: under half the finest grid
+
+
+class GaussianBumps:
+    """Image n = (u_1, u_2, s) observes z with noise s: p(x|z) = N(u; z, s^2 I), so p(x) = N(u; 0, (1 + s^2) I)
+    and the posterior has standard deviation s / sqrt(1 + s^2). Records which images each call evaluates."""
+
+    def __init__(self, *rows):
+        self.x, self.calls = torch.tensor(rows, dtype=torch.float64), []
+
+    def __call__(self, x, z):  # (N, 3), (G, 2) -> (N, G)
+        self.calls.append((x[:, 2].tolist(), (z[1] - z[0]).abs().max().item()))  # the scales, the spacing
+        return Independent(Normal(z, x[:, None, 2:]), 1).log_prob(x[:, None, :2])
+
+    def log_px(self):
+        u, s = self.x[:, :2], self.x[:, 2:]
+        return Independent(Normal(torch.zeros_like(u), (1 + s**2).sqrt()), 1).log_prob(u)
+
+
+def test_only_the_images_that_have_not_converged_are_refined():
+    model = GaussianBumps([0.3, -0.2, 1.0], [0.537, -1.213, 0.01], [-2.0, 1.1, 0.7])  # the middle one is sharp
+    log_px, last_change, report = converged_log_px(model, model.x, spacing=0.1)
+    torch.testing.assert_close(log_px, model.log_px(), rtol=0, atol=1e-3)
+    refined = report["images_refined"]
+    assert refined[:2] == [3, 1] and refined == sorted(refined, reverse=True) and report["converged"]
+    assert all(scales == [0.01] for scales, spacing in model.calls if spacing < 0.05 - 1e-9)
+    assert last_change[[0, 2]].max() < 1e-9 < last_change[1] < 0.01
+
+
+def test_a_narrow_peak_on_the_corner_of_tiles_is_not_lost():
+    model = GaussianBumps([0.0, 0.0, 0.01], [0.5, 0.5, 0.005])  # grid points where four tiles meet, at every level
+    log_px, _, report = converged_log_px(model, model.x, max_refinements=6)
+    torch.testing.assert_close(log_px, model.log_px(), rtol=0, atol=1e-3)
+    assert report["converged"] and report["refinements"] >= 3
 
 
 def test_converged_log_px_warns_when_out_of_refinements():
     model = LinearGaussian(scale=10.0)
     with pytest.warns(UserWarning, match="did not converge"):
-        _, report = converged_log_px(model, model.x, spacing=1.0, max_refinements=1)
-    assert not report["converged"]
+        _, last_change, report = converged_log_px(model, model.x, spacing=1.0, tile_size=1, max_refinements=1)
+    assert not report["converged"] and last_change.max() >= 0.01
+
+
+def test_converged_log_px_warns_when_mass_reaches_the_edge_of_the_grid():
+    model = GaussianBumps([7.8, 0.0, 0.3], [0.5, 0.5, 0.3])  # the first posterior is centred at z_1 = 7.16
+    with pytest.warns(UserWarning, match="widen half_width"):
+        _, _, report = converged_log_px(model, model.x, half_width=8.0)
+    assert report["edge_images"] == 1 and report["edge_band"] == 8.0 - 4 * 0.1 and report["edge_log_share"] > -5
+    _, _, report = converged_log_px(model, model.x[1:], half_width=8.0)
+    assert report["edge_images"] == 0 and report["edge_log_share"] < -100
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_tiles_hold_every_grid_point_once_and_split_into_quarters(level):
+    tiling, h = Tiling.over(half_width=2.0, spacing=0.25, size=3), 0.25 / 2**level  # 17 points: edge tiles overhang
+    first, last = tiling.tile_range(level)
+    tiles = grid_points(torch.arange(first, last + 1), torch.arange(first, last + 1))
+    z, log_prior = tiling.points(tiles, level, torch.zeros(1, dtype=torch.float64))
+    grid = grid_points(grid_axis(2.0, h, z), grid_axis(2.0, h, z))
+    assert sorted(map(tuple, z[log_prior > -math.inf].tolist())) == sorted(map(tuple, grid.tolist()))
+    quarters = 2 * tiles[:, None, :] + torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]])  # (T, 4, 2)
+    inner = tiling.points(quarters.reshape(-1, 2), level + 1, z)[0].reshape(len(tiles), -1, 2)  # (T, 4 m m, 2)
+    corner = (tiles * 3 * h)[:, None, :]  # the tile's square is [corner, corner + 3 h)
+    assert ((inner >= corner - 1e-12) & (inner < corner + 3 * h - 1e-12)).all()
+
+
+def test_converged_log_px_refuses_a_grid_that_does_not_end_at_its_half_width():
+    with pytest.raises(ValueError, match="whole number"):
+        converged_log_px(LinearGaussian(), torch.zeros(1, 5, dtype=torch.float64), half_width=1.0, spacing=0.3)
 
 
 def test_posterior_grid_is_the_closed_form_posterior_with_z1_along_columns():
@@ -120,7 +197,7 @@ def test_quadrature_and_iwae_agree_on_a_small_bernoulli_vae(small_vae, sample_da
 
 
 def test_halving_the_spacing_and_widening_the_range_moves_the_mean_by_less_than_a_hundredth(small_vae, sample_data):
-    x = sample_data.test_x[:500]
+    x = sample_data.test_x[:100]
     coarse, fine = log_px_grid(small_vae, x, 6.0, 0.05), log_px_grid(small_vae, x, 7.5, 0.025)
     assert abs(coarse.mean() - fine.mean()) < 0.01
 

@@ -5,9 +5,13 @@ z_g = (i h, j h), |i|, |j| <= a / h, of spacing h over [-a, a]^2 (the rectangle 
 
     log p(x) ~= logsumexp_g [log p(x|z_g) + log p(z_g)] + 2 log h
 
-For a smooth integrand that vanishes at the edges of the grid the error falls faster than any power
-of h, so a few hundred points per axis give log p(x) to a thousandth of a nat. For Bernoulli pixels
-log p(x|z) = x . logits(z) - sum_d softplus(logits_d(z)): decoding the G grid points once and one
+How fast the error falls as h shrinks depends on the integrand. Where it is smooth and vanishes at the
+edges of the grid the error falls faster than any power of h [Trefethen & Weideman 2014, SIAM Review
+56(3)]. A ReLU decoder, though, makes log p(x|z) only piecewise smooth, with kinks along lines in z,
+and for a piecewise-smooth integrand the error is O(h^2) at worst: fast where the integrand is smooth,
+slow near kinks. So the spacing is not taken on trust: `converged_log_px` halves h, image by image and
+only where each image's mass lies, until every image's estimate stops moving. For Bernoulli pixels
+log p(x|z) = x . logits(z) - sum_d softplus(logits_d(z)): decoding G grid points once and one
 (N, D) @ (D, G) matrix product give log p(x|z_g) for every image at every grid point.
 
 The exact value is the yardstick for the bounds: log p(x) - ELBO = KL(q(z|x) || p(z|x))
@@ -21,7 +25,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from functools import reduce
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +38,7 @@ from .model import require_2d
 
 IMAGE_BLOCK = 2048  # images per matrix product: memory is IMAGE_BLOCK * chunk floats
 GRID_CHUNK = 4096  # grid points decoded at a time
+TILE_BLOCK = 2**22  # floats of log p(x, z_g) that converged_log_px computes at once (16 MB, a few copies)
 
 
 def bernoulli_log_px_z(model: nn.Module):
@@ -97,38 +104,11 @@ def log_px_grid(model, x: torch.Tensor, half_width: float = 6.0, spacing: float 
                 chunk: int | None = None) -> torch.Tensor:
     """Exact log p(x) in nats of every image by quadrature on a grid of spacing h over [-a, a]^2.
 
+    The plain rectangle rule, every image at every grid point: the reference for `converged_log_px`.
     model: a VAE with z_dim = 2, or a function log_px_z(x, z) -> (N, G). chunk: grid points per
     block (memory is at most IMAGE_BLOCK * chunk floats). Shapes: (N, D) -> (N,).
     """
     return quadrature_log_px(likelihood(model), x, half_width, spacing, chunk)
-
-
-def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: float = 6.0,
-                     spacing: float = 0.05, max_refinements: int = 4, widen: float = 1.25):
-    """log p(x) on grids made finer and wider until the mean over images moves by less than `tol` nats.
-
-    Each refinement halves the spacing h and multiplies the half-width a by `widen` (about 5 times the
-    grid points); the estimates of the last grid are returned with a JSON-serialisable report:
-    half_width, spacing, grid_points, refinements, mean_change (|change of the mean|, nats),
-    max_image_change, converged, mean_log_px, seconds. Shapes: (N, D) -> (N,), dict.
-    """
-    if max_refinements < 1:
-        raise ValueError(f"max_refinements must be at least 1 to check convergence, got {max_refinements}")
-    started, log_px_z = time.perf_counter(), likelihood(model)
-    log_px = quadrature_log_px(log_px_z, x, half_width, spacing)
-    for refinement in range(1, max_refinements + 1):
-        previous, half_width, spacing = log_px, half_width * widen, spacing / 2
-        log_px = quadrature_log_px(log_px_z, x, half_width, spacing)
-        change = (log_px.mean() - previous.mean()).abs().item()
-        if change < tol:
-            break
-    if change >= tol:
-        warnings.warn(f"log p(x) by quadrature did not converge to {tol} nats in {max_refinements} "
-                      f"refinements (last change {change:.4f} nats)")
-    report = dict(half_width=half_width, spacing=spacing, grid_points=len(grid_axis(half_width, spacing, x)) ** 2,
-                  refinements=refinement, mean_change=change, max_image_change=(log_px - previous).abs().max().item(),
-                  converged=change < tol, mean_log_px=log_px.mean().item(), seconds=time.perf_counter() - started)
-    return log_px, report
 
 
 @torch.no_grad()
@@ -144,3 +124,258 @@ def posterior_grid(model, x: torch.Tensor, half_width: float = 4.0, spacing: flo
     log_joint = torch.cat(list(log_joint_chunks(likelihood(model), x, grid_points(z1, z2), chunk)), 1)
     log_post = log_joint - torch.logsumexp(log_joint, 1, keepdim=True) - 2 * math.log(spacing)
     return log_post.reshape(len(x), len(z2), len(z1)), z1, z2
+
+
+# Refining the grid image by image. Level k is the grid of spacing h0 / 2^k, cut into square tiles of
+# m x m points; an image's mass in a tile is sum_{g in tile} p(x, z_g) h^2, kept as its log. Level 0 has
+# every tile for every image. Going from level k to k + 1 quarters, for each image, only the tiles of level
+# k that hold its mass, and evaluates their points of the halved grid; every other tile keeps its level-k
+# mass. The tiles of an image's refined region are (image, tile) pairs.
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Tiles of m x m points on the grids of spacing h0 / 2^k, k = 0, 1, ..., over [-a, a]^2.
+
+    The point (i h, j h) of level k lies in tile (i // m, j // m): integer arithmetic, so each point is
+    in exactly one tile, and tile (t1, t2) covers the same square as tiles (2 t1 + {0, 1}, 2 t2 + {0, 1})
+    of level k + 1. The tiles at the edge overhang [-a, a]; their points outside it count for nothing.
+    """
+    n: int  # coarse grid points i h0 per axis, |i| <= n = a / h0
+    spacing: float  # h0, the coarse spacing
+    size: int  # m, grid points per tile side at every level
+
+    @classmethod
+    def over(cls, half_width: float, spacing: float, size: int) -> "Tiling":
+        """The tiling of [-a, a]^2; a / h0 must be a whole number, so that every level's grid ends at +-a."""
+        n = round(half_width / spacing)
+        if abs(n - half_width / spacing) > 1e-6 or n < 1 or size < 1:
+            raise ValueError(f"half_width / spacing must be a positive whole number and tile_size positive, "
+                             f"got {half_width} / {spacing} and {size}")
+        return cls(n, spacing, size)
+
+    def h(self, level: int) -> float:
+        return self.spacing / 2**level
+
+    def tile_range(self, level: int) -> tuple[int, int]:
+        """The first and the last tile index on an axis at this level."""
+        n = self.n * 2**level
+        return -n // self.size, n // self.size
+
+    def points(self, tiles: torch.Tensor, level: int, like: torch.Tensor):
+        """The grid points of each tile, and log p(z) there (-inf outside [-a, a]^2).
+
+        Shapes: (T, 2) integer tiles -> z (T * m * m, 2), log_prior (T * m * m,).
+        """
+        offsets = torch.arange(self.size, device=tiles.device)
+        index = (tiles[:, None, :] * self.size + grid_points(offsets, offsets)).reshape(-1, 2)
+        z = index.to(like.dtype) * self.h(level)  # the very numbers that grid_axis gives
+        return z, log_normal(z).masked_fill((index.abs() > self.n * 2**level).any(-1), -math.inf)
+
+    def tile_log_mass(self, log_px_z, x: torch.Tensor, tiles: torch.Tensor, level: int) -> torch.Tensor:
+        """log sum_{g in tile} p(x, z_g) h^2 for every image in every tile. Shapes: (N, D), (T, 2) -> (N, T)."""
+        z, log_prior = self.points(tiles, level, x)
+        log_joint = (log_px_z(x, z) + log_prior).reshape(len(x), len(tiles), -1)  # (N, T, m * m)
+        return torch.logsumexp(log_joint, -1) + 2 * math.log(self.h(level))
+
+
+class Pairs(NamedTuple):
+    """(image, tile) pairs of one level, with the tile's log mass for that image."""
+    image: torch.Tensor  # (P,) index into x
+    tile: torch.Tensor  # (P, 2) integer tile indices
+    log_mass: torch.Tensor  # (P,) log sum_{g in tile} p(x_image, z_g) h^2
+
+
+NEIGHBOURS = grid_points(torch.arange(-1, 2), torch.arange(-1, 2))  # (9, 2): a tile and the 8 around it
+QUARTERS = grid_points(torch.arange(2), torch.arange(2))  # (4, 2): tile (t1, t2) is (2 t1, 2 t2) + these
+
+
+def segment_max(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """The largest of the values that share an index, -inf where none do. Shapes: (P,), (P,) -> (n,)."""
+    return values.new_full((n,), -math.inf).scatter_reduce(0, index, values, "amax")
+
+
+def segment_logsumexp(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """logsumexp of the values that share an index, -inf where none do. Shapes: (P,), (P,) -> (n,)."""
+    top = segment_max(values, index, n).nan_to_num(neginf=0.0)  # no finite value: exp(-inf - 0) adds 0
+    total = values.new_zeros(n).index_add(0, index, torch.exp(values - top[index]))
+    return top + total.log()
+
+
+@torch.no_grad()
+def coarse_tiles(log_px_z, x: torch.Tensor, tiling: Tiling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Level 0: the log mass of every tile for every image, TILE_BLOCK floats of log p(x, z) at a time.
+
+    Shapes: (N, D) -> log_mass (N, T), tiles (T, 2), with T = W * W tiles, row-major in (t1, t2).
+    """
+    first, last = tiling.tile_range(0)
+    axis = torch.arange(first, last + 1, device=x.device)
+    tiles = grid_points(axis, axis).flip(-1)  # row-major in (t1, t2), as flatten() orders (N, W, W)
+    per_block = max(1, TILE_BLOCK // (len(x) * tiling.size**2))
+    log_mass = x.new_empty(len(x), len(tiles))
+    for i in range(0, len(tiles), per_block):
+        log_mass[:, i:i + per_block] = tiling.tile_log_mass(log_px_z, x, tiles[i:i + per_block], 0)
+    return log_mass, tiles
+
+
+def split_coarse(log_mass: torch.Tensor, tiles: torch.Tensor, cut: float) -> tuple[Pairs, torch.Tensor]:
+    """The level-0 tiles to refine, and the log mass of all others, per image. Shapes: (N, T) -> Pairs, (N,).
+
+    A tile is refined when it or one of its 8 neighbours is within `cut` nats of the image's largest tile:
+    a peak narrower than the spacing, on a tile's edge, puts its grid point in one tile and its mass in both.
+    """
+    W, refine, rest = math.isqrt(log_mass.shape[1]), [], []
+    for block in log_mass.split(IMAGE_BLOCK):  # (B, T) masks at a time, to bound memory
+        near = (block >= block.max(1, keepdim=True).values - cut).float().reshape(-1, 1, W, W)
+        refine.append(F.max_pool2d(near, 3, stride=1, padding=1).reshape(len(block), -1) > 0)
+        rest.append(block.masked_fill(refine[-1], -math.inf).logsumexp(1))
+    image, t = torch.cat(refine).nonzero(as_tuple=True)
+    return Pairs(image, tiles[t], log_mass[image, t]), torch.cat(rest)
+
+
+def split_fine(pairs: Pairs, n_images: int, cut: float) -> tuple[Pairs, torch.Tensor]:
+    """As split_coarse, for the (image, tile) pairs of a finer level: the pairs to refine, and per image the
+    log mass of the others. Only tiles of this level's pairs are refined, so no square is counted twice.
+    Shapes: Pairs of P -> Pairs, (n_images,).
+    """
+    near = pairs.log_mass >= segment_max(pairs.log_mass, pairs.image, n_images)[pairs.image] - cut
+    around = (pairs.tile[near][:, None, :] + NEIGHBOURS.to(pairs.tile.device)).reshape(-1, 2)
+    lowest, width = pairs.tile.min() - 1, pairs.tile.max() - pairs.tile.min() + 3  # room for the neighbours
+
+    def key(image, tiles):  # one integer per (image, tile) pair
+        return (image * width + tiles[:, 0] - lowest) * width + tiles[:, 1] - lowest
+
+    wanted = key(pairs.image[near].repeat_interleave(len(NEIGHBOURS)), around)
+    refine = torch.isin(key(pairs.image, pairs.tile), wanted)
+    rest = segment_logsumexp(pairs.log_mass[~refine], pairs.image[~refine], n_images)
+    return Pairs(*(column[refine] for column in pairs)), rest
+
+
+def z_order(tiles: torch.Tensor) -> torch.Tensor:
+    """Each tile's key on the Z-order (Morton) curve, which runs through the plane in compact square patches:
+    the bits of t1 and t2, interleaved. Shapes: (T, 2) -> (T,)."""
+    tiles = tiles - tiles.min(0).values
+    key = torch.zeros_like(tiles[:, 0])
+    for bit in range(int(tiles.max()).bit_length()):
+        key |= (tiles[:, 0] >> bit & 1) << 2 * bit + 1 | (tiles[:, 1] >> bit & 1) << 2 * bit
+    return key
+
+
+def quarters_log_mass(log_px_z, x: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, level: int) -> torch.Tensor:
+    """The log mass of the four quarters at `level` of each tile of level - 1, for every image, TILE_BLOCK
+    floats of log p(x, z) at a time. Shapes: (N, D), (T, 2) -> (N, T, 4)."""
+    quarters = (2 * tiles[:, None, :] + QUARTERS.to(tiles.device)).reshape(-1, 2)
+    rows = max(1, TILE_BLOCK // (len(quarters) * tiling.size**2))
+    blocks = [tiling.tile_log_mass(log_px_z, block, quarters, level) for block in x.split(rows)]
+    return torch.cat(blocks).reshape(len(x), len(tiles), 4)
+
+
+@torch.no_grad()
+def refine(log_px_z, x: torch.Tensor, pairs: Pairs, tiling: Tiling, level: int) -> Pairs:
+    """The quarters at `level` of the pairs' tiles (of level - 1), each with its log mass for the pair's image.
+
+    Decoding a point costs as much as ~300 images' products with it, so each call decodes a patch of
+    tiles once for all the images that need any of them: tiles that follow each other on the Z-order
+    curve, as many as an image's region holds (or GRID_CHUNK points). Smaller patches would waste fewer
+    products on images that need only part of a patch, but every call has a fixed cost, much higher when
+    other processes compete for the cores. Shapes: Pairs of P -> Pairs of 4 P, less the quarters wholly
+    outside the grid.
+    """
+    keys, which = torch.unique(z_order(pairs.tile), return_inverse=True)  # sorted: along the curve
+    tiles = pairs.tile.new_empty(len(keys), 2).index_copy_(0, which, pairs.tile)  # each distinct tile, in order
+    region = len(which) // len(pairs.image.unique())  # tiles per image
+    per_patch = max(1, min(GRID_CHUNK // (4 * tiling.size**2), region))
+    patch, order = (which // per_patch).sort()
+    log_mass = pairs.log_mass.new_empty(len(which), 4)
+    for in_patch in order.split(torch.unique_consecutive(patch, return_counts=True)[1].tolist()):
+        first = int(which[in_patch[0]]) // per_patch * per_patch
+        images, row = pairs.image[in_patch].unique(return_inverse=True)
+        patch_mass = quarters_log_mass(log_px_z, x[images], tiles[first:first + per_patch], tiling, level)
+        log_mass[in_patch] = patch_mass[row, which[in_patch] - first]  # (pairs in patch, 4)
+    inside = log_mass > -math.inf
+    quarters = 2 * pairs.tile[:, None, :] + QUARTERS.to(x.device)  # (P, 4, 2)
+    return Pairs(pairs.image[:, None].expand_as(log_mass)[inside], quarters[inside], log_mass[inside])
+
+
+def edge_report(log_mass: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, tol: float,
+                log_px: torch.Tensor) -> dict:
+    """Mass in the outer band of the grid, one coarse tile wide (|z_1| or |z_2| > a - m h0), from level 0.
+
+    edge_images: images whose band holds more than tol / 10 of p(x), so that the mass beyond the grid,
+    which the rule cannot see, might move log p(x) by a tenth of the tolerance or more (the grid is too
+    small for them); edge_log_share: the largest log(band mass / p(x)) over images.
+    Shapes: (N, T), (T, 2), (N,) -> dict.
+    """
+    n, m = tiling.n, tiling.size
+    band = ((tiles * m < m - n) | (tiles * m + m - 1 > n - m)).any(-1)  # (T,)
+    share = log_mass[:, band].logsumexp(1) - log_px
+    near = share.exp() > tol / 10
+    return dict(edge_band=round((n - m) * tiling.spacing, 9), edge_images=int(near.sum()),
+                edge_log_share=share.max().item())
+
+
+@torch.no_grad()
+def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: float = 8.0, spacing: float = 0.1,
+                     tile_size: int = 4, coarse_cut: float = 40.0, cut: float = 20.0, max_refinements: int = 6):
+    """log p(x) by the rectangle rule on grids over [-a, a]^2, refined image by image until halving the
+    spacing h moves each image's estimate by less than `tol` nats.
+
+    Level 0 evaluates every image on the whole coarse grid (h0 = `spacing`), summed per tile of m x m
+    points (m = `tile_size`). Each refinement halves h for the images whose estimate moved by `tol` or
+    more at the last one, and only in their tiles within `cut` nats of their largest tile and the 8 around
+    those (split_coarse says why); every other tile keeps its last mass, less than e^-cut of the largest
+    tile's, so a few hundred such tiles per level move log p(x) by less than 1e-5 nats: the result is the
+    full grid's (log_px_grid at the same h) for all that matters. The first refinement takes `coarse_cut`,
+    as the coarse grid can see a narrow peak far below its height: h0^2 / (4 sigma^2) nats midway between
+    points, 39 for sigma = 0.008 (the narrowest posterior of a 2-D VAE trained on full MNIST) at h0 = 0.1.
+
+    The defaults: a = 8, where log p(z) is 32 nats below its peak (an image with mass near the edge is
+    reported and warned about); tiles 0.4 wide at level 0, small enough to follow each image's mass
+    closely; up to 6 refinements, to h = 0.0016 (with a 2-D VAE trained on full MNIST, 4 test images in 5
+    stop at h = 0.025 or 0.0125 and 1 in 20 goes finer: near kinks it still moves by hundredths there).
+
+    Returns log p(x) (N,), each image's |change| at its last refinement (N,), and a JSON-serialisable
+    report of the settings, the images refined at each level, the largest and the mean last change and
+    the mass near the edge. Shapes: (N, D) -> (N,), (N,), dict.
+    """
+    if max_refinements < 1:
+        raise ValueError(f"max_refinements must be at least 1 to check convergence, got {max_refinements}")
+    started, log_px_z, tiling = time.perf_counter(), likelihood(model), Tiling.over(half_width, spacing, tile_size)
+    log_mass, tiles = coarse_tiles(log_px_z, x, tiling)
+    pairs, rest = split_coarse(log_mass, tiles, coarse_cut)  # rest: log mass of the tiles left behind
+    log_px = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))  # level 0's estimate
+    edge = edge_report(log_mass, tiles, tiling, tol, log_px)
+    del log_mass  # (N, T), the largest tensor here
+    change, refined = torch.full_like(log_px, math.inf), []
+    for level in range(1, max_refinements + 1):
+        active = change >= tol
+        pairs = refine(log_px_z, x, pairs, tiling, level)
+        estimate = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))
+        change[active], log_px[active] = (estimate - log_px)[active].abs(), estimate[active]
+        refined.append(int(active.sum()))
+        if level == max_refinements or (change < tol).all():
+            break
+        moving = change[pairs.image] >= tol  # the pairs of the images still moving
+        pairs, left = split_fine(Pairs(*(column[moving] for column in pairs)), len(x), cut)
+        rest = torch.logaddexp(rest, left)
+    settings = dict(half_width=half_width, spacing=spacing, tile_size=tile_size, coarse_cut=coarse_cut, cut=cut,
+                    tol=tol)
+    return log_px, change, summarise(settings, tiling, refined, change, edge, log_px, started)
+
+
+def summarise(settings: dict, tiling: Tiling, refined: list, change: torch.Tensor, edge: dict,
+              log_px: torch.Tensor, started: float) -> dict:
+    """The report of converged_log_px; warns when an image has not converged or the grid is too small for it."""
+    tol, n = settings["tol"], len(change)
+    result = dict(settings, finest_spacing=tiling.h(len(refined)), refinements=len(refined), images_refined=refined,
+                  max_image_change=change.max().item(), mean_change=change.mean().item(),
+                  converged=bool((change < tol).all()), **edge, mean_log_px=log_px.mean().item(),
+                  seconds=time.perf_counter() - started)
+    if not result["converged"]:
+        warnings.warn(f"log p(x) by quadrature did not converge to {tol} nats in {len(refined)} refinements for "
+                      f"{int((change >= tol).sum())} of {n} images (largest last change {change.max():.4f} nats)")
+    if edge["edge_images"]:
+        warnings.warn(f"{edge['edge_images']} of {n} images have more than {tol / 10:g} of p(x) where |z_1| or "
+                      f"|z_2| > {edge['edge_band']:g} (up to e^{edge['edge_log_share']:.1f}): the grid may miss mass "
+                      f"beyond it; widen half_width beyond {settings['half_width']:g}")
+    return result
