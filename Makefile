@@ -45,6 +45,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 # Committed outputs are full-MNIST ones: this stops at once without full MNIST (in VAELIB_DATA, or downloadable).
+# VAELIB_DATA is made absolute, since the notebooks run in notebooks/, not here.
+notebooks: export VAELIB_DATA := $(if $(VAELIB_DATA),$(abspath $(VAELIB_DATA)))
 notebooks: $(STAMP)
 	$(BIN)/python -c "from vaelib.data import load_full_mnist; load_full_mnist()"
 	$(BIN)/jupytext --sync notebooks/solutions/[0-9][0-9]_*.py

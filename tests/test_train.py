@@ -85,6 +85,11 @@ def test_course_model_loads_what_save_course_model_saved_or_trains_one_and_says_
     assert "loaded the model notebook 4 saved" in capsys.readouterr().out
     assert torch.equal(model.mu_head.bias, saved.mu_head.bias) and loaded == history
 
+    save_course_model(saved, {"course": history}, data_source="mnist")  # trained on other data: not used
+    model, _ = course_model(sample_data, fallback_steps=5)
+    assert "trained on 'mnist' data, not on the 'sample'" in capsys.readouterr().out
+    assert not torch.equal(model.mu_head.bias, saved.mu_head.bias)
+
 
 def test_evaluation_terms_are_the_per_image_mean_of_elbo_terms(sample_data):
     from vaelib.elbo import elbo_terms

@@ -353,15 +353,21 @@ def save_course_model(model: torch.nn.Module, histories: dict[str, History], **e
 
 
 def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module, History]:
-    """The model notebook 4 saved, with its training history; when notebook 4 has not been run,
-    says so and trains one here for `fallback_steps` steps with the course defaults."""
+    """The model notebook 4 saved, with its training history; when notebook 4 has not been run, or
+    ran on other data (the offline sample, say, while this notebook has full MNIST), says so and
+    trains one here for `fallback_steps` steps with the course defaults (the saved one is kept)."""
     run = course_run_dir()
     if (run / "model.pt").exists():
-        print(f"loaded the model notebook 4 saved in runs/{run.name}")
-        history = History(**json.loads((run / "history.json").read_text())["course"])
-        return load_checkpoint(run / "model.pt").eval(), history
-    print(f"no model in runs/{run.name}: notebook 4 has not been run, so a small one is trained here "
-          f"({fallback_steps} steps)")
+        saved_on = torch.load(run / "model.pt", map_location="cpu", weights_only=True).get("data_source")
+        if saved_on in (None, data.source):
+            print(f"loaded the model notebook 4 saved in runs/{run.name}")
+            history = History(**json.loads((run / "history.json").read_text())["course"])
+            return load_checkpoint(run / "model.pt").eval(), history
+        why = (f"the model in runs/{run.name} was trained on {saved_on!r} data, not on the {data.source!r} "
+               f"data this notebook has (run notebook 4 again to replace it)")
+    else:
+        why = f"no model in runs/{run.name}: notebook 4 has not been run"
+    print(f"{why}, so a small one is trained here ({fallback_steps} steps)")
     cfg = TrainConfig(steps=fallback_steps)
     seed_everything(cfg.seed)
     model = VAE(cfg.model)
