@@ -220,7 +220,7 @@ def check_warmup_loss(fn) -> CheckResult:
                 "the weight falls instead of rising: it goes from 0 at step 0 to 1 at warmup_steps":
                     -(log_px_z - (1 - beta) * kl).mean(),
             }, "every input is finite")
-        return "beta = min(1, step / warmup_steps) on the KL term, checked at steps 0, 25, 100 and 450 of 100"
+        return "beta = min(1, step / warmup_steps) on the KL term, checked at steps 0, 25, 100 and 450 with warmup_steps = 100"
     return _report(fn, run)
 
 

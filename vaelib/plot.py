@@ -36,7 +36,7 @@ def plot_history(history: History, title: str = "Training", label: str = "") -> 
     ax = axes[0, 0]
     ax.plot(history.epoch, history.train_neg_elbo, label=f"{label} train".strip())
     ax.plot(history.epoch, history.test_neg_elbo, "--", label=f"{label} test".strip())
-    ax.set(xlabel="epoch", ylabel="negative ELBO (nats per image)", title="-ELBO = distortion + rate")
+    ax.set(xlabel="epoch", ylabel="negative ELBO (nats per image)", title="-ELBO (its two terms on the right)")
     if terms:
         distortion = [e - k for e, k in zip(history.test_neg_elbo, history.test_kl)]
         right = axes[0, 1]

@@ -289,8 +289,8 @@ torch.testing.assert_close(q_z_x.log_prob(z_draw).sum(-1), log_normal(z_draw, mu
 # p(x) = \mathcal N\big(b,\ WW^\top + s^2 I\big), \qquad p(z\mid x) = \mathcal N(m, S),$$
 #
 # with $S = (I + W^\top W/s^2)^{-1}$ and $m = S\,W^\top (x - b)/s^2$. We give $W$ two nearly parallel
-# columns, so that $z_1$ and $z_2$ can trade off against each other and the posterior is correlated,
-# as VAE posteriors often are (its correlation is printed below). We work in float64.
+# columns, so that $z_1$ and $z_2$ can trade off against each other and the posterior is correlated
+# (its correlation is printed below). We work in float64.
 
 # %%
 gl = torch.Generator().manual_seed(5)
@@ -343,7 +343,7 @@ print("Bayes' rule p(z|x) = p(x|z) p(z) / p(x) at 1000 points:", torch.allclose(
 # For a Gaussian $q = \mathcal N(m_q, S_q)$ the ELBO has a closed form too. With $z = m_q + u$,
 # $\mathbb E\|x - Wz - b\|^2 = \|x - Wm_q - b\|^2 + \mathrm{tr}(W S_q W^\top)$, so
 #
-# $$\mathbb E_q[\log p(x\mid z)] = -\tfrac{D}{2}\log(2\pi s^2) - \frac{\|x - Wm_q - b\|^2 + \mathrm{tr}(WS_qW^\top)}{2s^2},$$
+# $$\mathbb E_q[\log p(x\mid z)] = -\tfrac{5}{2}\log(2\pi s^2) - \frac{\|x - Wm_q - b\|^2 + \mathrm{tr}(WS_qW^\top)}{2s^2},$$
 #
 # and the KL between two Gaussians is `torch.distributions.kl_divergence`.
 
@@ -390,7 +390,7 @@ for _ in range(6):
 # %%
 n_mc = 20_000 if SMOKE else 1_000_000
 q = MultivariateNormal(posterior.mean + torch.tensor([0.3, -0.2], dtype=torch.float64), 2 * S)
-z_mc = draw(q, n_mc, torch.Generator().manual_seed(8))  # (S, 2) with S = n_mc samples
+z_mc = draw(q, n_mc, torch.Generator().manual_seed(8))  # (n_mc, 2)
 log_w = log_px_given_z(z_mc) + prior.log_prob(z_mc) - q.log_prob(z_mc)  # (S,)
 elbo_mc, elbo_se = log_w.mean(), log_w.std() / n_mc**0.5
 log_px_is = torch.logsumexp(log_w, 0) - math.log(n_mc)
@@ -477,8 +477,8 @@ print(f"posterior correlation {(S[0, 1] / (S[0, 0] * S[1, 1]).sqrt()).item():+.6
 # ## Exercises
 #
 # 1. The *entropy* of the decoder's distribution, $H = -\sum_d \big[p_d\log p_d + (1-p_d)\log(1-p_d)\big]$
-#    with $p = \sigma(\ell)$, is minus the expected log-likelihood of the decoder's own samples: even a
-#    perfect decoder cannot score better than $-H$ on images it draws itself. Write it from the logits,
+#    with $p = \sigma(\ell)$, is minus the expected log-likelihood of the decoder's own samples: on images it draws
+#    itself, no model scores better than $-H$ on average (Gibbs' inequality). Write it from the logits,
 #    one number per image, so that it stays finite for saturated logits ($|\ell| = 150$). The next cell
 #    checks it.
 
@@ -496,8 +496,9 @@ check_bernoulli_entropy(my_bernoulli_entropy)
 
 # %% [markdown]
 # 2. In the linear-Gaussian model, keep $q$'s mean at $m$ and let its covariance be diagonal,
-#    $\mathrm{diag}(v_1, v_2)$. Evaluate `elbo_closed_form` on a grid of $(v_1, v_2)$ and confirm that the
-#    maximum is at $v_j = 1/\Lambda_{jj}$, not at the posterior variances $S_{jj}$.
+#    $\mathrm{diag}(v_1, v_2)$. Evaluate the ELBO (`elbo_closed_form`, or its formula written for a whole
+#    grid at once) on a grid of $(v_1, v_2)$. Where is the maximum: at the posterior variances $S_{jj}$,
+#    or somewhere else? Compare it with the diagonal of `mean_field_cov` above.
 
 # %% [markdown] tags=["answer"]
 # **Answer.** For a diagonal $q = \mathcal N(m, \mathrm{diag}(v))$ the closed form above splits by dimension:

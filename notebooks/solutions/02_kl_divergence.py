@@ -123,8 +123,7 @@ for m, s in cases:
 #
 # For a minibatch of $B$ images, image $i$ has its own $\mu_i, \sigma_i\in\mathbb R^L$ and its own KL,
 # $\mathrm{KL}_i = \frac12\sum_{j=1}^{L}\big(\sigma_{ij}^2 + \mu_{ij}^2 - 1 - \log\sigma_{ij}^2\big)$: the sum runs over the
-# latent dimensions $j$ of one image. (The original notebook indexed $\sigma_{ii}, \mu_{ii}$, mixing the
-# image index with the dimension index; if you read it, sum over $j$.) The encoder outputs $\log\sigma^2$,
+# latent dimensions $j$ of one image. The encoder outputs $\log\sigma^2$,
 # so we write the KL in terms of `logvar`, which also avoids taking the log of a small $\sigma^2$:
 
 # %%
@@ -290,7 +289,7 @@ def descend_kl(sign, steps=30, lr=0.1):
 
 # %% [markdown]
 # With `+ kl` (the right sign) the KL falls at every step and $q$ moves towards the prior. With `- kl` the KL
-# grows at every step, more than a hundredfold in 30 steps: the KL has no upper bound, so the wrong-signed
+# grows at every step, more than a hundredfold in 30 steps (both asserted below): the KL has no upper bound, so the wrong-signed
 # loss has no minimum to stop at.
 
 # %% tags=["nbval-check-output"]
@@ -361,7 +360,7 @@ assert kl_pq > kl_qp
 # 3. When no closed form exists, a VAE can use the one-sample estimate $\log q(z) - \log p(z)$ at the same $z$
 #    it decodes. For $q = \mathcal N(\mu, \sigma^2)$ and $p = \mathcal N(0, 1)$, derive the variance of this
 #    estimate (write $z = \mu + \sigma\varepsilon$). When is it zero? For $\mu = 0.7$, $\sigma = 0.4$, how many samples
-#    does the average need before its standard error falls below 0.01 nats?
+#    does the average need before its standard error is at most 0.01 nats?
 
 # %% [markdown] tags=["answer"]
 # *Answer.* With $z = \mu + \sigma\varepsilon$,
@@ -379,11 +378,11 @@ variance = (mu_e**2 * sigma_e**2 + (sigma_e**2 - 1) ** 2 / 2).item()
 z_e = mu_e + sigma_e * torch.randn(100_000, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 one_sample = Normal(mu_e, sigma_e).log_prob(z_e) - Normal(0.0, 1.0).log_prob(z_e)  # (S,)
 print(f"variance: derived {variance:.4f}, measured {one_sample.var().item():.4f} nats^2")
-print(f"one standard deviation: {variance**0.5:.2f} nats; samples for a standard error below 0.01 nats: "
+print(f"one standard deviation: {variance**0.5:.2f} nats; samples for a standard error of at most 0.01 nats: "
       f"{math.ceil(variance / 0.01**2):,}")
 assert abs(one_sample.var().item() - variance) < 0.05 * variance
 
 # %% [markdown] tags=["answer"]
-# With one sample per image, the estimated KL of this one latent dimension is off by the standard
-# deviation printed above, noise that enters the loss and its gradient; the
+# With one sample per image, the estimated KL of this one latent dimension is typically off by about
+# the standard deviation printed above, noise that enters the loss and its gradient; the
 # closed form removes it at no cost.

@@ -285,14 +285,14 @@ assert right_sign["reparametrised"] > right_sign["score function"]
 #
 # In `VAE.forward` the encoder's $(\mu, \log\sigma^2)$ go through `reparameterize` before the decoder, with one
 # draw of $\varepsilon$ per image: each training step estimates the reconstruction term and its gradient from a
-# single sample (notebook 4 measures whether one is enough). Without the trick, the encoder would receive no
-# gradient at all from the reconstruction term. We check on a small VAE, counting the encoder's weight and
+# single sample (notebook 4 measures whether one is enough). With a plain sample and no score-function
+# term, autograd would give the encoder no gradient at all from the reconstruction term. We check on a small VAE, counting the encoder's weight and
 # bias tensors that receive a non-zero gradient of $\log p(x\mid z)$, with $z$ reparametrised and with $z$ a plain
 # sample of the same value:
 
 # %% tags=["nbval-check-output"]
 seed_everything(0)
-tiny = VAE(ModelConfig(x_dim=6, hidden=(5,), z_dim=2)).double()  # D = 6, H = 5, L = 2
+tiny = VAE(ModelConfig(x_dim=6, hidden=(5,), z_dim=2)).double()  # D = 6 pixels, one hidden layer of 5 units, L = 2
 x = torch.bernoulli(torch.full((3, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
 eps_x = torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)  # (B, L)
 mu_x, logvar_x = tiny.encode(x)
@@ -384,7 +384,8 @@ check_rsample_tril(my_rsample_tril)
 
 # %% [markdown] tags=["answer"]
 # *Answer.* The helpers above take the function as an argument, so the baseline is one lambda. The estimate
-# stays unbiased and its variance falls, but it stays above the reparametrised estimator's:
+# stays unbiased and its variance falls, but it stays above the reparametrised estimator's (the per-sample
+# variances printed below, for one draw; the S-sample average divides each by S):
 
 # %% tags=["answer"]
 b = expected_f.detach()

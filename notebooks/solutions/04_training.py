@@ -47,9 +47,10 @@ from tqdm.auto import tqdm
 from vaelib.config import TrainConfig, progress_bars, runs_dir, seed_everything, smoke
 from vaelib.data import binarise, describe, load_mnist
 from vaelib.elbo import elbo_terms
+from vaelib.exact import converged_log_px
 from vaelib.exercises import check_warmup_loss
 from vaelib.model import VAE
-from vaelib.train import per_image_iwae, per_image_terms, save_course_model, train
+from vaelib.train import per_image_terms, save_course_model, train
 
 SMOKE = smoke()  # VAELIB_SMOKE=1 (as in `make check`) shrinks every budget
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -316,7 +317,9 @@ print(f"the largest ({largest}) is {rms[largest] / rms[smallest]:,.0f} times the
 # With plain gradient descent every weight moves by `lr` times its gradient, so a step size small
 # enough for the layer with the largest gradients barely moves the one with the smallest. Adam divides
 # each parameter's step by a running estimate of its own gradient's size, so every layer moves at a
-# similar rate. The two runs:
+# similar rate. (These sizes are measured at the start; they change during training. And SGD's step
+# size here is the original's, not tuned: exercise 2 tries others, so part of the gap below is the
+# step size.) The two runs:
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
@@ -353,14 +356,24 @@ print(f"Adam's test -ELBO: distortion {adam['test_neg_elbo'][-1] - adam['test_kl
 # as written and also scores the resulting model as this course does:
 
 # %%
+REPORTED = 151.33  # the original course's test loss after 20 epochs, as it printed it
 original_run = runs_dir().parent / "benchmarks" / "results" / "original_notebook.json"
 if data.source == "mnist" and epochs == 20 and original_run.exists():
     original = json.loads(original_run.read_text())
-    print(f"the original's code, run here: its own test loss {original['final_test_loss']:.2f}, "
-          f"the course's test -ELBO of its model {original['vaelib_test_neg_elbo']:.2f} nats; "
-          f"this notebook's SGD run: {final['SGD']:.2f}")
+    print(f"the original's code, run again: its own test loss {original['final_test_loss']:.2f} "
+          f"(its reported run: {REPORTED:.2f}, other random draws), the course's test -ELBO of its model "
+          f"{original['vaelib_test_neg_elbo']:.2f} nats; this notebook's SGD run: {final['SGD']:.2f}, "
+          f"{abs(final['SGD'] - original['vaelib_test_neg_elbo']):.2f} nats "
+          f"{'above' if final['SGD'] > original['vaelib_test_neg_elbo'] else 'below'} it")
+    assert abs(final["SGD"] - original["vaelib_test_neg_elbo"]) < 2  # the same optimiser and budget: close
 else:
     print(f"not comparable: this run used {describe(data)} for {epochs} epoch(s), the original full MNIST for 20")
+
+# %% [markdown]
+# The original's code, run twice, gave the two test losses printed first (only the random draws
+# differ between them), and this notebook's SGD run, with its logits and its fixed test binarisation,
+# is as far from the original's model, scored the same way, as the last figure says. What the course model gains over the
+# original comes from the optimiser and its learning-rate schedule, measured above and below.
 
 # %% [markdown]
 # ## `vaelib.train`: the same computation
@@ -392,13 +405,18 @@ torch.testing.assert_close(library_history.train_neg_elbo[0], page_history["trai
 torch.testing.assert_close(library_history.test_neg_elbo[0], page_history["test_neg_elbo"][0], rtol=1e-3, atol=0)
 gap = max((p - q).abs().max().item() for p, q in zip(page.parameters(), library.parameters()))
 print(f"after {steps} steps: train -ELBO {page_history['train_neg_elbo'][0]:.4f} (page) vs "
-      f"{library_history.train_neg_elbo[0]:.4f} (vaelib); largest weight difference {gap:.1e}")
+      f"{library_history.train_neg_elbo[0]:.4f} (vaelib), test -ELBO {page_history['test_neg_elbo'][0]:.2f} vs "
+      f"{library_history.test_neg_elbo[0]:.2f}; largest weight difference {gap:.1e}")
 print(f"time for the epoch, evaluation included: page {page_seconds:.1f} s, vaelib {library_seconds:.1f} s: "
       f"vaelib is {page_seconds / library_seconds:.1f} times as fast on this machine ({device})")
 
 # %% [markdown]
-# The weights differ only by float rounding (summing in another order), which grows slowly from
-# step to step, as for any two runs of floating-point arithmetic. From here on we use `vaelib.train`.
+# The losses agree (asserted above), the weights not exactly: the two loops sum in different orders,
+# so their weights differ in the last bits after the first step, and 600 steps of training amplify
+# such differences up to the printed largest one, as they would between two runs of the same loop on
+# different numbers of threads. Over the first 100 steps, where the amplification has not set in, the
+# package's tests (`tests/test_fast_path.py`) check the weights step for step. From here on we use
+# `vaelib.train`.
 #
 # ## The course model
 #
@@ -462,29 +480,32 @@ sigma2_data = grads.mean(1).var(0).sum() - sigma2_z / grads.shape[1]  # the mean
 print(f"sigma^2_data = {sigma2_data:.3g}, sigma^2_z = {sigma2_z:.3g}")
 
 # %% [markdown]
-# What the two give for a batch of 100 images, with one sample or with many, and for the same
-# computing cost spent on ten samples per image or on ten times as many images:
+# What the two give for a batch of 100 images, with one sample or with many. And for the same
+# computing cost: with $S$ samples an image costs one pass of the encoder and $S$ of the decoder,
+# which here are mirror images of the same size, so ten samples per image cost $(1 + 10)/2 = 5.5$
+# times one sample, as much as $550$ images with one sample each:
 
 # %%
 variance = lambda B, S: (sigma2_data + sigma2_z / S) / B  # noqa: E731
 print(f"B = 100, S = 1: {variance(100, 1):.4g};  S -> infinity: {sigma2_data / 100:.4g} "
       f"(one sample adds {100 * (variance(100, 1) / (sigma2_data / 100) - 1):.0f}% to the variance)")
-ten_samples, ten_images = variance(100, 10), variance(1000, 1)
-print(f"ten times the decoder work: B = 100, S = 10: {ten_samples:.4g};  B = 1000, S = 1: {ten_images:.4g}")
-print("for the same work, more images reduce the variance more than more samples of z" if ten_images < ten_samples
+ten_samples, more_images = variance(100, 10), variance(550, 1)
+print(f"the same work: B = 100, S = 10: {ten_samples:.4g};  B = 550, S = 1: {more_images:.4g}")
+print("for the same work, more images reduce the variance more than more samples of z" if more_images < ten_samples
       else "for the same work, more samples of z reduce the variance more than more images")
 
 # %% [markdown]
-# Extra samples of $z$ only shrink the $\sigma^2_z$ part, while extra images shrink both; so, as long as
-# a single sample does not dominate the total, spending the computation on more images is the better
-# deal, which is the argument for $S = 1$. (The printout says which way it went for this model.)
+# Extra samples of $z$ only shrink the $\sigma^2_z$ part, while extra images shrink both. Which buys more
+# for the same work depends on how the two parts compare, and the printout says which way it went for
+# this model: this is the argument for $S = 1$ and a larger batch.
 #
 # ## Why evaluation still samples $z$
 #
 # At test time it is tempting to skip the noise and decode the posterior mean: score an image by
 # $\log p(x\mid z=\mu) - \mathrm{KL}$. That number is not the ELBO, which is an expectation over
 # $q(z\mid x)$, and it is not a bound on $\log p(x)$. Compared, on test images, with the ELBO and with
-# the importance-weighted estimate of $\log p(x)$ (notebook 6), for the course model:
+# the exact $\log p(x)$, which notebook 6 computes by quadrature over the 2-D latent plane
+# (`converged_log_px`, each image to within 0.01 nats), for the course model:
 
 # %%
 n_eval = 200 if SMOKE else 2000
@@ -494,18 +515,18 @@ with torch.no_grad():
     logits = course.decode(mu)  # the decoder at the posterior mean: no sample
     plug_in = elbo_on_page(logits, x_eval, mu, logvar)[0]  # log p(x|z=mu) - KL
 elbo = per_image_terms(course, x_eval).elbo
-log_px = per_image_iwae(course, x_eval, k=100 if SMOKE else 1000)
-above = (plug_in > log_px).float().mean().item()
+log_px, last_change, _ = converged_log_px(course, x_eval)
+above = (plug_in > log_px + last_change).float().mean().item()  # above log p(x) by more than its error
 print(f"{n_eval} test images, means in nats: ELBO {elbo.mean():.2f}, log p(x|z=mu) - KL {plug_in.mean():.2f}, "
-      f"IWAE estimate of log p(x) {log_px.mean():.2f}")
+      f"exact log p(x) {log_px.mean():.2f}")
 print(f"the decoded-mean score is {'higher' if plug_in.mean() > elbo.mean() else 'lower'} than the ELBO by "
-      f"{abs(plug_in.mean() - elbo.mean()):.2f} nats on average, and above the estimate of log p(x) for "
+      f"{abs(plug_in.mean() - elbo.mean()):.2f} nats on average, and above log p(x) itself for "
       f"{100 * above:.0f}% of the images")
 
 # %% [markdown]
 # The decoded-mean score ignores that the code is uncertain; the printout compares it with the ELBO.
-# Wherever it lies above the importance-weighted estimate of $\log p(x)$ (the printout gives how often),
-# it cannot be a lower bound on $\log p(x)$. The ELBO with sampled $z$ is the honest number to report,
+# For every image where it lies above $\log p(x)$ itself (the printout gives how often), it is not a
+# lower bound on $\log p(x)$. The ELBO with sampled $z$ is the honest number to report,
 # and importance sampling tightens it (notebook 6).
 
 # %% [markdown]
@@ -517,9 +538,10 @@ print(f"the decoded-mean score is {'higher' if plug_in.mean() > elbo.mean() else
 #   and the KL over latent dimensions; a mean over pixels silently trains a $\beta = 784$ VAE.
 # - Computing the loss from logits keeps it exact and its gradient alive; BCE of sigmoid
 #   probabilities saturates.
-# - The training loop is a dozen lines; `vaelib.train` follows it step for step, faster.
-# - Adam suits the uneven gradient sizes of the layers better than one global step size; a decaying
-#   learning rate ends lower still.
+# - The training loop is a dozen lines; `vaelib.train` computes the same steps, faster.
+# - Adam, which scales each parameter's step by the size of its own gradients, ends lower than plain
+#   gradient descent at the original's step size on the same budget; a decaying learning rate ends
+#   lower still.
 # - One sample of $z$ per image adds a part to the gradient's variance that more images would shrink
 #   as well; evaluation must still sample $z$.
 
@@ -533,7 +555,8 @@ print(f"the decoded-mean score is {'higher' if plug_in.mean() > elbo.mean() else
 
 # %% tags=["solution"]
 def my_warmup_loss(log_px_z, kl, step, warmup_steps):
-    """-mean_b(log_px_z - beta * kl) with beta = min(1, step / warmup_steps). Shapes: (B,), (B,) -> ()."""
+    """The warmed-up loss at `step`: minus the batch mean of the ELBO with its KL term weighted by beta
+    as described above. Shapes: (B,), (B,), int, int -> ()."""
     # Hint: compute the weight from the step first; the loss is the negative ELBO
     # above with that weight on one of its two terms.
     beta = min(1.0, step / warmup_steps)
@@ -567,8 +590,8 @@ for lr in [1e-3, 5e-3, 2e-2, 1e-1]:
 print(f"best after one epoch: lr {min(final_by_lr, key=final_by_lr.get):g}")
 
 # %% [markdown] tags=["answer"]
-# A step too small barely moves the weights in one epoch; a step too large makes the layers with the
-# largest gradients overshoot, and the loss stalls or blows up. The printout shows where this model's
+# A step too small moves the weights too little in one epoch; a step too large makes the layers with
+# the largest gradients overshoot, and the loss stalls or blows up. The printout shows where this model's
 # best step lies and what the largest one did.
 
 # %% [markdown]
@@ -597,7 +620,7 @@ def train_with_warmup(model, optimizer, epochs, warmup_steps, B=100, seed=0):
 
 # %% tags=["answer"]
 results = {}
-for warmup in [1, len(train_x) // 100]:  # warmup_steps = 1 is no warm-up: beta = 1 from the first step on
+for warmup in [1, len(train_x) // 100]:  # warmup_steps = 1: beta = 0 for the first step only, then 1
     seed_everything(0)
     model = CourseVAE().to(device)
     results[warmup] = train_with_warmup(model, torch.optim.Adam(model.parameters(), lr=1e-3), 2, warmup)

@@ -68,8 +68,9 @@ print(f"after {history.step[-1]:,} steps: distortion {total - rate:.2f} + rate {
       f"the rate is {rate / total:.1%} of the total")
 
 # %% [markdown]
-# The rate is what the code tells the decoder about each image, in nats; the distortion is what the
-# decoder, given the code, is still unsure of.
+# The rate bounds what the code can tell the decoder about each image, in nats (section "What the
+# code carries" below measures how much of it does); the distortion is what the decoder, given the
+# code, is still unsure of.
 #
 # From here on the *codes* of the $N$ test digits are their posterior means $\mu_\phi(x)$; the
 # log-variances are kept for later.
@@ -85,7 +86,7 @@ print(f"N = {N:,} test digits, L = {L} latent dimensions")
 #
 # With two latent numbers per image, how much of a digit survives the trip through $z$? Rather than
 # judge by eye, measure where each code lies: the label most common among its 10 nearest
-# neighbours, the posterior means of the other test digits (ties go to the smaller digit). When that
+# neighbours, the posterior means of the other test digits. When that
 # label is not the digit's own, its code sits among another class's codes, and the decoder, which
 # sees only $z$, has nothing to tell it from them.
 
@@ -129,7 +130,9 @@ print(f"{len(moved)} of these 16 codes lie among another class's" + (": " + ", "
 
 # %% [markdown]
 # A reconstruction whose title is red is drawn from a region of the plane the decoder shares with
-# another class: it is no evidence that the model kept that digit's class.
+# another class: it is no evidence that the model kept that digit's class. A black title says only
+# that the code lies among its own class's codes; near the border with another class (4 and 9, the
+# pair confused most, above all) the decoded image can still look like a blend of the two.
 
 # %% [markdown]
 # ## Samples from the prior
@@ -281,16 +284,17 @@ def autoencoder_loss(autoencoder, x):
 
 
 # %% [markdown]
-# A short budget, written out: 3,000 steps (5 epochs of full MNIST; 100 in the smoke setting) of
-# Adam at the course's learning rate, each on $B = 100$ training images drawn at random and
-# binarised afresh, as for the VAE.
+# The same budget as the VAE, written out: as many steps as the VAE took (printed; 100 in the smoke
+# setting) of Adam at the course's learning rate, each on $B = 100$ training images drawn at random
+# and binarised afresh. The printout gives the loss averaged over the steps since the last line
+# (one batch alone varies by several nats).
 
 # %%
-ae_steps, B = (100 if SMOKE else 3000), 100
+ae_steps, B = (100 if SMOKE else history.step[-1]), 100
 seed_everything(0)
 autoencoder = VAE(ModelConfig())
 optimizer = torch.optim.Adam(autoencoder.parameters(), lr=1e-3)
-generator, start = torch.Generator().manual_seed(0), time.perf_counter()
+generator, start, losses = torch.Generator().manual_seed(0), time.perf_counter(), []
 for step in range(1, ae_steps + 1):
     index = torch.randint(len(data.train_x), (B,), generator=generator)
     x = torch.bernoulli(data.train_x[index], generator=generator)  # binarised afresh
@@ -298,8 +302,11 @@ for step in range(1, ae_steps + 1):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+    losses.append(loss.item())
     if step % (ae_steps // 5) == 0:
-        print(f"step {step:5d}: -log p(x|z) on the batch {loss.item():7.2f} nats per image")
+        print(f"step {step:6,}: -log p(x|z) {sum(losses) / len(losses):7.2f} nats per image, "
+              f"mean of the last {len(losses):,} batches")
+        losses = []
 print(f"{ae_steps:,} steps in {time.perf_counter() - start:.0f} s; the VAE had {history.step[-1]:,}")
 
 # %% [markdown]
@@ -349,6 +356,13 @@ for name, c in codes.items():
     print(f"{name:>11}: {holes:.1%} of the box in holes; {far[name]:.1%} of prior draws far from every code")
 
 # %% [markdown]
+# The two numbers measure different things. The first is about the codes alone: how much of the region
+# they span is empty. The second is about $\mathcal N(0, I)$ against the codes, and a draw near *some*
+# code is not yet a good draw: where the codes spread much wider than the prior (their standard
+# deviations are printed above), $\mathcal N(0, I)$ only ever draws the middle of the embedding, near
+# codes of the few digits that lie there. Decoding the draws shows which.
+
+# %% [markdown]
 # Now decode the same 36 draws $z\sim\mathcal N(0, I)$ with both decoders:
 
 # %%
@@ -385,23 +399,18 @@ print(f"The autoencoder's codes spread {scale:.1f} times as wide as the VAE's; {
       f"of them lie inside the prior's 95% circle, against {inside['VAE']:.0%} of the VAE's.")
 print(f"Draws from N(0, I) land among the digits in shares closer to the test set's with the {closer} "
       f"({distance['VAE']:.2f} for the VAE, {distance['autoencoder']:.2f} for the autoencoder).")
-print(f"The {better} reconstructs the test digits better from its code ({distortion['VAE']:.2f} nats for "
-      f"the VAE after {history.step[-1]:,} steps, {distortion['autoencoder']:.2f} for the autoencoder after "
-      f"{ae_steps:,}).")
-at = min(range(len(history.step)), key=lambda i: abs(history.step[i] - ae_steps))  # nearest the same budget
-then = history.test_neg_elbo[at] - history.test_kl[at]
-print(f"With z sampled, as in its loss, the VAE's distortion was {then:.2f} nats after {history.step[at]:,} "
-      f"steps, and is {neg_elbo - kl:.2f} at the end.")
+print(f"The {better} reconstructs the test digits better from its code, by "
+      f"{abs(distortion['VAE'] - distortion['autoencoder']):.2f} nats per image ({distortion['VAE']:.2f} for the "
+      f"VAE after {history.step[-1]:,} steps, {distortion['autoencoder']:.2f} for the autoencoder after {ae_steps:,}).")
 
 # %% [markdown]
 # **What the KL term buys.** Nothing in the autoencoder's loss says where its codes should lie:
 # their scale and shape are whatever training happened to give, and a distribution to draw new
 # codes from has to be found afterwards. The VAE's KL term pulls each $q(z\mid x)$, and with it the
 # codes, towards $\mathcal N(0, I)$, so that decoding $z\sim p(z)$ is a way to generate digits,
-# and the ELBO it completes is a bound on $\log p(x)$ that the autoencoder's loss is not. Does it
-# cost reconstruction? The autoencoder's loss is reconstruction alone, while the VAE's adds noise
-# in $z$ and the pull towards the prior; the last two lines compare the two, at the end of each
-# one's training and, for the VAE's own loss, after about the autoencoder's budget.
+# and the ELBO it completes is a bound on $\log p(x)$ that the autoencoder's loss is not. What it
+# costs in reconstruction, on the same budget, is the last line: the autoencoder's loss is
+# reconstruction alone, while the VAE's adds noise in $z$ and the pull towards the prior.
 
 # %% [markdown]
 # ## Summary
@@ -436,7 +445,8 @@ interpolation_ok = check_interpolate(my_interpolate)
 
 # %%
 if interpolation_ok:  # once the check passes: decode the line between two digits
-    a, b = (int((data.test_y == digit).nonzero()[0]) for digit in (1, 8))  # the first 1 and the first 8
+    # the first 1 and the first 8 whose codes lie among their own class's codes
+    a, b = (int(((data.test_y == digit) & ~elsewhere).nonzero()[0]) for digit in (1, 8))
     with torch.no_grad():
         line = my_interpolate(mu[a], mu[b], 10)
         decoded = torch.sigmoid(model.decode(line))
@@ -445,7 +455,7 @@ if interpolation_ok:  # once the check passes: decode the line between two digit
         ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"({point[0]:.1f}, {point[1]:.1f})", fontsize=9)
         ax.axis("off")
-    fig.suptitle("Decoded codes on the line from a 1 to an 8 (posterior means; z in brackets)")
+    fig.suptitle("Decoded codes on the line from a 1 to an 8, each among its class's codes (z in brackets)")
 
 # %% [markdown]
 # 2. Draw the posterior standard deviations $\sigma_\phi(x)$ as ellipses on the embedding for 30
@@ -470,11 +480,16 @@ print(f"the 100 widest posteriors: {std.prod(1)[unsure].mean() / std.prod(1).mea
       f"most common labels " + ", ".join(f"{d} ({n})" for n, d in zip(*(t.tolist() for t in common))))
 print(f"among another class's codes: {elsewhere[unsure].float().mean():.0%} of them, "
       f"{elsewhere.float().mean():.0%} of all test digits")
+radius_unsure, radius_all = mu[unsure].norm(dim=1).median(), mu.norm(dim=1).median()
+print(f"median distance of their codes from the origin: {radius_unsure:.2f}, of all codes {radius_all:.2f}")
 plot.plot_digits(data.test_x[unsure[:16]], rows=2, title="the 16 test digits with the widest posteriors");
 
 # %% [markdown] tags=["answer"]
-# The printout says which labels the widest posteriors have and how often their codes lie among
-# another class's, beside the share for all test digits.
+# The printout answers it: which labels the widest posteriors have, how often their codes lie among
+# another class's (beside the share for all test digits), and how far out in the embedding they lie.
+# A wide $q(z\mid x)$ marks a digit whose code the encoder places loosely, which is not the same
+# thing as a digit between two classes: for those, exercise 3 and notebook 6 look at the true
+# posterior.
 
 # %% [markdown]
 # 3. Notebook 6 asks how good $q(z\mid x)$ really is. Before you open it, guess: for which digits in
@@ -511,10 +526,15 @@ fitted_far = (nearest_codes(z_fitted, codes["autoencoder"], 1)[0] > limit["autoe
 print(f"distance of the digit shares from the test set's: fitted Gaussian {fitted_distance:.2f}, "
       f"N(0, I) {distance['autoencoder']:.2f}, the VAE with N(0, I) {distance['VAE']:.2f}")
 print(f"draws far from every code: fitted Gaussian {fitted_far:.1%}, N(0, I) {far['autoencoder']:.1%}")
+print(f"so the fitted Gaussian brings the digit shares {'closer to' if fitted_distance < distance['autoencoder'] else 'no closer to'}"
+      f" the test set's than N(0, I) did ({'but not' if fitted_distance > distance['VAE'] else 'and'} as close as the "
+      f"VAE's), with {'more' if fitted_far > far['autoencoder'] else 'no more'} draws far from every code")
 with torch.no_grad():
     plot.plot_digits(torch.sigmoid(autoencoder.decode(z_fitted[:36])), rows=6, title="autoencoder: z ~ fitted Gaussian")
 
 # %% [markdown] tags=["answer"]
-# The printout compares the three. What the fitted Gaussian cannot give: nothing in the
+# The last line answers the question: a Gaussian as wide as the codes reaches the outer clusters that
+# $\mathcal N(0, I)$ missed, and with them the empty space between the clusters, where a Gaussian puts
+# mass as readily as anywhere. What the fitted Gaussian cannot give: nothing in the
 # autoencoder's training made its codes Gaussian, so the fitted density is a guess laid over them
 # after the fact, and the autoencoder still has no bound on $\log p(x)$ to compare models by.

@@ -45,7 +45,9 @@ from vaelib.config import smoke
 from vaelib.data import describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, log_normal, log_weights
 from vaelib.exact import bernoulli_log_px_z, converged_log_px, grid_points, log_px_grid, posterior_grid
+from vaelib.diagnostics import benchmark_results
 from vaelib.exercises import check_iwae
+from vaelib.model import load_checkpoint
 from vaelib.train import course_model, per_image_iwae
 
 SMOKE = smoke()
@@ -74,7 +76,7 @@ print(f"{model.config}; {len(x)} test digits of {describe(data)}")
 # checked against the library's `log_px_grid`:
 
 # %%
-h, a = 0.05, 6.0
+h, a = 0.05, 6.0  # [-6, 6]^2 for this first example; the library's grids cover [-8, 8]^2
 axis = torch.arange(-round(a / h), round(a / h) + 1) * h  # (G,)
 z = torch.cartesian_prod(axis, axis)  # (G * G, 2): every grid point
 with torch.no_grad():  # 4,096 points at a time: decoding all of them at once would take half a gigabyte
@@ -103,11 +105,14 @@ print("error ratio per halving of h:", [f"{r:.1f}" for r in ratios.tolist()],
       "(4 would be O(h^2); larger is faster)")
 
 # %% [markdown]
-# The ratios say how fast it converges here. Since no spacing can be trusted in advance,
+# The first two spacings are coarser than many posteriors are wide (the smallest standard deviation
+# of $q_\phi$ among the digits is printed further down), so the grid barely samples their mass; once
+# $h$ resolves it, the error falls by the ratios printed. Since no spacing can be trusted in advance,
 # `converged_log_px` refines until every image's estimate stops moving: it evaluates every image on a
 # coarse grid ($h = 0.1$ over $[-8, 8]^2$), then halves $h$, image by image, only where that image has
-# its mass (the squares of the plane within $e^{-20}$ of its largest square, and their neighbours; the
-# others keep their coarser value), until its estimate moves by less than $0.01$ nats. For Bernoulli pixels $\log p_\theta(x\mid z) = x\cdot\ell(z) - \sum_d
+# its mass (the plane is cut into tiles of $4\times 4$ grid points; a tile is refined where its share of
+# the integral is within $e^{-20}$ of the largest tile's, and so are its neighbours; the other tiles
+# keep their coarser value), until its estimate moves by less than $0.01$ nats. For Bernoulli pixels $\log p_\theta(x\mid z) = x\cdot\ell(z) - \sum_d
 # \mathrm{softplus}(\ell_d(z))$, so decoding a set of grid points once and one matrix product give every
 # image's log-likelihood there.
 
@@ -147,7 +152,7 @@ def elbo_estimate(model, x, mu, logvar, samples, chunk=50, seed=0):
 # %% [markdown]
 # Why not simply sample the prior? $p(x) = \mathbb E_{p(z)}[p(x\mid z)]$, so
 # $\log\frac1K\sum_k p(x\mid z_k)$ with $z_k\sim p(z)$ estimates $\log p(x)$ too (it is $\mathrm{IWAE}_K$
-# with $q = p(z)$). It needs no encoder, but almost every $z_k$ decodes to another digit:
+# with $q = p(z)$). It needs no encoder; how does it compare?
 
 # %%
 @torch.no_grad()
@@ -174,16 +179,42 @@ for name, value in bounds.items():
     gap = exact - value
     print(f"{name:10s} {value.mean():9.3f} {gap.mean():9.3f} {gap.median():11.3f}")
 print(f"{'log p(x)':10s} {exact.mean():9.3f}")
-ratio = (exact - bounds[f"prior_{Ks[-1]}"]).median() / (exact - iwae_top).median()
-print(f"with {Ks[-1]} samples, the median gap of prior sampling is {ratio:.0f} times that of IWAE")
+prior_gap, iwae_gap = exact - bounds[f"prior_{Ks[-1]}"], exact - iwae_top
+for stat in ("mean", "median"):
+    p_gap, i_gap = getattr(prior_gap, stat)().item(), getattr(iwae_gap, stat)().item()
+    print(f"{stat} gap with {Ks[-1]} samples: prior {p_gap:.3f}, encoder (IWAE) {i_gap:.3f} nats: "
+          f"the {'prior' if abs(p_gap) < abs(i_gap) else 'encoder'} is closer")
 
 # %% [markdown]
-# The last line compares the two proposals at the same cost: the encoder's $q_\phi(z\mid x)$ puts its
-# samples where the posterior is; the prior spreads them over the whole plane, where
-# $p_\theta(x\mid z)$ is tiny almost everywhere.
+# The last two lines compare the two proposals at the same cost. The encoder's $q_\phi(z\mid x)$ puts
+# its samples where it believes the posterior is, and for most images it is right; for a few it is
+# wrong by many nats (the next section). The prior spreads its samples over the whole plane, where
+# $p_\theta(x\mid z)$ is tiny almost everywhere; but in two dimensions 5,000 draws cover the plane
+# densely enough that some land in every posterior. That is a property of two dimensions: the share
+# of prior draws that land in a posterior shrinks geometrically with the number of latent dimensions.
+# The 784-200-200-50 model of notebook 7 (trained with the command line, `benchmarks/results/burda/`)
+# has fifty:
+
+# %%
+burda = load_checkpoint(benchmark_results("burda") / "model.pt").eval()
+x50 = x[:20 if SMOKE else 100]
+with torch.no_grad():
+    z50 = torch.randn(Ks[-1], burda.config.z_dim, generator=torch.Generator().manual_seed(0))  # (K, 50)
+    logits50 = burda.decode(z50)  # (K, D)
+    prior50 = torch.logsumexp(x50 @ logits50.T - F.softplus(logits50).sum(-1), 1) - math.log(Ks[-1])  # (N,)
+iwae50 = per_image_iwae(burda, x50, Ks[-1])
+print(f"L = {burda.config.z_dim}, {len(x50)} test images, {Ks[-1]} samples each: mean estimate of log p(x) "
+      f"{iwae50.mean():.2f} with the encoder (IWAE), {prior50.mean():.2f} with the prior; the prior's "
+      f"estimate is lower by {(iwae50 - prior50).mean():.1f} nats on average")
+assert (iwae50 - prior50).mean() > 10  # both are lower bounds in expectation: the prior's is far looser
+
+# %% [markdown]
+# In fifty dimensions almost no prior draw lands where the posterior is, and the estimate falls tens
+# of nats short: sampling the prior is a check for two-dimensional models, not an estimator.
 #
-# $\mathrm{IWAE}_K$ is a lower bound in expectation, but each estimate is a random number: for an image
-# where $K$ samples nearly find all of the mass, it can land a little *above* $\log p_\theta(x)$ by chance.
+#
+# $\mathrm{IWAE}_K$ is a lower bound in expectation, but each estimate is a random number, and it can land
+# *above* $\log p_\theta(x)$ by chance.
 # By how much, in units of its Monte Carlo standard error (the delta-method one that `per_image_iwae`
 # returns, computed from the same $K$ weights)?
 
@@ -194,9 +225,10 @@ print(f"IWAE_{Ks[-1]} above log p(x) for {(excess > 0).sum()} of {len(x)} images
       f"{excess.max():.2f} standard errors ({iwae_top[worst_excess] - exact[worst_excess]:+.3f} nats, test digit {worst_excess})")
 
 # %% [markdown]
-# If the error bars were exact, the largest of a few hundred excesses would be around three standard
-# errors. For the worst image we can tell whether the quadrature or the sampling is off: its quadrature
-# estimate, refined to a tenth of the tolerance, and its IWAE estimate with ten other seeds:
+# If the error bars were right, chance alone would give a largest excess of up to about three standard
+# errors among a few hundred images. For the worst image we can tell whether the quadrature or the
+# sampling is off: its quadrature estimate, refined to a tenth of the tolerance, and its IWAE estimate
+# with ten other seeds:
 
 # %%
 one = x[worst_excess:worst_excess + 1]
@@ -211,7 +243,9 @@ mean_se = values.std() / 10**0.5
 offset = (values.mean() - finer) / mean_se
 print(f"mean of the 10: {values.mean():.3f} ± {mean_se:.3f}, {abs(offset.item()):.1f} standard errors "
       f"{'above' if offset > 0 else 'below'} log p(x): "
-      + ("consistent with a bound that holds in expectation" if offset < 3 else "an excess the error bars do not explain"))
+      + ("below it, as a bound that holds in expectation should be: the first seed's excess was chance"
+         if offset < 0 else "consistent with a bound that holds in expectation" if offset < 3
+         else "an excess the error bars do not explain"))
 assert abs(finer - exact[worst_excess]) < 0.01  # the quadrature has converged for this image too
 
 # %% [markdown]
@@ -259,8 +293,10 @@ print(f"at K = {Ks[-1]}: median gap {top_gap.median():.3f}, mean gap {top_gap.me
 # The grid gives us the right-hand KL without the ELBO: `posterior_grid` returns
 # $\log p_\theta(z_g\mid x)$ normalised on the grid, and
 # $\mathrm{KL} \approx \sum_g q_\phi(z_g\mid x)\,h^2\,[\log q_\phi(z_g\mid x) - \log p_\theta(z_g\mid x)]$.
-# The grid must resolve $q_\phi$, whose smallest standard deviation is printed below, so we take
-# $h = 0.02$. The same pass returns the posterior's mean and variance, which we use later.
+# The grid must resolve $q_\phi$. For a Gaussian of standard deviation $\sigma$ the rectangle rule is
+# accurate even at a spacing as large as $\sigma$ (its relative error is about $2e^{-2\pi^2\sigma^2/h^2}$, a few
+# times $10^{-4}$ at $h = 1.5\,\sigma$), so we take $h = 0.02$ beside the smallest standard deviation, printed
+# below, and let the identity check that follows show whether it was fine enough. The same pass returns the posterior's mean and variance, which we use later.
 
 # %%
 @torch.no_grad()
@@ -310,7 +346,7 @@ ax.legend();
 #
 # We draw the true posterior of a few digits as filled contours at $\log p(z\mid x) - \max = -\tfrac12 r^2$
 # for $r = 1, 2, 3$ (for a Gaussian, the 1, 2 and 3 standard-deviation ellipses), and $q_\phi(z\mid x)$
-# as lines at the same levels: two typical digits, and the four whose $q_\phi$ fits worst. Each panel's
+# as lines at the same levels: two typical digits (at the 25th and 50th percentiles of the KL), and the four whose $q_\phi$ fits worst. Each panel's
 # title gives the digit's KL to its posterior and the number of the posterior's modes (local maxima
 # within $4.5$ nats of the highest).
 
@@ -367,7 +403,8 @@ fig = plot_posteriors(model, x[shown], {"q(z|x) of the encoder": (mu[shown], log
 fig.suptitle("Figure 3. True posteriors and the encoder's Gaussian");
 
 # %% [markdown]
-# For the typical digits the KL in the title is small and the lines sit on the filled contours. For the
+# The typical digits' KLs, in their titles, are far smaller than the badly fitted ones': their lines
+# overlap the filled contours, if not exactly. For the
 # badly fitted ones the KL is large: $q_\phi$ sits beside the posterior's mass, or, where the title
 # counts more than one mode, on one of them or between them.
 #
@@ -455,16 +492,17 @@ ax.grid(alpha=0.3);
 
 # %%
 worst = order[-4:]
-titles = [f"test image {int(i)}, a {int(labels[i])}\ngaps: amortisation {amortisation[i]:.1f}, "
-          f"approximation {approximation[i]:.1f} nats" for i in worst]
+titles = [f"test image {int(i)}, a {int(labels[i])}\namortisation {amortisation[i]:.1f}, approx. "
+          f"{approximation[i]:.2f}" for i in worst]
 fig = plot_posteriors(model, xs[worst], {"encoder's q": (mu[worst], logvar[worst]),
                                          "best Gaussian q*": (mu_star[worst], logvar_star[worst])}, titles, spacing)
-fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each");
+fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each (gaps in nats)");
 
 # %% [markdown]
 # Where $q_\phi$ sits beside a posterior that is close to Gaussian, the best Gaussian covers it and the
-# gap is the encoder's (amortisation). A posterior with two modes, or a curved one, costs something
-# that no Gaussian can recover (approximation): $q^*_x$ then settles on one mode. The printout above
+# gap is the encoder's (amortisation). Where the posterior has two modes, or bends, no Gaussian fits
+# it, and $q^*_x$ settles on one mode or straddles them: that part of the gap is the Gaussian family's
+# (approximation). The printout above
 # gives how the total splits for this model, and the titles how it splits for each of these digits.
 
 # %% [markdown]
@@ -472,10 +510,11 @@ fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each
 #
 # - With a 2-D latent space, $\log p_\theta(x)$ is an integral over a plane: a grid, a matrix product
 #   and a log-sum-exp give it, and refining the grid image by image until no estimate moves by
-#   $0.01$ nats makes it exact to that tolerance for every image.
+#   $0.01$ nats at its last refinement converges it for every image.
 # - $\mathrm{ELBO} \le \mathrm{IWAE}_K \le \log p_\theta(x)$ in expectation. The table gives this model's
 #   gaps; where the mean gap stays far above the median, a few digits whose $q_\phi$ misses the
-#   posterior carry it, and no practical $K$ helps them. Sampling the prior instead of $q_\phi$ is far worse.
+#   posterior carry it, and no practical $K$ helps them. Sampling the prior instead of $q_\phi$ competes in two dimensions and
+#   falls tens of nats short in fifty.
 # - An importance-sampling standard error, computed from the same draws, can be too small when the
 #   proposal covers the posterior badly; the exact value shows it.
 # - $\log p_\theta(x) - \mathrm{ELBO}(x) = \mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$, checked per image.
@@ -503,8 +542,9 @@ check_iwae(my_iwae)
 
 # %% [markdown]
 # 2. A full-covariance Gaussian: fit $q^*_x = \mathcal N(m, CC^\top)$ with a lower-triangular $C$
-#    (positive diagonal through `exp`) to the worst digits. How much of their approximation gap does the
-#    correlation close, and for which posteriors does no Gaussian help?
+#    (positive diagonal through `exp`) to the four digits with the largest approximation gap (Figure 4).
+#    How much of their approximation gap does the correlation close, and for which posteriors does no
+#    Gaussian help?
 
 # %% [markdown] tags=["answer"]
 # **Answer.** The diagonal fit above, with a third parameter: the off-diagonal entry of $C$. The
@@ -535,22 +575,27 @@ def fit_full_gaussian(model, x, mu, logvar, steps, samples=32, lr=0.02):
 
 
 # %% tags=["answer"]
-m_full, C_full = fit_full_gaussian(model, xs[worst], mu_star[worst], logvar_star[worst], steps)
+most_approx = approximation.argsort()[-4:]  # the four largest approximation gaps
+m_full, C_full = fit_full_gaussian(model, xs[most_approx], mu_star[most_approx], logvar_star[most_approx], steps)
 g_eval = torch.Generator().manual_seed(1)
 with torch.no_grad():
-    eps = torch.randn(samples, len(worst), 2, generator=g_eval)
+    eps = torch.randn(samples, len(most_approx), 2, generator=g_eval)
     z = m_full + (C_full @ eps[..., None])[..., 0]
     log_q = log_normal(eps) - C_full.diagonal(dim1=1, dim2=2).log().sum(-1)
-    elbo_full = (bernoulli_log_likelihood(model.decode(z), xs[worst]) + log_normal(z) - log_q).mean(0)
-for i, n in enumerate(worst.tolist()):
+    elbo_full = (bernoulli_log_likelihood(model.decode(z), xs[most_approx]) + log_normal(z) - log_q).mean(0)
+full_gap = exact[most_approx] - elbo_full
+for i, n in enumerate(most_approx.tolist()):
     modes = count_modes(posterior_grid(model, xs[n:n + 1], 8.0, spacing)[0][0])
     print(f"test image {n}: approximation gap, diagonal {approximation[n]:.2f}, full covariance "
-          f"{(exact[n] - elbo_full[i]):.2f} nats; posterior modes: {modes}")
+          f"{full_gap[i]:.2f} nats; posterior modes: {modes}")
+closed = 1 - full_gap.sum() / approximation[most_approx].sum()
+print(f"the correlation closes {100 * closed:.0f}% of these four approximation gaps")
 
 # %% [markdown] tags=["answer"]
 # The correlation helps where the posterior is a tilted ellipse; where the posterior has two modes or
-# bends, any Gaussian, correlated or not, must sit on one mode or straddle them, and a large gap
-# remains (compare the gaps with the number of modes printed beside them).
+# bends, any Gaussian, correlated or not, must sit on one mode or straddle them, and what remains of
+# the gap is what no Gaussian can close (compare the gaps with the number of modes printed beside
+# them).
 
 # %% [markdown]
 # 3. For the digit with the largest $\log p_\theta(x) - \mathrm{IWAE}_{K}$ at the largest $K$, compute the
@@ -573,7 +618,9 @@ for name, widen in [("q_phi", 0.0), ("q_phi with twice the std", math.log(4.0))]
 # %% [markdown] tags=["answer"]
 # A handful of effective samples out of thousands means one or two weights decide the estimate. Widening
 # $q$ spreads the samples over more of the plane, which helps when the mass it missed lies near it; the
-# printout shows whether it did for this digit.
+# printout shows how far it helped for this digit. The effective sample size cannot tell: it measures
+# how evenly the weights of the draws that were made spread, and knows nothing of the mass that no
+# draw visited, so it can stay tiny, or fall, while the estimate improves.
 
 # %% [markdown]
 # 4. The grid gives exact posterior samples: draw grid cells with probabilities $p(z_g\mid x)\,h^2$
