@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--binder", action="store_true", help="with the variables that ./start exports on Binder")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
-    env = {**os.environ, "VAELIB_SMOKE": "0" if args.full else "1", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "VAELIB_SMOKE": "0" if args.full else "1", "MPLBACKEND": "Agg", "VAELIB_PROGRESS": "0"}
     if args.binder:
         env.update(start_exports())
     for notebook in args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
