@@ -176,7 +176,7 @@ def test_make_student_stubs_every_solution_function_of_every_notebook(tmp_path):
     expected = sum(len(solution_functions(s)) for s in SOURCES)
     assert expected >= 1, "no notebook has a cell tagged solution"
     stubbed = sum(int(n) for n in re.findall(r": (\d+) exercise", out))
-    in_files = sum(len(re.findall(r"raise NotImplementedError\(\s*'Hint: ", c.source)) for s in SOURCES
+    in_files = sum(len(re.findall(r"""raise NotImplementedError\(\s*['"]Hint: """, c.source)) for s in SOURCES
                    for c in jupytext.read(tmp_path / f"{s.stem}.ipynb").cells if make_student.is_solution(c))
     assert stubbed == in_files == expected
 
