@@ -607,8 +607,8 @@ print(f"against Burda et al.'s 86.76 nats: {reference - 86.76:+.2f} nats ({bits_
 # %% tags=["solution"]
 def my_collapsed_dims(mu, logvar, threshold):
     """Latent dims whose KL, averaged over the batch, is below threshold. Shapes: (B, L), (B, L) -> (L,) bool."""
-    # Hint: notebook 2's closed-form KL is a sum over the latent dimensions; here you need its
-    # terms before that sum.
+    # Hint: the closed-form KL of notebook 2 is a sum over the latent dimensions; here you need
+    # its terms before that sum.
     kl = 0.5 * (logvar.exp() + mu**2 - 1 - logvar)  # (B, L)
     return kl.mean(0) < threshold
 
