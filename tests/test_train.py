@@ -161,3 +161,27 @@ def test_a_state_of_other_settings_is_refused(sample_data, monkeypatch):
     other = TrainConfig(data="sample", steps=30, lr=0.01, progress=False, model=cfg.model)
     with pytest.raises(ValueError, match="other settings"):
         train(VAE(cfg.model), sample_data, other, resume=stopped.value.state)
+
+
+def test_course_model_names_a_damaged_saved_model(sample_data, tmp_path, monkeypatch):
+    from vaelib.config import course_run_dir
+    from vaelib.model import CheckpointError
+    from vaelib.train import course_model
+
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path))
+    course_run_dir().mkdir(parents=True)
+    (course_run_dir() / "model.pt").write_bytes(b"not a checkpoint")
+    (course_run_dir() / "history.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="not a vaelib checkpoint or is damaged"):
+        course_model(sample_data, fallback_steps=5)
+
+
+def test_course_model_names_a_damaged_history(sample_data, tmp_path, monkeypatch):
+    from vaelib.config import course_run_dir
+    from vaelib.model import CheckpointError
+    from vaelib.train import History, course_model, save_course_model
+
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path))
+    save_course_model(VAE(), {"sgd": History()}, data_source="sample")  # no "course" history
+    with pytest.raises(CheckpointError, match="history.json is missing or damaged.*run notebook 4 again"):
+        course_model(sample_data, fallback_steps=5)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig, course_run_dir, seed_everything
 from .data import MNISTData
 from .elbo import elbo_terms, iwae_bound, kl_standard_normal
-from .model import VAE, load_checkpoint, save_checkpoint
+from .model import VAE, CheckpointError, load_checkpoint, save_checkpoint
 
 EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
 
@@ -358,11 +358,19 @@ def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module,
     trains one here for `fallback_steps` steps with the course defaults (the saved one is kept)."""
     run = course_run_dir()
     if (run / "model.pt").exists():
-        saved_on = torch.load(run / "model.pt", map_location="cpu", weights_only=True).get("data_source")
+        try:
+            saved_on = torch.load(run / "model.pt", map_location="cpu", weights_only=True).get("data_source")
+        except Exception:  # a damaged file: load_checkpoint below says what is wrong and what to do
+            saved_on = None
         if saved_on in (None, data.source):
+            model = load_checkpoint(run / "model.pt").eval()
+            try:
+                history = History(**json.loads((run / "history.json").read_text())["course"])
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise CheckpointError(f"runs/{run.name}/history.json is missing or damaged ({type(err).__name__}: "
+                                      f"{err}): run notebook 4 again to recreate it") from err
             print(f"loaded the model notebook 4 saved in runs/{run.name}")
-            history = History(**json.loads((run / "history.json").read_text())["course"])
-            return load_checkpoint(run / "model.pt").eval(), history
+            return model, history
         why = (f"the model in runs/{run.name} was trained on {saved_on!r} data, not on the {data.source!r} "
                f"data this notebook has (run notebook 4 again to replace it)")
     else:
