@@ -21,7 +21,7 @@ import torch
 from . import __version__
 from .config import ModelConfig, TrainConfig, pick_device, seed_everything
 from .data import DataError, load_mnist
-from .model import VAE, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .model import VAE, CheckpointError, atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
 from .train import TrainingDiverged, TrainingInterrupted, per_image_elbo, per_image_iwae, steps_per_epoch, train
 
 RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
@@ -228,8 +228,9 @@ def save_figures(model, data, history, out: Path) -> None:
 
 def cmd_evaluate(args) -> dict:
     device = pick_device(args.device)
-    model = load_checkpoint(args.model).to(device).eval()
-    source = args.data or torch.load(args.model, weights_only=True).get("data_source", "auto")
+    saved = read_checkpoint(args.model)
+    model = load_checkpoint(args.model, saved=saved).to(device).eval()
+    source = args.data or saved.get("data_source", "auto")
     data = load_mnist(source, args.data_dir)
     x, labels = data.test_x[:args.limit].to(device), data.test_y[:args.limit]
     seed_everything(args.seed)

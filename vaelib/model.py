@@ -108,8 +108,9 @@ def save_checkpoint(path, model: VAE, **extra) -> None:
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
-def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu") -> VAE:
-    """Rebuild the VAE saved at `path`; if `config` is given, the checkpoint must have that shape."""
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """What save_checkpoint wrote at `path`: "config" (as a ModelConfig), "state_dict" and the extras
+    (data_source, ...); a missing, foreign or damaged file raises CheckpointError saying what to do."""
     from pathlib import Path
 
     path = Path(path)
@@ -118,10 +119,17 @@ def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu")
                               f"`python -m vaelib train --out {path.parent}`, or check the path")
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
-        saved_config = ModelConfig(**saved["config"])
+        return {**saved, "config": ModelConfig(**saved["config"])}
     except Exception as err:
         raise CheckpointError(f"{path} is not a vaelib checkpoint or is damaged ({type(err).__name__}: "
                               f"{err}); train again to recreate it") from err
+
+
+def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu", saved: dict | None = None) -> VAE:
+    """Rebuild the VAE saved at `path`; if `config` is given, the checkpoint must have that shape.
+    `saved`: what read_checkpoint(path) returned, when the caller has read it already."""
+    saved = saved or read_checkpoint(path, map_location)
+    saved_config = saved["config"]
     if config is not None and config != saved_config:
         raise CheckpointError(f"{path} holds a model of shape {saved_config}, not the {config} asked "
                               f"for: load it without a config, or train a model of that shape")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig, course_run_dir, seed_everything
 from .data import MNISTData
 from .elbo import elbo_terms, iwae_bound, kl_standard_normal
-from .model import VAE, CheckpointError, load_checkpoint, save_checkpoint
+from .model import VAE, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
 
@@ -358,12 +358,10 @@ def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module,
     trains one here for `fallback_steps` steps with the course defaults (the saved one is kept)."""
     run = course_run_dir()
     if (run / "model.pt").exists():
-        try:
-            saved_on = torch.load(run / "model.pt", map_location="cpu", weights_only=True).get("data_source")
-        except Exception:  # a damaged file: load_checkpoint below says what is wrong and what to do
-            saved_on = None
+        saved = read_checkpoint(run / "model.pt")
+        saved_on = saved.get("data_source")
         if saved_on in (None, data.source):
-            model = load_checkpoint(run / "model.pt").eval()
+            model = load_checkpoint(run / "model.pt", saved=saved).eval()
             try:
                 history = History(**json.loads((run / "history.json").read_text())["course"])
             except (OSError, ValueError, KeyError, TypeError) as err:
