@@ -44,7 +44,7 @@ from matplotlib.lines import Line2D
 from vaelib.config import smoke
 from vaelib.data import describe, load_mnist
 from vaelib.elbo import bernoulli_log_likelihood, log_normal, log_weights
-from vaelib.exact import bernoulli_log_px_z, converged_log_px, grid_points, log_px_grid, posterior_grid
+from vaelib.exact import converged_log_px, grid_points, log_px_grid, posterior_grid
 from vaelib.diagnostics import benchmark_results
 from vaelib.exercises import check_iwae
 from vaelib.model import load_checkpoint
@@ -157,9 +157,12 @@ def elbo_estimate(model, x, mu, logvar, samples, chunk=50, seed=0):
 # %%
 @torch.no_grad()
 def prior_sampling_estimate(model, x, k, seed=0):
-    """log (1/K) sum_k p(x|z_k), z_k ~ N(0, I): importance sampling with the prior as proposal. (N, D) -> (N,)."""
+    """log (1/K) sum_k p(x|z_k), z_k ~ N(0, I): importance sampling with the prior as proposal, for any
+    latent size. (N, D) -> (N,)."""
     z = torch.randn(k, model.config.z_dim, generator=torch.Generator().manual_seed(seed))
-    return torch.logsumexp(bernoulli_log_px_z(model)(x, z), 1) - math.log(k)  # (N, K) -> (N,)
+    logits = model.decode(z)  # (K, D): each z decoded once, for every image
+    log_px_z = x @ logits.T - F.softplus(logits).sum(-1)  # (N, K): sum_d x_d l_d - softplus(l_d), notebook 1's form
+    return torch.logsumexp(log_px_z, 1) - math.log(k)
 
 
 # %% [markdown]
@@ -198,10 +201,7 @@ for stat in ("mean", "median"):
 # %%
 burda = load_checkpoint(benchmark_results("burda") / "model.pt").eval()
 x50 = x[:20 if SMOKE else 100]
-with torch.no_grad():
-    z50 = torch.randn(Ks[-1], burda.config.z_dim, generator=torch.Generator().manual_seed(0))  # (K, 50)
-    logits50 = burda.decode(z50)  # (K, D)
-    prior50 = torch.logsumexp(x50 @ logits50.T - F.softplus(logits50).sum(-1), 1) - math.log(Ks[-1])  # (N,)
+prior50 = prior_sampling_estimate(burda, x50, Ks[-1])  # the same function as for the 2-D model
 iwae50 = per_image_iwae(burda, x50, Ks[-1])
 print(f"L = {burda.config.z_dim}, {len(x50)} test images, {Ks[-1]} samples each: mean estimate of log p(x) "
       f"{iwae50.mean():.2f} with the encoder (IWAE), {prior50.mean():.2f} with the prior; the prior's "
