@@ -1,6 +1,8 @@
 """The command line, end to end on the offline sample (tiny budgets)."""
 
+import contextlib
 import csv
+import io
 import json
 import signal
 import subprocess
@@ -18,11 +20,19 @@ KEYS = {"data_source", "n_train", "n_test", "epochs", "steps", "train_neg_elbo",
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def trained(tmp_path_factory):
+    """A tiny run: its folder and what it printed."""
     out = tmp_path_factory.mktemp("run") / "r"
-    assert main(["train", "--data", "sample", "--steps", "40", "--iwae-k", "5", "--out", str(out),
-                 "--no-progress"]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", "--data", "sample", "--steps", "40", "--iwae-k", "5", "--out", str(out),
+                     "--no-progress"]) == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained):
+    return trained[0]
 
 
 def test_train_writes_metrics_weights_and_figures(run_dir):
@@ -33,6 +43,21 @@ def test_train_writes_metrics_weights_and_figures(run_dir):
     names = {"elbo_history", "reconstructions", "prior_samples", "latent_grid", "embedding"}
     assert {p.stem for p in run_dir.glob("*.png")} == names
     torch.load(run_dir / "model.pt", weights_only=True)
+
+
+def test_train_ends_with_the_results_of_its_metrics_json(trained):
+    """The last lines printed are the results a user came for, the numbers those of metrics.json."""
+    out, printed = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    block = printed[printed.index("results ("):].rstrip().splitlines()
+    assert block[0] == f"results (offline sample, {metrics['n_test']:,} test images; nats per image):"
+    elbo, iwae, timing, written, figures = block[1:]
+    assert elbo.split() == ["test", "-ELBO", f"{metrics['test_neg_elbo']:.2f}"]
+    assert "IWAE" in iwae and "(K=5)" in iwae and iwae.endswith(f" {metrics['test_neg_log_px_iwae']:.2f}")
+    assert f"({metrics['steps']} steps)" in timing and "images/s" in timing
+    assert written.strip() == f"written to {out}/: metrics.json, model.pt"
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == 5 and sorted(figures.split(":", 1)[1].strip().split(", ")) == pngs
 
 
 def test_train_refuses_to_overwrite_a_run(run_dir):

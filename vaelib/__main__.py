@@ -171,9 +171,27 @@ def run(model, data, cfg: TrainConfig, out: Path, origin: dict, resume: dict | N
         raise SystemExit(f"\ninterrupted while scoring the trained model; {out}/model.pt holds it. Finish with: "
                          f"python -m vaelib train --resume {out}") from None
     write_run(out, model, {"history": asdict(history), "config": asdict(cfg), "origin": origin}, metrics=metrics)
-    save_figures(model, data, history, out)
-    print(f"wrote {out}/metrics.json, model.pt and figures")
+    figures = save_figures(model, data, history, out)
+    print(results_block(metrics, out, figures))
     return metrics
+
+
+def results_block(metrics: dict, out: Path, figures: list[str]) -> str:
+    """What a finished run prints: its numbers (as in metrics.json) and the files it wrote."""
+    data = "full MNIST" if metrics["data_source"] == "mnist" else "offline sample"
+    seconds = metrics["train_seconds"]
+    took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    iwae = f"-log p(x), IWAE estimate (K={metrics['iwae_k']:,})"
+    return "\n".join([
+        f"results ({data}, {metrics['n_test']:,} test images; nats per image):",
+        f"  {'test -ELBO':<36}{metrics['test_neg_elbo']:8.2f}",
+        f"  {iwae:<36}{metrics['test_neg_log_px_iwae']:8.2f}",
+        f"  trained {metrics['epochs']:g} epoch{'' if metrics['epochs'] == 1 else 's'} ({metrics['steps']:,} steps) "
+        f"in {took}, "
+        f"{metrics['train_images_per_second']:,.0f} images/s",
+        f"  written to {out}/: metrics.json, model.pt",
+        f"  figures: {', '.join(figures)}",
+    ])
 
 
 def write_run(out: Path, model, state: dict, complete: bool = True, metrics: dict | None = None) -> None:
@@ -208,7 +226,8 @@ def run_metrics(model, data, cfg: TrainConfig, history, device) -> dict:
     }
 
 
-def save_figures(model, data, history, out: Path) -> None:
+def save_figures(model, data, history, out: Path) -> list[str]:
+    """Write the run's figures as PNGs in `out`; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,6 +243,7 @@ def save_figures(model, data, history, out: Path) -> None:
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         matplotlib.pyplot.close(fig)
+    return [f"{name}.png" for name in figures]
 
 
 def cmd_evaluate(args) -> dict:
