@@ -76,7 +76,12 @@ def test_evaluate_prints_json_and_writes_per_image_csv(run_dir, capsys):
     assert result["test_log_px_iwae"] >= result["test_elbo"] - 1.0
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 30 and {"index", "label", "elbo", "log_px_iwae"} <= rows[0].keys()
-    assert rows[0]["index"] == "4"  # the sample's first test image is digit 4 of the MNIST test file
+    indices = [int(r["index"]) for r in rows]
+    assert indices == sorted(indices) and len(set(indices)) == 30 and all(i % 5 == 4 for i in indices)  # sample test
+    assert max(indices) > 5000  # a random choice spread over the file, not its first 30 images
+    assert main(["evaluate", str(run_dir / "model.pt"), "--iwae-k", "10", "--limit", "30",
+                 "--per-image", str(table), "--no-progress"]) == 0
+    assert [int(r["index"]) for r in csv.DictReader(table.open())] == indices  # the same 30 every time
 
 
 def test_evaluate_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

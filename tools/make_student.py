@@ -9,13 +9,17 @@ opens):
   body becomes `raise NotImplementedError("Hint: ...")`, the hint taken from the function's
   `# Hint: ...` comment and wrapped to fit the editor;
 - a cell tagged `answer` (the worked answer to an open exercise) is left out;
-- every other cell is the same, and there are no outputs (`make notebooks` executes both versions).
+- every other cell is the same. Without outputs by default; with --with-outputs (what `make notebooks`
+  runs) each cell keeps the output of the executed instructor notebook, so the two versions cannot
+  print different numbers, and the check after each stub shows what it prints for the stub.
+- a link to the instructor's notebook (the Colab badge) points to the student's.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import io
 import re
 import textwrap
@@ -23,6 +27,7 @@ import tokenize
 from pathlib import Path
 
 import jupytext
+import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "notebooks" / "solutions"
@@ -98,25 +103,53 @@ def stub_cell(source: str) -> tuple[str, int]:
     return student if source.endswith("\n") else student.removesuffix("\n"), len(functions)
 
 
-def student_notebook(source: Path):
-    """The student version of one instructor notebook, and the number of functions stubbed."""
-    nb, stubs = jupytext.read(source), 0
+def check_output(nb, stub: str, check: str) -> str:
+    """What the check cell prints after the stub: the notebook's imports, the stub, then the check."""
+    imports = [n for c in nb.cells if c.cell_type == "code"
+               for n in ast.parse(c.source).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    namespace: dict = {}
+    exec(compile(ast.Module(imports, type_ignores=[]), "<imports>", "exec"), namespace)
+    exec(stub, namespace)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(check, namespace)
+    return out.getvalue()
+
+
+def student_notebook(source: Path, with_outputs: bool = False):
+    """The student version of one instructor notebook, and the number of functions stubbed.
+
+    with_outputs: start from the executed instructor notebook (source's .ipynb) and keep its outputs,
+    except that each check cell after a stub shows what it prints for the stub ("not implemented yet");
+    else no outputs. The cells are the same either way.
+    """
+    nb, stubs = jupytext.read(source.with_suffix(".ipynb") if with_outputs else source), 0
     nb.cells = [cell for cell in nb.cells if not has_tag(cell, "answer")]
-    for cell in filter(is_solution, nb.cells):
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":  # a link to the instructor's notebook becomes one to the student's
+            cell.source = cell.source.replace("/notebooks/solutions/", "/notebooks/")
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for i, cell in enumerate(code):
+        if not is_solution(cell):
+            continue
         cell.source, n = stub_cell(cell.source)
         stubs += n
-    for cell in nb.cells:
-        if cell.cell_type == "code":
+        if with_outputs and i + 1 < len(code):
+            printed = check_output(nb, cell.source, code[i + 1].source)
+            code[i + 1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
+    for cell in code:
+        if not with_outputs:
             cell.outputs, cell.execution_count = [], None
+        elif is_solution(cell):
+            cell.outputs = []
     return nb, stubs
 
 
-def make_student(sources: list[Path], out: Path) -> dict[str, int]:
+def make_student(sources: list[Path], out: Path, with_outputs: bool = False) -> dict[str, int]:
     """Write the student version of each notebook source into out; return the stubs per notebook."""
     out.mkdir(parents=True, exist_ok=True)
     stubs = {}
     for source in sources:
-        nb, stubs[source.stem] = student_notebook(source)
+        nb, stubs[source.stem] = student_notebook(source, with_outputs)
         jupytext.write(nb, out / f"{source.stem}.ipynb")
         jupytext.write(nb, out / f"{source.stem}.py", fmt="py:percent")
     return stubs
@@ -126,9 +159,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "notebooks", help="output folder")
     parser.add_argument("sources", nargs="*", type=Path, help="instructor notebooks (default: notebooks/solutions)")
+    parser.add_argument("--with-outputs", action="store_true",
+                        help="keep the outputs of the executed instructor notebooks (make notebooks)")
     args = parser.parse_args()
     sources = args.sources or sorted(SOLUTIONS.glob("[0-9][0-9]_*.py"))
-    for name, n in make_student(sources, args.out).items():
+    for name, n in make_student(sources, args.out, args.with_outputs).items():
         print(f"{args.out / name}.ipynb: {n} exercise function{'s' * (n != 1)} stubbed")
 
 

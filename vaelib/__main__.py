@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", type=Path, help="a model.pt written by `train`")
     add_data_options(e, default=None, help="default: the source the model was trained on")
     e.add_argument("--iwae-k", type=int, default=1000)
-    e.add_argument("--limit", type=int, default=None, help="only the first N test images")
+    e.add_argument("--limit", type=int, default=None, help="N test images drawn at random with a fixed seed (the same N every time), not all")
     e.add_argument("--exact", action="store_true", help="add exact log p(x) by quadrature (z_dim 2 only)")
     e.add_argument("--per-image", type=Path, default=None, help="write one CSV row per test image")
     e.add_argument("--device", default=None)
@@ -233,13 +233,15 @@ def save_figures(model, data, history, out: Path) -> list[str]:
     matplotlib.use("Agg")
     from . import plot
 
-    model = model.cpu().eval()
+    was_training = model.training
+    model.eval()  # the model stays on its device; the plots copy their inputs there
     figures = {"elbo_history": plot.plot_history(history),
                "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
                "prior_samples": plot.plot_prior_samples(model)}
     if model.config.z_dim == 2:
         figures["latent_grid"] = plot.plot_latent_grid(model)
         figures["embedding"] = plot.plot_embedding(model, data.test_x, data.test_y)
+    model.train(was_training)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         matplotlib.pyplot.close(fig)
@@ -252,13 +254,14 @@ def cmd_evaluate(args) -> dict:
     model = load_checkpoint(args.model, saved=saved).to(device).eval()
     source = args.data or saved.get("data_source", "auto")
     data = load_mnist(source, args.data_dir)
-    x, labels = data.test_x[:args.limit].to(device), data.test_y[:args.limit]
+    chosen = test_subset(len(data.test_x), args.limit)
+    x, labels = data.test_x[chosen].to(device), data.test_y[chosen]
     seed_everything(args.seed)
     elbo = per_image_elbo(model, x)
     log_px, se = per_image_iwae(model, x, args.iwae_k, progress=not args.no_progress, return_se=True)
     result = {"model": str(args.model), "data_source": data.source, "n_test": len(x),
               "test_elbo": elbo.mean().item(), "iwae_k": args.iwae_k, "test_log_px_iwae": log_px.mean().item()}
-    columns = {"index": test_indices(data)[:len(x)], "label": labels, "elbo": elbo,
+    columns = {"index": test_indices(data)[chosen], "label": labels, "elbo": elbo,
                "log_px_iwae": log_px, "log_px_iwae_se": se}
     if args.exact:
         from .exact import converged_log_px
@@ -270,6 +273,15 @@ def cmd_evaluate(args) -> dict:
         write_csv(args.per_image, columns)
         result["per_image"] = str(args.per_image)
     return result
+
+
+def test_subset(n: int, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """Positions of the test images to score: all of them, or `limit` of them drawn at random with a fixed
+    seed (the same ones every time) and kept in file order. Not the first `limit`: MNIST's test file is
+    ordered by writer, and its two halves score differently."""
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
 
 
 def test_indices(data) -> torch.Tensor:

@@ -40,7 +40,7 @@ class TrainConfig:
     optimizer: str = "adam"  # "adam" | "sgd" (the original's hand-written descent)
     lr_schedule: str = "decay"  # "decay": constant, then linear to 0 over the last quarter | "constant"
     seed: int = 0  # seeds the weights, the shuffling, the binarisation and eps
-    device: str | None = None  # None: CUDA if available, else CPU
+    device: str | None = None  # None: $VAELIB_DEVICE, else the accelerator here (CUDA, MPS), else CPU
     beta: float = 1.0  # weight of the KL term in the loss; 1 is the ELBO (notebook 7 varies it)
     iwae_k: int = 1000  # importance samples for the final log p(x) estimate
     progress: bool = field(default_factory=lambda: progress_bars())  # tqdm bars unless VAELIB_PROGRESS=0
@@ -77,14 +77,53 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def accelerator() -> torch.device | None:
+    """The accelerator PyTorch reports here (CUDA, Apple's MPS, Intel's XPU, ...), or None.
+
+    torch.accelerator (PyTorch >= 2.6) is PyTorch's own answer; older versions are asked about CUDA and MPS.
+    """
+    if hasattr(torch, "accelerator"):
+        found = torch.accelerator.current_accelerator(check_available=True)
+        return None if found is None else torch.device(found.type)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps") if mps is not None and mps.is_available() else None
+
+
+def device_available(device: torch.device) -> bool:
+    """Whether this PyTorch can run on `device` here (the CPU always can)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    module = getattr(torch, device.type, None)  # torch.cuda, torch.xpu, ...
+    return bool(module is not None and hasattr(module, "is_available") and module.is_available())
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    """The device asked for, else CUDA when present, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    """Where to compute: `device` if given, else $VAELIB_DEVICE, else the accelerator PyTorch reports
+    (`accelerator()`), else the CPU. A device asked for but missing here is refused with what to do."""
+    asked = device or os.environ.get("VAELIB_DEVICE") or None
+    if asked is None:
+        return accelerator() or torch.device("cpu")
+    source = "asked for" if device else "asked for by $VAELIB_DEVICE"
+    try:
+        dev = torch.device(asked)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"device {asked!r} {source} is not a device name PyTorch knows ({err}); "
+                         f"use cpu, cuda, cuda:1 or mps") from err
+    if not device_available(dev):
+        here = accelerator()
+        instead = f"use --device {here.type} (found here) or --device cpu" if here else "use --device cpu"
+        raise ValueError(f"device {asked!r} {source}, but this PyTorch cannot use {dev.type} on this machine; {instead}")
     return dev
+
+
+def float64_device(device: torch.device) -> torch.device:
+    """`device` where it computes in float64, else the CPU: Apple's MPS has no float64, and the course's
+    exact and diagnostic sums need it. Tensors are copied there, never moved in place."""
+    return torch.device("cpu") if device.type == "mps" else device
 
 
 def runs_dir() -> "os.PathLike":

@@ -84,8 +84,11 @@ def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
 
 
 def binarise(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw pixel x_d ~ Bernoulli(grey level): a fresh {0, 1} image each call. Shape kept."""
-    return torch.bernoulli(x, generator=generator)
+    """Draw pixel x_d ~ Bernoulli(grey level) as 1{u_d < grey level}, u_d ~ U[0, 1): a fresh {0, 1} image
+    each call. On the CPU this is torch.bernoulli's draw bit for bit; written out, it is also the draw
+    vaelib.train's batches make on any device (a GPU's torch.bernoulli draws differently). Shape kept."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (u < x).to(x.dtype)
 
 
 def split_sample(images: torch.Tensor, labels: torch.Tensor):

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import torch
 
+from .config import float64_device
+
 
 class ActiveUnits(NamedTuple):
     variance: torch.Tensor  # (L,) variance over the images of mu_j(x)
@@ -35,6 +37,11 @@ def encode_all(model, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Te
     return torch.cat([mu for mu, _ in parts]), torch.cat([logvar for _, logvar in parts])
 
 
+def as_float64(t: torch.Tensor) -> torch.Tensor:
+    """A float64 copy of t, on the CPU where its device has no float64 (Apple's MPS)."""
+    return t.to(float64_device(t.device), torch.float64)
+
+
 def active_units(model, x: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000) -> ActiveUnits:
     """Which latent dimensions the encoder uses: Var_x(mu_j(x)) > threshold.
 
@@ -42,7 +49,7 @@ def active_units(model, x: torch.Tensor, threshold: float = 0.01, batch_size: in
     Shapes: (N, D) -> (L,), (L,), int. [Burda et al. 2016: threshold 10^-2]
     """
     mu, _ = encode_all(model, x, batch_size)
-    variance = mu.double().var(0, correction=0)
+    variance = as_float64(mu).var(0, correction=0)
     active = variance > threshold
     return ActiveUnits(variance, active, int(active.sum()))
 
@@ -53,7 +60,7 @@ def kl_per_dimension(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Te
     0.5 * mean_n (exp(logvar_nj) + mu_nj^2 - 1 - logvar_nj); the sum over j is the mean KL of
     vaelib.elbo.kl_standard_normal [Kingma & Welling 2014, App. B]. In float64. Shapes: (N, D) -> (L,).
     """
-    mu, logvar = (t.double() for t in encode_all(model, x, batch_size))  # exp(logvar) - 1 - logvar cancels near 0
+    mu, logvar = (as_float64(t) for t in encode_all(model, x, batch_size))  # exp(logvar) - 1 - logvar cancels near 0
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).mean(0)
 
 

@@ -86,16 +86,16 @@ def _compare(got, expected: torch.Tensor, axes: dict[int, str], mistakes: dict[s
                for verb, dims in (("reduced", reduced), ("did not reduce", kept)) if dims]
         raise _Fail(f"returned shape {_shape(got.shape)}, expected {_shape(expected.shape)}"
                     + (": " + "; ".join(why) if why else ""))
-    got = got.detach().double()
+    got = got.detach().to("cpu", torch.float64)  # on the CPU: Apple's MPS has no float64
     if not torch.isfinite(got).all():
         raise _Fail(f"returned {got.flatten()[~torch.isfinite(got.flatten())][0].item()} where the answer is finite: "
                     f"{nonfinite}")
-    if torch.allclose(got, expected.double(), rtol=1e-4, atol=1e-4):
+    if torch.allclose(got, expected.to("cpu", torch.float64), rtol=1e-4, atol=1e-4):
         return
     for label, wrong in mistakes.items():
-        if torch.allclose(got, wrong.double(), rtol=1e-4, atol=1e-4):
+        if torch.allclose(got, wrong.to("cpu", torch.float64), rtol=1e-4, atol=1e-4):
             raise _Fail(label)
-    i = (got - expected).abs().argmax().item()
+    i = (got - expected.to("cpu", torch.float64)).abs().argmax().item()
     raise _Fail(f"wrong values, and not a mistake this check knows: at element {i} expected "
                 f"{expected.flatten()[i].item():.4f}, got {got.flatten()[i].item():.4f}")
 

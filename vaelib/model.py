@@ -99,12 +99,14 @@ def atomic_write(path, write) -> None:
 
 
 def save_checkpoint(path, model: VAE, **extra) -> None:
-    """Weights and settings in a file that torch.load(..., weights_only=True) can read, written atomically."""
+    """Weights (as CPU copies, from a model on any device, which is left where it is) and settings, in a file that
+    torch.load(..., weights_only=True) can read, written atomically."""
     from dataclasses import asdict
 
     config = asdict(model.config)
     config["hidden"] = list(config["hidden"])
-    checkpoint = {"format": "vaelib-vae-1", "config": config, "state_dict": model.state_dict(), **extra}
+    weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}  # copies; the model stays put
+    checkpoint = {"format": "vaelib-vae-1", "config": config, "state_dict": weights, **extra}
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 

@@ -50,6 +50,11 @@ def plot_history(history: History, title: str = "Training", label: str = "") -> 
     return fig
 
 
+def model_device(model) -> torch.device:
+    """The device of the model's weights: inputs are copied there; the model itself is never moved."""
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = None, n: int = 16,
                          code_labels: torch.Tensor | None = None, per_row: int = 8) -> plt.Figure:
@@ -57,7 +62,7 @@ def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = N
     posterior mean, per_row digits to a pair of rows. labels: titles of the inputs; code_labels:
     titles of the reconstructions (e.g. the class among whose codes mu(x) lies), red where they differ."""
     x = x[:n]
-    recon = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
+    recon = torch.sigmoid(model.decode(model.encode(x.to(model_device(model)))[0])).cpu()
     blocks = -(-len(x) // per_row)
     fig, axes = plt.subplots(2 * blocks, per_row, figsize=(1.2 * per_row, 2.9 * blocks), squeeze=False,
                              layout="constrained")
@@ -100,7 +105,7 @@ def plot_latent_grid(model, n: int = 20, half_width: float = 4.0) -> plt.Figure:
     """Decoded means over an n x n grid of z in [-hw, hw]^2: z1 grows left to right, z2 bottom to top,
     each tile centred on the point it decodes and every tick at a grid point, so the axes read off z."""
     require_2d(model, "the latent grid", " to draw it")
-    device = next(model.parameters()).device
+    device = model_device(model)
     z1 = torch.linspace(-half_width, half_width, n)
     z2 = torch.linspace(half_width, -half_width, n)  # image rows run top to bottom
     zz2, zz1 = torch.meshgrid(z2, z1, indexing="ij")
@@ -123,7 +128,8 @@ def plot_embedding(model, x: torch.Tensor, labels: torch.Tensor, ax: plt.Axes | 
     """Posterior means mu(x) of the test images, coloured by digit, each digit written at the median
     of its codes, equal scales on both axes; into `ax` when given, else a new figure."""
     require_2d(model, "the latent embedding", " to draw it")
-    mu = torch.cat([model.encode(x[i:i + 1000])[0] for i in range(0, len(x), 1000)]).cpu()
+    device = model_device(model)
+    mu = torch.cat([model.encode(x[i:i + 1000].to(device))[0].cpu() for i in range(0, len(x), 1000)])
     labels = labels.cpu()
     if ax is None:
         fig, ax = plt.subplots(figsize=(8, 6.5), layout="constrained")

@@ -347,7 +347,7 @@ def save_course_model(model: torch.nn.Module, histories: dict[str, History], **e
     history.json ({name: History}, the course model's under "course") in course_run_dir(); returns that folder."""
     run = course_run_dir()
     run.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(run / "model.pt", model.cpu(), **extra)
+    save_checkpoint(run / "model.pt", model, **extra)  # CPU copies of the weights; the model stays put
     (run / "history.json").write_text(json.dumps({name: asdict(h) for name, h in histories.items()}))
     return run
 
