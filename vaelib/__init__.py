@@ -12,3 +12,6 @@ __version__ = "0.1.0"
 __all__ = ["ModelConfig", "TrainConfig", "pick_device", "seed_everything", "smoke", "MNISTData",
            "load_mnist", "bernoulli_log_likelihood", "elbo_terms", "iwae_bound", "kl_standard_normal",
            "log_normal", "VAE", "reparameterize"]
+
+from .cpus import fit_threads  # noqa: E402  one torch thread per CPU the process may use (quota, affinity)
+fit_threads()
