@@ -193,3 +193,17 @@ def test_with_downloads_off_auto_uses_the_sample_at_once_and_mnist_says_why(tmp_
     monkeypatch.setenv("VAELIB_DOWNLOAD", "0")
     with pytest.raises(DataError, match=r"could not be fetched \(downloads are off \(VAELIB_DOWNLOAD=0\)\)"):
         data.load_full_mnist(tmp_path)
+
+
+def test_without_torchvision_the_download_is_a_clear_data_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELIB_DOWNLOAD", "1")
+    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # import torchvision now fails
+    with pytest.raises(DataError, match="torchvision, which downloads MNIST, cannot be imported.*pip install"):
+        data.download(tmp_path / "MNIST" / "raw")
+
+
+def test_binarise_is_torch_bernoulli_on_the_cpu_and_keeps_shape_dtype_and_device():
+    grey = torch.rand(64, 784)
+    drawn = data.binarise(grey, torch.Generator().manual_seed(7))
+    assert torch.equal(drawn, torch.bernoulli(grey, generator=torch.Generator().manual_seed(7)))
+    assert drawn.shape == grey.shape and drawn.dtype == grey.dtype and drawn.device == grey.device

@@ -155,10 +155,13 @@ def downloads_allowed() -> bool:
 def download(raw: Path) -> None:
     """Fetch MNIST into raw = root/MNIST/raw with torchvision, which downloads each missing .gz from its
     mirrors, checks the official MD5 and extracts it (a valid .gz already there is extracted, offline)."""
-    from torchvision.datasets import MNIST
-
     if not downloads_allowed():
         raise DataError("downloads are off (VAELIB_DOWNLOAD=0)")
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError as err:  # e.g. a PyTorch without its torchvision: the sample still works
+        raise DataError(f"torchvision, which downloads MNIST, cannot be imported ({err}); "
+                        f"`pip install torchvision` to match your PyTorch") from err
     if raw.parts[-2:] != ("MNIST", "raw"):
         raise DataError(f"{raw} is not a torchvision MNIST/raw folder, so torchvision cannot download into it")
     try:
