@@ -197,7 +197,8 @@ def test_with_downloads_off_auto_uses_the_sample_at_once_and_mnist_says_why(tmp_
 
 def test_without_torchvision_the_download_is_a_clear_data_error(tmp_path, monkeypatch):
     monkeypatch.setenv("VAELIB_DOWNLOAD", "1")
-    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # import torchvision now fails
+    for name in ("torchvision", "torchvision.datasets"):  # importing them now fails
+        monkeypatch.setitem(__import__("sys").modules, name, None)
     with pytest.raises(DataError, match="torchvision, which downloads MNIST, cannot be imported.*pip install"):
         data.download(tmp_path / "MNIST" / "raw")
 
