@@ -9,10 +9,12 @@ How fast the error falls as h shrinks depends on the integrand. Where it is smoo
 edges of the grid the error falls faster than any power of h [Trefethen & Weideman 2014, SIAM Review
 56(3)]. A ReLU decoder, though, makes log p(x|z) only piecewise smooth, with kinks along lines in z,
 and for a piecewise-smooth integrand the error is O(h^2) at worst: fast where the integrand is smooth,
-slow near kinks. So the spacing is not taken on trust: `converged_log_px` halves h, image by image and
-only where each image's mass lies, until every image's estimate stops moving. For Bernoulli pixels
-log p(x|z) = x . logits(z) - sum_d softplus(logits_d(z)): decoding G grid points once and one
-(N, D) @ (D, G) matrix product give log p(x|z_g) for every image at every grid point.
+slow near kinks. And while h is wider than the posterior the sum is aliased: it depends on where the
+peak falls between the grid points. So the spacing is not taken on trust: `converged_log_px` halves h,
+image by image and only where each image's mass lies, until the grid resolves every image's posterior
+(h^2 times the curvature of log p(x, z) there at most a nat) and its estimate stops moving. For
+Bernoulli pixels log p(x|z) = x . logits(z) - sum_d softplus(logits_d(z)): decoding G grid points once
+and one (N, D) @ (D, G) matrix product give log p(x|z_g) for every image at every grid point.
 
 The exact value is the yardstick for the bounds: log p(x) - ELBO = KL(q(z|x) || p(z|x))
 [Kingma & Welling 2014, eq. 1], and IWAE_K rises towards log p(x) [Burda et al. 2016].
@@ -172,18 +174,56 @@ class Tiling:
         z = index.to(like.dtype) * self.h(level)  # the very numbers that grid_axis gives
         return z, log_normal(z).masked_fill((index.abs() > self.n * 2**level).any(-1), -math.inf)
 
-    def tile_log_mass(self, log_px_z, x: torch.Tensor, tiles: torch.Tensor, level: int) -> torch.Tensor:
-        """log sum_{g in tile} p(x, z_g) h^2 for every image in every tile. Shapes: (N, D), (T, 2) -> (N, T)."""
+    def tile_log_mass(self, log_px_z, x: torch.Tensor, tiles: torch.Tensor, level: int,
+                      with_drop: bool = False):
+        """log sum_{g in tile} p(x, z_g) h^2 for every image in every tile, and with `with_drop` each tile's
+        drop (see tile_drop). Shapes: (N, D), (T, 2) -> (N, T) [, (N, T)]."""
         z, log_prior = self.points(tiles, level, x)
         log_joint = (log_px_z(x, z) + log_prior).reshape(len(x), len(tiles), -1)  # (N, T, m * m)
-        return torch.logsumexp(log_joint, -1) + 2 * math.log(self.h(level))
+        log_mass = torch.logsumexp(log_joint, -1) + 2 * math.log(self.h(level))
+        if not with_drop:
+            return log_mass
+        return log_mass, tile_drop(log_joint.reshape(len(x), len(tiles), self.size, self.size))
+
+
+def tile_drop(log_joint: torch.Tensor) -> torch.Tensor:
+    """How sharply log p(x, z) bends inside each tile, in nats: its second difference over one grid step,
+    h^2 times its curvature. Shapes: (N, T, m, m) values l at the points of each tile ([i, j] at
+    z = corner + (j h, i h)) -> (N, T).
+
+    For three neighbouring points z - h v, z, z + h v of a tile, along an axis (v = (1, 0), (0, 1)) or a
+    diagonal (v = (1, 1), (1, -1)), the drop is -(l(z + h v) - 2 l(z) + l(z - h v)) / |v|^2, at least 0;
+    the tile's is the largest over the four directions of the mean drop along it, weighted by the largest
+    p(x, z) of each three points. If p(z|x) is Gaussian with covariance S, l is quadratic and every three
+    points give exactly h^2 / s_v^2, s_v^2 = 1 / (u^T S^-1 u) with u = v / |v|: the width along v, read off
+    exactly however coarse the grid and wherever the peak lies between its points (over four directions,
+    at least 0.85 h^2 / s_min^2, s_min the sd along the narrowest direction). Points outside the grid (-inf)
+    count for nothing; a tile with no three finite points has drop 0.
+    """
+    p = torch.exp(log_joint - log_joint.amax((-2, -1), keepdim=True).nan_to_num(neginf=0.0))  # / tile's top
+    a, b, c = slice(None, -2), slice(1, -1), slice(2, None)
+    every = slice(None)
+    triples = [((every, a), (every, b), (every, c), 1.0),  # along z_1
+               ((a, every), (b, every), (c, every), 1.0),  # along z_2
+               ((a, a), (b, b), (c, c), 2.0),  # along (1, 1)
+               ((a, c), (b, b), (c, a), 2.0)]  # along (1, -1)
+    drops = []
+    for before, middle, after, length2 in triples:
+        l0, l1, l2 = (log_joint[(..., *at)] for at in (before, middle, after))
+        drop = (2 * l1 - l0 - l2) / length2  # nan or +-inf where a point is -inf
+        weight = torch.maximum(torch.maximum(p[(..., *before)], p[(..., *middle)]), p[(..., *after)])
+        weight = weight.where(drop.isfinite(), 0.0)
+        mean = (weight * drop.clamp(min=0.0).nan_to_num(0.0, 0.0)).sum((-2, -1)) / weight.sum((-2, -1))
+        drops.append(mean.nan_to_num(0.0))  # 0 / 0: no three finite points
+    return torch.stack(drops).amax(0)
 
 
 class Pairs(NamedTuple):
-    """(image, tile) pairs of one level, with the tile's log mass for that image."""
+    """(image, tile) pairs of one level, with the tile's log mass and drop (tile_drop) for that image."""
     image: torch.Tensor  # (P,) index into x
     tile: torch.Tensor  # (P, 2) integer tile indices
     log_mass: torch.Tensor  # (P,) log sum_{g in tile} p(x_image, z_g) h^2
+    drop: torch.Tensor  # (P,) nats; not measured at level 0 (nan there)
 
 
 NEIGHBOURS = grid_points(torch.arange(-1, 2), torch.arange(-1, 2))  # (9, 2): a tile and the 8 around it
@@ -230,7 +270,7 @@ def split_coarse(log_mass: torch.Tensor, tiles: torch.Tensor, cut: float) -> tup
         refine.append(F.max_pool2d(near, 3, stride=1, padding=1).reshape(len(block), -1) > 0)
         rest.append(block.masked_fill(refine[-1], -math.inf).logsumexp(1))
     image, t = torch.cat(refine).nonzero(as_tuple=True)
-    return Pairs(image, tiles[t], log_mass[image, t]), torch.cat(rest)
+    return Pairs(image, tiles[t], log_mass[image, t], torch.full_like(log_mass[image, t], math.nan)), torch.cat(rest)
 
 
 def split_fine(pairs: Pairs, n_images: int, cut: float) -> tuple[Pairs, torch.Tensor]:
@@ -261,13 +301,14 @@ def z_order(tiles: torch.Tensor) -> torch.Tensor:
     return key
 
 
-def quarters_log_mass(log_px_z, x: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, level: int) -> torch.Tensor:
-    """The log mass of the four quarters at `level` of each tile of level - 1, for every image, TILE_BLOCK
-    floats of log p(x, z) at a time. Shapes: (N, D), (T, 2) -> (N, T, 4)."""
+def quarters_log_mass(log_px_z, x: torch.Tensor, tiles: torch.Tensor, tiling: Tiling,
+                      level: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log mass and the drop of the four quarters at `level` of each tile of level - 1, for every image,
+    TILE_BLOCK floats of log p(x, z) at a time. Shapes: (N, D), (T, 2) -> (N, T, 4), (N, T, 4)."""
     quarters = (2 * tiles[:, None, :] + QUARTERS.to(tiles.device)).reshape(-1, 2)
     rows = max(1, TILE_BLOCK // (len(quarters) * tiling.size**2))
-    blocks = [tiling.tile_log_mass(log_px_z, block, quarters, level) for block in x.split(rows)]
-    return torch.cat(blocks).reshape(len(x), len(tiles), 4)
+    blocks = [tiling.tile_log_mass(log_px_z, block, quarters, level, with_drop=True) for block in x.split(rows)]
+    return tuple(torch.cat(column).reshape(len(x), len(tiles), 4) for column in zip(*blocks))
 
 
 @torch.no_grad()
@@ -286,15 +327,16 @@ def refine(log_px_z, x: torch.Tensor, pairs: Pairs, tiling: Tiling, level: int) 
     region = len(which) // len(pairs.image.unique())  # tiles per image
     per_patch = max(1, min(GRID_CHUNK // (4 * tiling.size**2), region))
     patch, order = (which // per_patch).sort()
-    log_mass = pairs.log_mass.new_empty(len(which), 4)
+    log_mass, drop = pairs.log_mass.new_empty(len(which), 4), pairs.log_mass.new_empty(len(which), 4)
     for in_patch in order.split(torch.unique_consecutive(patch, return_counts=True)[1].tolist()):
         first = int(which[in_patch[0]]) // per_patch * per_patch
         images, row = pairs.image[in_patch].unique(return_inverse=True)
-        patch_mass = quarters_log_mass(log_px_z, x[images], tiles[first:first + per_patch], tiling, level)
+        patch_mass, patch_drop = quarters_log_mass(log_px_z, x[images], tiles[first:first + per_patch], tiling, level)
         log_mass[in_patch] = patch_mass[row, which[in_patch] - first]  # (pairs in patch, 4)
+        drop[in_patch] = patch_drop[row, which[in_patch] - first]
     inside = log_mass > -math.inf
     quarters = 2 * pairs.tile[:, None, :] + QUARTERS.to(x.device)  # (P, 4, 2)
-    return Pairs(pairs.image[:, None].expand_as(log_mass)[inside], quarters[inside], log_mass[inside])
+    return Pairs(pairs.image[:, None].expand_as(log_mass)[inside], quarters[inside], log_mass[inside], drop[inside])
 
 
 def edge_report(log_mass: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, tol: float,
@@ -316,64 +358,103 @@ def edge_report(log_mass: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, tol
 
 @torch.no_grad()
 def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: float = 8.0, spacing: float = 0.1,
-                     tile_size: int = 4, coarse_cut: float = 40.0, cut: float = 20.0, max_refinements: int = 6):
-    """log p(x) by the rectangle rule on grids over [-a, a]^2, refined image by image until halving the
-    spacing h moves each image's estimate by less than `tol` nats.
+                     tile_size: int = 4, coarse_cut: float = 40.0, cut: float = 20.0, max_refinements: int = 6,
+                     max_drop: float = 1.0):
+    """log p(x) by the rectangle rule on grids over [-a, a]^2, refined image by image until the grid resolves
+    each image's posterior and halving the spacing h moves its estimate by less than `tol` nats.
 
     Level 0 evaluates every image on the whole coarse grid (h0 = `spacing`), summed per tile of m x m
-    points (m = `tile_size`). Each refinement halves h for the images whose estimate moved by `tol` or
-    more at the last one, and only in their tiles within `cut` nats of their largest tile and the 8 around
-    those (split_coarse says why); every other tile keeps its last mass, less than e^-cut of the largest
-    tile's, so a few hundred such tiles per level move log p(x) by less than 1e-5 nats: the result is the
-    full grid's (log_px_grid at the same h) for all that matters. The first refinement takes `coarse_cut`,
-    as the coarse grid can see a narrow peak far below its height: h0^2 / (4 sigma^2) nats midway between
-    points, 39 for sigma = 0.008 (the narrowest posterior of a 2-D VAE trained on full MNIST) at h0 = 0.1.
+    points (m = `tile_size`, at least 3). Each refinement halves h for the images that have not stopped,
+    and only in their tiles within `cut` nats of their largest tile and the 8 around those (split_coarse
+    says why); every other tile keeps its last mass, less than e^-cut of the largest tile's, so a few
+    hundred such tiles per level move log p(x) by less than 1e-5 nats: the result is the full grid's
+    (log_px_grid at the same h) for all that matters. The first refinement takes `coarse_cut`, as the
+    coarse grid can see a narrow peak far below its height: h0^2 / (4 s^2) nats midway between points,
+    39 for a posterior of standard deviation s = 0.008 at h0 = 0.1.
+
+    The stopping rule. An image stops at level k >= 1 when both
+      (1) its estimate moved by less than `tol`: |log p_k(x) - log p_(k-1)(x)| < tol, and
+      (2) the grid resolves its posterior: its drop at level k, the mean over its tiles of tile_drop
+          weighted by their mass (h^2 times the curvature of log p(x, z) where its mass lies), is at
+          most `max_drop` nats.
+    (1) alone can stop on two wrong estimates. While h is wider than the posterior, each level sums the
+    few grid points nearest the peak, and what that gives depends on where the peak falls between them:
+    a Gaussian peak of sd s midway between two points of level k is h/2 from one point of level k - 1 as
+    well, so both levels give 2 h N(h/2; 0, s^2) per axis, equal and too small by about h^2 / (8 s^2)
+    nats; elsewhere they agree by chance. (2) cannot be met there: for a Gaussian posterior, log p(x, z)
+    is quadratic, so every grid that sees the peak at all reads its drop exactly, (h / s_v)^2 along each
+    direction v (tile_drop), at least 0.85 (h / s)^2 for s the sd along the narrowest direction. And by
+    Poisson summation the rectangle rule's relative error for that Gaussian is at most about
+    4 exp(-2 pi^2 s^2 / h^2) [Trefethen & Weideman 2014]: 0.03 at h = 2 s, 1e-8 at h = s. So with
+    max_drop = 1 no image stops before h <= 1.08 s, where that error is below 1e-6; past that point
+    the error falls steadily as h shrinks (faster than any power where the integrand is smooth, as h^2
+    near a ReLU's kinks), and (1) measures it. Posteriors that are not Gaussian are held the same way,
+    each part by its own curvature, weighted by its mass: several sharp peaks, a skewed or curved ridge.
+    What the grid does not see it cannot weigh, though: a narrow peak whose grid points all lie more than
+    `coarse_cut` nats below the image's largest coarse tile (and `cut` below its largest tile at every
+    level after) counts for nothing, in the drop as in the estimate. max_drop = inf leaves (1) alone: the
+    rule of earlier versions, which tests/test_exact.py shows stopping on aliased estimates.
 
     The defaults: a = 8, where log p(z) is 32 nats below its peak (an image with mass near the edge is
     reported and warned about); tiles 0.4 wide at level 0, small enough to follow each image's mass
-    closely; up to 6 refinements, to h = 0.0016 (with a 2-D VAE trained on full MNIST, 4 test images in 5
-    stop at h = 0.025 or 0.0125 and 1 in 20 goes finer: near kinks it still moves by hundredths there).
+    closely; up to 6 refinements, to h = 0.0016, enough for posteriors of sd down to about 0.0016. An
+    image stops at the first level where (1) and (2) both hold; one whose posterior has sd s along its
+    narrowest direction goes on at least to h <= 1.08 s; one still unresolved or moving after the last
+    refinement is counted as not converged, with a warning.
 
     Returns log p(x) (N,), each image's |change| at its last refinement (N,), and a JSON-serialisable
-    report of the settings, the images refined at each level, the largest and the mean last change and
-    the mass near the edge. Shapes: (N, D) -> (N,), (N,), dict.
+    report of the settings, the images refined at each level, the largest and the mean last change, the
+    largest last drop and the mass near the edge. Shapes: (N, D) -> (N,), (N,), dict.
     """
     if max_refinements < 1:
         raise ValueError(f"max_refinements must be at least 1 to check convergence, got {max_refinements}")
+    if tile_size < 3:
+        raise ValueError(f"tile_size must be at least 3, for three neighbouring points in a tile, got {tile_size}")
     started, log_px_z, tiling = time.perf_counter(), likelihood(model), Tiling.over(half_width, spacing, tile_size)
     log_mass, tiles = coarse_tiles(log_px_z, x, tiling)
     pairs, rest = split_coarse(log_mass, tiles, coarse_cut)  # rest: log mass of the tiles left behind
     log_px = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))  # level 0's estimate
     edge = edge_report(log_mass, tiles, tiling, tol, log_px)
     del log_mass  # (N, T), the largest tensor here
-    change, refined = torch.full_like(log_px, math.inf), []
+    change, drop, refined = torch.full_like(log_px, math.inf), torch.full_like(log_px, math.inf), []
     for level in range(1, max_refinements + 1):
-        active = change >= tol
+        active = (change >= tol) | (drop > max_drop)
         pairs = refine(log_px_z, x, pairs, tiling, level)
         estimate = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))
         change[active], log_px[active] = (estimate - log_px)[active].abs(), estimate[active]
+        drop[active] = segment_mean(pairs.drop, pairs.log_mass, pairs.image, len(x))[active]
         refined.append(int(active.sum()))
-        if level == max_refinements or (change < tol).all():
+        going = (change >= tol) | (drop > max_drop)
+        if level == max_refinements or not going.any():
             break
-        moving = change[pairs.image] >= tol  # the pairs of the images still moving
-        pairs, left = split_fine(Pairs(*(column[moving] for column in pairs)), len(x), cut)
+        pairs, left = split_fine(Pairs(*(column[going[pairs.image]] for column in pairs)), len(x), cut)
         rest = torch.logaddexp(rest, left)
     settings = dict(half_width=half_width, spacing=spacing, tile_size=tile_size, coarse_cut=coarse_cut, cut=cut,
-                    tol=tol)
-    return log_px, change, summarise(settings, tiling, refined, change, edge, log_px, started)
+                    tol=tol, max_drop=max_drop)
+    return log_px, change, summarise(settings, tiling, refined, change, drop, edge, log_px, started)
 
 
-def summarise(settings: dict, tiling: Tiling, refined: list, change: torch.Tensor, edge: dict,
+def segment_mean(values: torch.Tensor, log_weight: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """The mean of the values that share an index, weighted by exp(log_weight); nan where none do.
+    Shapes: (P,), (P,), (P,) -> (n,)."""
+    weight = torch.exp(log_weight - segment_max(log_weight, index, n)[index])
+    total = values.new_zeros(n).index_add(0, index, weight)
+    return values.new_zeros(n).index_add(0, index, weight * values) / total
+
+
+def summarise(settings: dict, tiling: Tiling, refined: list, change: torch.Tensor, drop: torch.Tensor, edge: dict,
               log_px: torch.Tensor, started: float) -> dict:
     """The report of converged_log_px; warns when an image has not converged or the grid is too small for it."""
-    tol, n = settings["tol"], len(change)
+    tol, max_drop, n = settings["tol"], settings["max_drop"], len(change)
+    going = (change >= tol) | (drop > max_drop)
     result = dict(settings, finest_spacing=tiling.h(len(refined)), refinements=len(refined), images_refined=refined,
                   max_image_change=change.max().item(), mean_change=change.mean().item(),
-                  converged=bool((change < tol).all()), **edge, mean_log_px=log_px.mean().item(),
-                  seconds=time.perf_counter() - started)
+                  max_image_drop=drop.max().item(), converged=not bool(going.any()), **edge,
+                  mean_log_px=log_px.mean().item(), seconds=time.perf_counter() - started)
     if not result["converged"]:
         warnings.warn(f"log p(x) by quadrature did not converge to {tol} nats in {len(refined)} refinements for "
-                      f"{int((change >= tol).sum())} of {n} images (largest last change {change.max():.4f} nats)")
+                      f"{int(going.sum())} of {n} images (largest last change {change.max():.4f} nats, "
+                      f"{int((drop > max_drop).sum())} with the posterior unresolved: drop above {max_drop:g} nats)")
     if edge["edge_images"]:
         warnings.warn(f"{edge['edge_images']} of {n} images have more than {tol / 10:g} of p(x) where |z_1| or "
                       f"|z_2| > {edge['edge_band']:g} (up to e^{edge['edge_log_share']:.1f}): the grid may miss mass "
