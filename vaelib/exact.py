@@ -41,6 +41,7 @@ from .model import require_2d
 IMAGE_BLOCK = 2048  # images per matrix product: memory is IMAGE_BLOCK * chunk floats
 GRID_CHUNK = 4096  # grid points decoded at a time
 TILE_BLOCK = 2**22  # floats of log p(x, z_g) that converged_log_px computes at once (16 MB, a few copies)
+DROP_CUT = 10.0  # nats below an image's largest tile beyond which tiles are left out of its drop
 
 
 def bernoulli_log_px_z(model: nn.Module):
@@ -177,13 +178,18 @@ class Tiling:
     def tile_log_mass(self, log_px_z, x: torch.Tensor, tiles: torch.Tensor, level: int,
                       with_drop: bool = False):
         """log sum_{g in tile} p(x, z_g) h^2 for every image in every tile, and with `with_drop` each tile's
-        drop (see tile_drop). Shapes: (N, D), (T, 2) -> (N, T) [, (N, T)]."""
+        drop (tile_drop) where its mass is within DROP_CUT nats of the image's largest among these tiles
+        (nan elsewhere: such tiles would weigh less than e^-DROP_CUT each in the image's mean drop).
+        Shapes: (N, D), (T, 2) -> (N, T) [, (N, T)]."""
         z, log_prior = self.points(tiles, level, x)
         log_joint = (log_px_z(x, z) + log_prior).reshape(len(x), len(tiles), -1)  # (N, T, m * m)
         log_mass = torch.logsumexp(log_joint, -1) + 2 * math.log(self.h(level))
         if not with_drop:
             return log_mass
-        return log_mass, tile_drop(log_joint.reshape(len(x), len(tiles), self.size, self.size))
+        heavy = log_mass >= log_mass.amax(1, keepdim=True) - DROP_CUT
+        drop = torch.full_like(log_mass, math.nan)
+        drop[heavy] = tile_drop(log_joint[heavy].reshape(-1, self.size, self.size))
+        return log_mass, drop
 
 
 def tile_drop(log_joint: torch.Tensor) -> torch.Tensor:
@@ -200,22 +206,21 @@ def tile_drop(log_joint: torch.Tensor) -> torch.Tensor:
     at least 0.85 h^2 / s_min^2, s_min the sd along the narrowest direction). Points outside the grid (-inf)
     count for nothing; a tile with no three finite points has drop 0.
     """
-    p = torch.exp(log_joint - log_joint.amax((-2, -1), keepdim=True).nan_to_num(neginf=0.0))  # / tile's top
-    a, b, c = slice(None, -2), slice(1, -1), slice(2, None)
-    every = slice(None)
+    l = log_joint.flatten(0, -3).permute(1, 2, 0).contiguous()  # (m, m, N T): long rows, for speed
+    p = torch.exp(l - l.amax((0, 1)).nan_to_num(neginf=0.0))  # p(x, z) / the tile's largest
+    a, b, c, every = slice(None, -2), slice(1, -1), slice(2, None), slice(None)
     triples = [((every, a), (every, b), (every, c), 1.0),  # along z_1
                ((a, every), (b, every), (c, every), 1.0),  # along z_2
                ((a, a), (b, b), (c, c), 2.0),  # along (1, 1)
                ((a, c), (b, b), (c, a), 2.0)]  # along (1, -1)
-    drops = []
+    largest = None
     for before, middle, after, length2 in triples:
-        l0, l1, l2 = (log_joint[(..., *at)] for at in (before, middle, after))
-        drop = (2 * l1 - l0 - l2) / length2  # nan or +-inf where a point is -inf
-        weight = torch.maximum(torch.maximum(p[(..., *before)], p[(..., *middle)]), p[(..., *after)])
-        weight = weight.where(drop.isfinite(), 0.0)
-        mean = (weight * drop.clamp(min=0.0).nan_to_num(0.0, 0.0)).sum((-2, -1)) / weight.sum((-2, -1))
-        drops.append(mean.nan_to_num(0.0))  # 0 / 0: no three finite points
-    return torch.stack(drops).amax(0)
+        drop = (2 * l[middle] - l[before] - l[after]) / length2  # nan or +-inf where a point is -inf
+        weight = torch.maximum(torch.maximum(p[before], p[middle]), p[after]).where(drop.isfinite(), 0.0)
+        mean = (weight * drop.clamp(min=0.0).nan_to_num(0.0, 0.0)).sum((0, 1)) / weight.sum((0, 1))
+        mean = mean.nan_to_num(0.0)  # 0 / 0: no three finite points
+        largest = mean if largest is None else torch.maximum(largest, mean)
+    return largest.reshape(log_joint.shape[:-2])
 
 
 class Pairs(NamedTuple):
@@ -374,8 +379,9 @@ def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: floa
 
     The stopping rule. An image stops at level k >= 1 when both
       (1) its estimate moved by less than `tol`: |log p_k(x) - log p_(k-1)(x)| < tol, and
-      (2) the grid resolves its posterior: its drop at level k, the mean over its tiles of tile_drop
-          weighted by their mass (h^2 times the curvature of log p(x, z) where its mass lies), is at
+      (2) the grid resolves its posterior: its drop at level k, the mean of tile_drop over its tiles
+          weighted by their mass (h^2 times the curvature of log p(x, z) where its mass lies; tiles more
+          than DROP_CUT = 10 nats below its largest, weighing less than e^-10 each, left out), is at
           most `max_drop` nats.
     (1) alone can stop on two wrong estimates. While h is wider than the posterior, each level sums the
     few grid points nearest the peak, and what that gives depends on where the peak falls between them:
@@ -435,8 +441,10 @@ def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: floa
 
 
 def segment_mean(values: torch.Tensor, log_weight: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """The mean of the values that share an index, weighted by exp(log_weight); nan where none do.
-    Shapes: (P,), (P,), (P,) -> (n,)."""
+    """The mean of the values that share an index, weighted by exp(log_weight), leaving out nan values; nan
+    where none are left. Shapes: (P,), (P,), (P,) -> (n,)."""
+    known = ~values.isnan()
+    values, log_weight, index = values[known], log_weight[known], index[known]
     weight = torch.exp(log_weight - segment_max(log_weight, index, n)[index])
     total = values.new_zeros(n).index_add(0, index, weight)
     return values.new_zeros(n).index_add(0, index, weight * values) / total
