@@ -155,11 +155,15 @@ def test_says_when_it_cannot_enforce(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "ran").exists()
 
 
-def test_real_run_under_the_limits(tmp_path, capsys):
+def test_real_run_under_the_limits(tmp_path, capsys, monkeypatch):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "VAELIB_FIT_THREADS"):  # the user's choice would win
+        monkeypatch.delenv(name, raising=False)
+    if not V1_WRITABLE:
+        monkeypatch.setattr(bl.shutil, "which", lambda name: None)  # no systemd-run fallback either: refused
     code = ("import torch, vaelib\n"
             "json.dump({'cgroup': open('/proc/self/cgroup').read(), 'threads': torch.get_num_threads(),\n"
             "           'env': {k: os.environ.get(k)\n"
-            "                   for k in ('VAELIB_SMOKE', 'MALLOC_MMAP_THRESHOLD_', 'MPLBACKEND')}},\n"
+            "                   for k in ('VAELIB_SMOKE', 'MALLOC_MMAP_THRESHOLD_', 'MPLBACKEND', 'VAELIB_RUNS')}},\n"
             "          open('seen.json', 'w'))")
     notebook = tiny_notebook(tmp_path, code)
     status = bl.main(["--json", str(tmp_path / "out.json"), str(notebook)])
@@ -178,6 +182,8 @@ def test_real_run_under_the_limits(tmp_path, capsys):
     assert any(line.split(":")[1] == "memory" and line.endswith(name) for line in seen["cgroup"].splitlines())
     assert any("cpu" in line.split(":")[1].split(",") and line.endswith(name) for line in seen["cgroup"].splitlines())
     assert seen["threads"] == 1  # vaelib fitted torch to the one-CPU quota of the kernel's own group
+    runs = seen["env"].pop("VAELIB_RUNS")
+    assert "vaelib-binder-runs-" in runs and not Path(runs).exists()  # a fresh runs/ folder, removed after
     assert seen["env"] == {"VAELIB_SMOKE": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MPLBACKEND": "Agg"}
     printed = capsys.readouterr().out
     assert "| tiny.ipynb |" in printed and "by cgroup v1" in printed
@@ -185,7 +191,9 @@ def test_real_run_under_the_limits(tmp_path, capsys):
     assert leftovers == []
 
 
-def test_real_oom_kill_is_reported(tmp_path, capsys):
+def test_real_oom_kill_is_reported(tmp_path, capsys, monkeypatch):
+    if not V1_WRITABLE:
+        monkeypatch.setattr(bl.shutil, "which", lambda name: None)  # no systemd-run fallback either: refused
     notebook = tiny_notebook(tmp_path, "big = b'x' * (400 << 20)")
     status = bl.main(["--memory", "256M", "--json", str(tmp_path / "out.json"), str(notebook)])
     if not V1_WRITABLE:

@@ -51,6 +51,7 @@ def test_older_pytorch_without_torch_accelerator_asks_cuda_then_mps(monkeypatch)
 def test_the_argument_wins_over_the_environment_which_wins_over_the_accelerator(monkeypatch):
     fake_accelerator(monkeypatch, "cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("VAELIB_DEVICE", "cpu")
     assert pick_device() == torch.device("cpu")
     monkeypatch.setenv("VAELIB_DEVICE", "cuda:1")
@@ -119,3 +120,20 @@ def test_no_vaelib_function_moves_or_casts_the_callers_model(sample_data, tmp_pa
     for key, value in model.state_dict().items():
         assert value.device.type == "cpu" and value.dtype == torch.float32 and torch.equal(value, trained_weights[key])
     assert all(torch.equal(v, trained_weights[k]) for k, v in load_checkpoint(tmp_path / "model.pt").state_dict().items())
+
+
+def test_pytorch_2_6_whose_current_accelerator_takes_no_argument(monkeypatch):
+    monkeypatch.delenv("VAELIB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu")
+
+
+def test_a_device_number_this_machine_does_not_have_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="has 1 cuda device.*--device cuda:0"):
+        pick_device("cuda:3")

@@ -105,3 +105,12 @@ def test_every_committed_model_loads_and_matches_its_settings():
         if isinstance(model_settings, dict):
             assert model.config == ModelConfig(**model_settings)
         assert isinstance(history, History)
+
+
+@pytest.mark.parametrize("damage", ["history.json", "model.pt"])
+def test_a_damaged_cached_model_is_trained_anew_not_an_error(stores, sample_data, damage):
+    fit, settings = Fit(sample_data), {"seed": 0}
+    runs.trained(settings, fit)
+    (runs.cache_dir() / runs.settings_key(settings) / damage).write_text("damaged")
+    assert runs.trained(settings, fit).source == "trained" and fit.calls == 2
+    assert runs.trained(settings, fit).source == "cache"  # the retrained model replaced the damaged one

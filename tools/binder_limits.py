@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -439,6 +439,13 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def kernel_torch_version() -> str:
+    """The PyTorch version of the interpreter that runs the kernels (a CPU build on Binder)."""
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
 def binder_env(full: bool, base: dict | None = None) -> dict:
     """The caller's environment with what Binder's ./start exports, the notebooks' settings and VAELIB_DATA absolute."""
     env = {**(os.environ if base is None else base), "VAELIB_SMOKE": "0" if full else "1",
@@ -476,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     env = binder_env(args.full)
+    # A fresh student's runs/: nothing trained on this machine before is loaded (the models committed in
+    # vaelib/pretrained are, as on Binder); notebook 4 saves the course model there for notebooks 5 to 7.
+    fresh_runs = tempfile.TemporaryDirectory(prefix="vaelib-binder-runs-")
+    env["VAELIB_RUNS"] = fresh_runs.name
     swap = swap_total_bytes()
     mechanism = make_limits().mechanism
     threads = {k: env[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "VAELIB_FIT_THREADS") if k in env}
@@ -496,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
     except CannotEnforce as error:
         print(f"binder_limits: cannot enforce Binder's limits on this machine: {error}", file=sys.stderr)
+        if results:
+            print(table(results))
         return 2
     except KeyboardInterrupt:
         print("binder_limits: interrupted; the run's processes were stopped and its groups removed", file=sys.stderr)
@@ -504,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        fresh_runs.cleanup()
     print()
     print(table(results))
     if args.json:
@@ -511,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join(["python", "tools/binder_limits.py", *(argv if argv is not None else sys.argv[1:])]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "memory_limit_bytes": memory, "cpus": args.cpus,
             "mechanism": mechanism, "swap_total_bytes": swap, "setting": "full" if args.full else "smoke",
+            "python": sys.executable.replace(str(ROOT), ".").replace(str(Path.home()), "~"),
+            "torch": kernel_torch_version(), "runs": "a fresh, empty runs/ folder (VAELIB_RUNS)",
             "results": results}, indent=2) + "\n")
     return 0 if all(r["verdict"] == "OK" for r in results) else 1
 

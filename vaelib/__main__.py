@@ -31,6 +31,13 @@ RUN_SETTINGS = ("data", "data_dir", "epochs", "steps", "z_dim", "hidden", "activ
                 "optimizer", "lr_schedule", "beta", "seed", "iwae_k", "out", "overwrite")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vaelib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decay: constant, then linear to 0 over the last quarter of the steps")
     t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (1: the ELBO)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    t.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the accelerator PyTorch reports, else cpu)")
     t.add_argument("--iwae-k", type=int, default=1000, help="importance samples for log p(x) at the end")
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<date-time>)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -62,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", type=Path, help="a model.pt written by `train`")
     add_data_options(e, default=None, help="default: the source the model was trained on")
     e.add_argument("--iwae-k", type=int, default=1000)
-    e.add_argument("--limit", type=int, default=None, help="N test images drawn at random with a fixed seed (the same N every time), not all")
+    e.add_argument("--limit", type=positive_int, default=None,
+                   help="N test images drawn at random with a fixed seed (the same N every time), not all")
     e.add_argument("--exact", action="store_true", help="add exact log p(x) by quadrature (z_dim 2 only)")
     e.add_argument("--per-image", type=Path, default=None, help="write one CSV row per test image")
-    e.add_argument("--device", default=None)
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the accelerator PyTorch reports, else cpu)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-progress", action="store_true")
     return parser
@@ -235,13 +244,15 @@ def save_figures(model, data, history, out: Path) -> list[str]:
 
     was_training = model.training
     model.eval()  # the model stays on its device; the plots copy their inputs there
-    figures = {"elbo_history": plot.plot_history(history),
-               "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
-               "prior_samples": plot.plot_prior_samples(model)}
-    if model.config.z_dim == 2:
-        figures["latent_grid"] = plot.plot_latent_grid(model)
-        figures["embedding"] = plot.plot_embedding(model, data.test_x, data.test_y)
-    model.train(was_training)
+    try:
+        figures = {"elbo_history": plot.plot_history(history),
+                   "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
+                   "prior_samples": plot.plot_prior_samples(model)}
+        if model.config.z_dim == 2:
+            figures["latent_grid"] = plot.plot_latent_grid(model)
+            figures["embedding"] = plot.plot_embedding(model, data.test_x, data.test_y)
+    finally:
+        model.train(was_training)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         matplotlib.pyplot.close(fig)

@@ -83,7 +83,10 @@ def accelerator() -> torch.device | None:
     torch.accelerator (PyTorch >= 2.6) is PyTorch's own answer; older versions are asked about CUDA and MPS.
     """
     if hasattr(torch, "accelerator"):
-        found = torch.accelerator.current_accelerator(check_available=True)
+        try:
+            found = torch.accelerator.current_accelerator(check_available=True)
+        except TypeError:  # PyTorch 2.6: no check_available yet
+            found = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
         return None if found is None else torch.device(found.type)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -117,6 +120,10 @@ def pick_device(device: str | None = None) -> torch.device:
         here = accelerator()
         instead = f"use --device {here.type} (found here) or --device cpu" if here else "use --device cpu"
         raise ValueError(f"device {asked!r} {source}, but this PyTorch cannot use {dev.type} on this machine; {instead}")
+    count = getattr(getattr(torch, dev.type, None), "device_count", None)
+    if dev.index is not None and count is not None and dev.index >= count():
+        raise ValueError(f"device {asked!r} {source}, but this machine has {count()} {dev.type} device(s), "
+                         f"numbered from 0; use --device {dev.type}:0")
     return dev
 
 

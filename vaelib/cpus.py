@@ -174,7 +174,9 @@ def _walk(root: Path, mount_point: str, mount_root: str, path: str, read_limit) 
     if mount_root not in ("", "/"):
         if path == mount_root or path.startswith(mount_root.rstrip("/") + "/"):
             relative = path[len(mount_root.rstrip("/")):]
-    parts = [p for p in relative.split("/") if p and p not in (".", "..")]
+    if ".." in relative.split("/"):  # a group outside this cgroup namespace's root: not visible from here
+        return None
+    parts = [p for p in relative.split("/") if p and p != "."]
     base = root / mount_point.lstrip("/")
     limits = []
     for depth in range(len(parts), -1, -1):

@@ -32,7 +32,8 @@ def encode_all(model, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Te
     """The encoder's mu and logvar for every image, in batches. Shapes: (N, D) -> (N, L), (N, L)."""
     was_training = model.training
     model.eval()
-    parts = [model.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    device = next(model.parameters()).device  # x is copied there, batch by batch; the model stays put
+    parts = [model.encode(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat([mu for mu, _ in parts]), torch.cat([logvar for _, logvar in parts])
 

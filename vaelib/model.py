@@ -71,7 +71,8 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixel probabilities sigmoid(logits(z)) for n draws z ~ p(z). Shape: (n, D)."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.z_dim, generator=generator).to(device)
+        drawn_on = generator.device if generator is not None else "cpu"  # the same z for a seed on every device
+        z = torch.randn(n, self.config.z_dim, generator=generator, device=drawn_on).to(device)
         return torch.sigmoid(self.decode(z))
 
 

@@ -33,8 +33,8 @@ from typing import Callable, NamedTuple
 
 from torch import nn
 
-from .config import runs_dir, smoke
-from .model import load_checkpoint, save_checkpoint
+from .config import ModelConfig, runs_dir, smoke
+from .model import CheckpointError, load_checkpoint, save_checkpoint
 from .train import History
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
@@ -75,8 +75,15 @@ def load(folder: Path, settings: dict) -> tuple[nn.Module, History] | None:
         return None
     if saved != canonical(settings):
         return None  # another model under the same key: trained anew below, never mistaken for this one
-    history = History(**json.loads((folder / "history.json").read_text()))
-    return load_checkpoint(folder / "model.pt").eval(), history
+    try:
+        history = History(**json.loads((folder / "history.json").read_text()))
+        model = load_checkpoint(folder / "model.pt").eval()
+    except (OSError, ValueError, TypeError, KeyError, CheckpointError):
+        return None  # damaged or from another version of vaelib: trained anew, which replaces it
+    shape = settings.get("model")
+    if isinstance(shape, dict) and ModelConfig(**shape) != model.config:
+        return None
+    return model, history
 
 
 def save(folder: Path, settings: dict, model: nn.Module, history: History, label: str) -> None:

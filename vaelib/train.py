@@ -247,8 +247,7 @@ def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: 
             run.schedule.step()
             run.step += 1
             if i == run.per_epoch - 1 or run.step == run.total:
-                if run.device.type == "cuda":
-                    torch.cuda.synchronize()  # the steps' time, not only their launch
+                synchronize(run.device)  # the steps' time, not only their launch
                 run.seconds += time.perf_counter() - tick
                 run.record()
                 bar.update(run.step - bar.n)
@@ -262,6 +261,15 @@ def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: 
                 raise TrainingInterrupted(run.step, run.total, run.state())
     bar.close()
     return run.history
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on an accelerator (CUDA, MPS, XPU); nothing to wait for on the CPU."""
+    if device.type == "cpu":
+        return
+    module = getattr(torch, device.type, None)
+    if module is not None and hasattr(module, "synchronize"):
+        module.synchronize()
 
 
 @contextlib.contextmanager
