@@ -297,7 +297,9 @@ page_history = train_on_page(page, torch.optim.Adam(page.parameters(), lr=1e-3),
 seed_everything(0)
 library = VAE().to(device)  # the same initial weights: same seed, same layers in the same order
 library_history = train(library, data, TrainConfig(epochs=page_epochs, lr_schedule="constant", device=str(device)))
-torch.testing.assert_close(library_history.train_neg_elbo, page_history["train_neg_elbo"], rtol=1e-4, atol=0)
+# the first epoch to 1 part in 10^4; later ones to 1 in 10^3, as rounding differences grow with training
+torch.testing.assert_close(library_history.train_neg_elbo[0], page_history["train_neg_elbo"][0], rtol=1e-4, atol=0)
+torch.testing.assert_close(library_history.train_neg_elbo, page_history["train_neg_elbo"], rtol=1e-3, atol=0)
 torch.testing.assert_close(library_history.test_neg_elbo, page_history["test_neg_elbo"], rtol=1e-3, atol=0)
 gap = max((p - q).abs().max().item() for p, q in zip(page.parameters(), library.parameters()))
 print(f"test -ELBO after each epoch: page {[round(v, 2) for v in page_history['test_neg_elbo']]}, "
