@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 1. The generative model and the evidence lower bound
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/01_generative_model_elbo.ipynb)
+#
 # A variational autoencoder (VAE; Kingma & Welling, *Auto-Encoding Variational Bayes*, 2014) is a
 # generative model of images $x$ driven by a hidden code $z$, together with a second network that
 # guesses the code of a given image. This notebook sets up both and derives the objective that
@@ -28,6 +30,18 @@
 # 3. the mean-field Gaussian $q_\phi(z\mid x)$ and the inference network that outputs it;
 # 4. the ELBO by importance sampling and Jensen's inequality, checked on a small linear-Gaussian
 #    model where $\log p(x)$ and $p(z\mid x)$ are known exactly.
+
+# %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
 
 # %%
 import math
@@ -237,8 +251,8 @@ torch.testing.assert_close(sum_of_factors, log_normal(z_q, mu_q, logvar_q))
 print("log q(z) = sum_j log q_j(z_j):", torch.allclose(sum_of_factors, joint))
 
 # %% [markdown]
-# Fitting a separate $(\mu, \sigma)$ for every training image would be slow, and useless for a new
-# image. The VAE *amortises* inference instead: one encoder network $f_\phi$ maps any image to the
+# Fitting a separate $(\mu, \sigma)$ for every image is possible, but costly: each new image would
+# need an optimisation of its own before it could be encoded. The VAE *amortises* inference instead: one encoder network $f_\phi$ maps any image to the
 # parameters of its approximate posterior,
 #
 # $$(\mu, \log\sigma^2) = f_\phi(x), \qquad q_\phi(z\mid x) = \mathcal N\big(\mu, \mathrm{diag}(\sigma^2)\big).$$

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 2. The KL divergence between the encoder's Gaussian and the prior
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/02_kl_divergence.ipynb)
+#
 # Notebook 1 split the ELBO into a reconstruction term and a regulariser,
 #
 # $$\mathrm{ELBO}(x) = \mathbb E_{q_\phi(z\mid x)}\big[\log p_\theta(x\mid z)\big] - \mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p(z)\big),
@@ -28,6 +30,18 @@
 # so the VAE needs no sampling for this term. We derive it one step at a time, check every step with numbers,
 # check the result against `torch.distributions` and against Monte Carlo estimates, and see why the KL is
 # *added* to the loss.
+
+# %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
 
 # %%
 import math

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 3. Gradients through samples: the reparametrisation trick
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/03_reparameterisation.ipynb)
+#
 # To train the encoder we need the gradient of the ELBO with respect to its parameters $\phi$, and the
 # reconstruction term is an expectation under a distribution that itself depends on $\phi$:
 #
@@ -34,6 +36,18 @@
 #    know: the score-function (REINFORCE) estimator and the reparametrised one;
 # 3. measures how much larger the score-function estimator's variance is;
 # 4. checks autograd against finite differences on the ELBO of a tiny VAE.
+
+# %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
 
 # %%
 import math
@@ -277,9 +291,12 @@ for name, share in right_sign.items():
 assert right_sign["reparametrised"] > right_sign["score function"]
 
 # %% [markdown]
-# The reparametrisation's price: $f$ must be differentiable in $z$ (almost everywhere is enough: a ReLU
-# decoder has kinks, which a continuous $z$ hits with probability zero) and $z$ must be continuous; for a VAE
-# with a Gaussian $q$ and a neural decoder, both hold.
+# The reparametrisation's price: $z$ must be a continuous, differentiable function of $\phi$ and
+# $\varepsilon$, and $f$ must be continuous in $z$, for instance locally Lipschitz, so that the
+# derivative of the average is the average of the derivatives. Differentiable almost everywhere is
+# not enough on its own: a step function is differentiable almost everywhere with derivative 0, yet
+# $\mathbb E[\mathbf 1\{z > 0\}]$ changes with $\mu$. A ReLU decoder is continuous and Lipschitz, with
+# kinks that a continuous $z$ hits with probability zero, so for a VAE with a Gaussian $q$ both hold.
 #
 # ## The trick inside the VAE
 #
@@ -345,7 +362,9 @@ print("gradcheck of the ELBO w.r.t. (mu, logvar):", passed)
 # %% [markdown]
 # ## Summary
 #
-# - $\nabla_\phi\mathbb E_{q_\phi}[f]$ cannot be taken inside the expectation, because the samples depend on $\phi$.
+# - $\nabla_\phi\mathbb E_{q_\phi}[f]$ is not $\mathbb E_{q_\phi}[\nabla_\phi f]$ (which is 0, since $f$ has no $\phi$ in it):
+#   the distribution the samples come from depends on $\phi$. The score-function estimator moves the
+#   gradient inside by differentiating $\log q_\phi$; the reparametrisation moves $\phi$ into $f$.
 # - The score-function estimator $f(z)\nabla_\phi\log q_\phi(z)$ is unbiased and general, but on the toy problem
 #   its variance was larger than the reparametrised estimator's by the factors printed above.
 # - The reparametrisation $z = \mu + \sigma\odot\varepsilon$ moves $\phi$ out of the distribution; the estimator

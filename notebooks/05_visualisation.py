@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 5. Looking at what the VAE learned
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/05_visualisation.ipynb)
+#
 # With a two-dimensional latent space we can *see* the model: what it reconstructs, what it
 # generates from the prior $p(z)=\mathcal N(0, I)$, how the decoder maps every point of the latent
 # plane to an image, and where the encoder puts each test digit. At the end we train a plain
@@ -27,8 +29,19 @@
 # and trains a small model here instead.
 
 # %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
+
+# %%
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -40,7 +53,8 @@ from vaelib.config import ModelConfig, seed_everything, smoke
 from vaelib.data import describe, load_mnist
 from vaelib.exercises import check_interpolate
 from vaelib.model import VAE
-from vaelib.train import course_model, evaluate_terms
+from vaelib.runs import trained
+from vaelib.train import History, course_model, evaluate_terms
 
 SMOKE = smoke()
 data = load_mnist("auto")
@@ -68,9 +82,8 @@ print(f"after {history.step[-1]:,} steps: distortion {total - rate:.2f} + rate {
       f"the rate is {rate / total:.1%} of the total")
 
 # %% [markdown]
-# The rate bounds what the code can tell the decoder about each image, in nats (section "What the
-# code carries" below measures how much of it does); the distortion is what the decoder, given the
-# code, is still unsure of.
+# The rate bounds what the code can tell the decoder about each image, in nats; the distortion is
+# what the decoder, given the code, is still unsure of.
 #
 # From here on the *codes* of the $N$ test digits are their posterior means $\mu_\phi(x)$; the
 # log-variances are kept for later.
@@ -286,28 +299,37 @@ def autoencoder_loss(autoencoder, x):
 # %% [markdown]
 # The same budget as the VAE, written out: as many steps as the VAE took (printed; 100 in the smoke
 # setting) of Adam at the course's learning rate, each on $B = 100$ training images drawn at random
-# and binarised afresh. The printout gives the loss averaged over the steps since the last line
-# (one batch alone varies by several nats).
+# and binarised afresh. While it trains, it prints the loss averaged over the steps since the last
+# line (one batch alone varies by several nats). It is trained once: `trained` (from `vaelib.runs`)
+# loads it when it was trained before with these settings, and says which happened.
 
 # %%
 ae_steps, B = (100 if SMOKE else history.step[-1]), 100
-seed_everything(0)
-autoencoder = VAE(ModelConfig())
-optimizer = torch.optim.Adam(autoencoder.parameters(), lr=1e-3)
-generator, start, losses = torch.Generator().manual_seed(0), time.perf_counter(), []
-for step in range(1, ae_steps + 1):
-    index = torch.randint(len(data.train_x), (B,), generator=generator)
-    x = torch.bernoulli(data.train_x[index], generator=generator)  # binarised afresh
-    loss = autoencoder_loss(autoencoder, x)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    losses.append(loss.item())
-    if step % (ae_steps // 5) == 0:
-        print(f"step {step:6,}: -log p(x|z) {sum(losses) / len(losses):7.2f} nats per image, "
-              f"mean of the last {len(losses):,} batches")
-        losses = []
-print(f"{ae_steps:,} steps in {time.perf_counter() - start:.0f} s; the VAE had {history.step[-1]:,}")
+
+
+def fit_autoencoder():
+    """The loop above's budget for the autoencoder: ae_steps Adam steps on random, freshly binarised batches."""
+    seed_everything(0)
+    autoencoder = VAE(ModelConfig())
+    optimizer = torch.optim.Adam(autoencoder.parameters(), lr=1e-3)
+    generator, losses = torch.Generator().manual_seed(0), []
+    for step in range(1, ae_steps + 1):
+        index = torch.randint(len(data.train_x), (B,), generator=generator)
+        x = torch.bernoulli(data.train_x[index], generator=generator)  # binarised afresh
+        loss = autoencoder_loss(autoencoder, x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % (ae_steps // 5) == 0:
+            print(f"step {step:6,}: -log p(x|z) {sum(losses) / len(losses):7.2f} nats per image, "
+                  f"mean of the last {len(losses):,} batches")
+            losses = []
+    return autoencoder, History(step=[ae_steps])
+
+
+settings = {"model": "autoencoder", "steps": ae_steps, "batch_size": B, "lr": 1e-3, "seed": 0, "data": data.source}
+autoencoder = trained(settings, fit_autoencoder, f"autoencoder, {ae_steps:,} steps (the VAE had {history.step[-1]:,})").model
 
 # %% [markdown]
 # First the codes: their scale, how well they reconstruct the test set, and how many fall where

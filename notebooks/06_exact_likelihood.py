@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 6. How good is the approximation?
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/06_exact_likelihood.ipynb)
+#
 # Training maximises the ELBO, a lower bound on $\log p_\theta(x)$, and `python -m vaelib train` reports
 # the importance-weighted bound $\mathrm{IWAE}_K$ as its estimate of $\log p_\theta(x)$. How far below the
 # truth are they? With a two-dimensional latent space we can find out: the integral
@@ -31,6 +33,18 @@
 #    that samples the prior falls short;
 # 2. that the ELBO falls short by exactly $\mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x)\big)$;
 # 3. how much of that shortfall is the encoder's doing and how much the Gaussian family's.
+
+# %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
 
 # %%
 import copy
@@ -55,11 +69,14 @@ data = load_mnist("auto")
 
 # %% [markdown]
 # We use the model notebook 4 saved. If you have not run notebook 4, the next cell says so and trains
-# a small model here instead. We study the first test digits (300, or 20 in the quick smoke setting).
+# a small model here instead. We study 300 test digits (20 in the quick smoke setting), drawn at
+# random with a fixed seed: not the first ones, since MNIST's test file is ordered by writer and its
+# two halves score differently.
 
 # %%
 model, _ = course_model(data, fallback_steps=40 if SMOKE else 3000)
-x, labels = data.test_x[:20 if SMOKE else 300], data.test_y[:20 if SMOKE else 300]
+chosen = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(0))[:20 if SMOKE else 300]
+x, labels = data.test_x[chosen], data.test_y[chosen]
 print(f"{model.config}; {len(x)} test digits of {describe(data)}")
 
 # %% [markdown]
@@ -83,14 +100,14 @@ with torch.no_grad():  # 4,096 points at a time: decoding all of them at once wo
     log_joint = torch.cat([bernoulli_log_likelihood(model.decode(zc), x[0]) + log_normal(zc)
                            for zc in z.split(4096)])  # (G * G,)
 log_px0 = torch.logsumexp(log_joint, 0) + 2 * math.log(h)
-print(f"{len(z):,} grid points; log p(x) of the first test digit: {log_px0:.4f} nats")
+print(f"{len(z):,} grid points; log p(x) of the first of these digits: {log_px0:.4f} nats")
 torch.testing.assert_close(log_px0, log_px_grid(model, x[:1], a, h)[0], rtol=0, atol=1e-3)
 
 # %% [markdown]
 # How small must $h$ be? For an integrand that is smooth and vanishes towards the edges, the rectangle
 # rule's error falls faster than any power of $h$. Our decoder is a ReLU network, though: its logits are
 # piecewise linear in $z$, with kinks, and for such an integrand the error is only guaranteed to fall like
-# $h^2$. Measured on the first five digits in float64 (so that rounding does not hide the error), against
+# $h^2$. Measured on the first five of these digits in float64 (so that rounding does not hide the error), against
 # a reference refined until it moves by less than $10^{-4}$ nats:
 
 # %%
@@ -111,7 +128,8 @@ print("error ratio per halving of h:", [f"{r:.1f}" for r in ratios.tolist()],
 # `converged_log_px` refines until every image's estimate stops moving: it evaluates every image on a
 # coarse grid ($h = 0.1$ over $[-8, 8]^2$), then halves $h$, image by image, only where that image has
 # its mass (the plane is cut into tiles of $4\times 4$ grid points; a tile is refined where its share of
-# the integral is within $e^{-20}$ of the largest tile's, and so are its neighbours; the other tiles
+# the integral is within a factor $e^{-40}$ of the largest tile's at the first refinement and $e^{-20}$ at the
+# later ones, and so are its neighbours; the other tiles
 # keep their coarser value), until its estimate moves by less than $0.01$ nats. For Bernoulli pixels $\log p_\theta(x\mid z) = x\cdot\ell(z) - \sum_d
 # \mathrm{softplus}(\ell_d(z))$, so decoding a set of grid points once and one matrix product give every
 # image's log-likelihood there.
@@ -189,12 +207,26 @@ for stat in ("mean", "median"):
           f"the {'prior' if abs(p_gap) < abs(i_gap) else 'encoder'} is closer")
 
 # %% [markdown]
-# The last two lines compare the two proposals at the same cost. The encoder's $q_\phi(z\mid x)$ puts
-# its samples where it believes the posterior is, and for most images it is right; for a few it is
-# wrong by many nats (the next section). The prior spreads its samples over the whole plane, where
-# $p_\theta(x\mid z)$ is tiny almost everywhere; but in two dimensions 5,000 draws cover the plane
-# densely enough that some land in every posterior. That is a property of two dimensions: the share
-# of prior draws that land in a posterior shrinks geometrically with the number of latent dimensions.
+# How many of the prior's draws land where each image's posterior is? Counted here with the encoder's
+# $q_\phi(z\mid x)$ standing in for the posterior: the draws within two standard deviations of its
+# mean in both coordinates (the same draws as the estimate above).
+
+# %%
+z_prior = torch.randn(Ks[-1], 2, generator=torch.Generator().manual_seed(0))  # prior_sampling_estimate's draws
+std = (0.5 * logvar).exp()  # (N, L)
+inside = (((z_prior[None] - mu[:, None]) / std[:, None]).abs() < 2).all(-1).sum(1)  # (N,) draws per image
+print(f"prior draws (of {Ks[-1]:,}) within 2 sd of q's mean: median {inside.median().item():.0f}, "
+      f"fewest {inside.min().item()}; {(inside < 5).float().mean().item():.1%} of the images get fewer than 5")
+assert inside.min() < inside.median()
+
+# %% [markdown]
+# The printouts compare the two proposals at the same cost. The encoder's $q_\phi(z\mid x)$ puts its
+# samples where it believes the posterior is, and for most images it is right; for a few it is wrong
+# by many nats (the next section). The prior spreads its samples over the whole plane, where
+# $p_\theta(x\mid z)$ is tiny almost everywhere; in two dimensions a typical posterior still catches
+# dozens of the 5,000 draws (the median printed), but the narrowest catch only a few, and their
+# estimates rest on those few. That is a property of two dimensions: the share of prior draws that
+# land in a posterior shrinks geometrically with the number of latent dimensions.
 # The 784-200-200-50 model of notebook 7 (trained with the command line, `benchmarks/results/burda/`)
 # has fifty:
 
@@ -316,7 +348,7 @@ def compare_with_posterior(model, x, mu, logvar, spacing, half_width=8.0, block=
 
 
 # %% [markdown]
-# We check the identity on the first 100 test digits (10 in the smoke setting):
+# We check the identity on the first 100 of these digits (10 in the smoke setting):
 
 # %%
 n_fit = 10 if SMOKE else 100

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 7. Beyond two dimensions
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/07_beyond_two_dimensions.ipynb)
+#
 # Every model so far had a two-dimensional latent space: notebook 5 could draw it and notebook 6 could
 # integrate over it. VAEs in practice use more dimensions. Here we train the course architecture
 # (784–256–128 with ReLU, Adam, as in notebook 4) with more latent dimensions and ask:
@@ -33,21 +35,36 @@
 # Along the way we convert nats per image into the bits per dimension that papers on images quote.
 
 # %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
+
+# %%
 import json
 import math
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from vaelib.config import ModelConfig, TrainConfig, seed_everything, smoke
+from vaelib.config import ModelConfig, TrainConfig, pick_device, seed_everything, smoke
 from vaelib.data import MNISTData, binarise, describe, load_mnist
 from vaelib.diagnostics import active_units, benchmark_results, bits_per_dim, encode_all, kl_per_dimension
 from vaelib.elbo import bernoulli_log_likelihood, kl_standard_normal, log_normal
 from vaelib.exercises import check_collapsed_dims
 from vaelib.model import VAE, load_checkpoint, reparameterize
 from vaelib.plot import image_grid
+from vaelib.runs import trained
 from vaelib.train import fast_loss, make_optimizer, per_image_iwae, per_image_terms, train
+from vaelib.train import settings as train_settings
 
 SMOKE = smoke()
 data = load_mnist("auto")
@@ -63,7 +80,7 @@ data = load_mnist("auto")
 # %%
 steps = 40 if SMOKE else 6000  # Adam steps per model
 n_iwae, K = (100, 20) if SMOKE else (1000, 250)  # test images and importance samples for log p(x)
-device = "cuda" if torch.cuda.is_available() else "cpu"
+device = pick_device()  # $VAELIB_DEVICE, else the accelerator PyTorch reports (CUDA, MPS), else the CPU
 test_x = data.test_x.to(device)
 print(f"{describe(data)}; every model: {steps:,} steps of 100 images = "
       f"{steps * 100 / len(data.train_x):.1f} epochs")
@@ -91,16 +108,24 @@ print(f"Burda et al.'s 86.76 nats per image = {bits_per_dim(86.76):.4f} bits/dim
 #
 # We train five models that differ only in $L$: 2, 5, 10, 20 and 50. `fit` trains one model of a given
 # shape with the course defaults and the budget above, from the same seed; `beta` weights the KL term
-# (section 3).
+# (section 3). Each model is trained once: `trained` (from `vaelib.runs`) loads it when a model with
+# exactly these settings was trained before, from the models committed with the course or from
+# `runs/cache/`, and says which happened; a changed setting trains anew.
 
 # %%
-def fit(data, config, beta=1.0):
+def fit(data, config, beta=1.0, binarisation="dynamic"):
     """A VAE of shape `config` trained on data.train_x for `steps` steps, its KL term weighted by beta."""
     cfg = TrainConfig(steps=steps, beta=beta, model=config)
-    seed_everything(cfg.seed)
-    model = VAE(cfg.model).to(device)
-    history = train(model, data, cfg)
-    return model.eval(), history
+
+    def train_now():
+        seed_everything(cfg.seed)
+        model = VAE(cfg.model).to(device)
+        return model, train(model, data, cfg)
+
+    settings = {**train_settings(asdict(cfg)), "data": data.source, "binarisation": binarisation}
+    label = f"L = {config.z_dim}, beta = {beta:g}, {binarisation} binarisation"
+    model, history, _ = trained(settings, train_now, label)
+    return model.to(device).eval(), history
 
 
 # %% [markdown]
@@ -459,7 +484,7 @@ u = torch.rand(1000, 784)
 assert torch.equal((u < static_x[:1000]).float(), static_x[:1000])  # the trainer's draw changes nothing
 static = MNISTData(static_x, data.train_y, data.test_x, data.test_y, data.source, "binarised once, seed 0")
 bin_models, bin_histories = {"dynamic": models[50]}, {"dynamic": histories[50]}
-bin_models["static"], bin_histories["static"] = fit(static, ModelConfig(z_dim=50))
+bin_models["static"], bin_histories["static"] = fit(static, ModelConfig(z_dim=50), binarisation="static")
 bin_scores = {"dynamic": scores[50], "static": score(bin_models["static"])}
 
 # %% [markdown]
@@ -628,7 +653,7 @@ check_collapsed_dims(my_collapsed_dims)
 #    $q(z) = \frac1N\sum_n q_\phi(z\mid x_n)$.
 
 # %% [markdown]
-# 4. KL warm-up (Bowman et al. 2016; Sønderby et al. 2016) multiplies the KL term by a $\beta$ that grows
+# 4. KL warm-up (introduced as KL annealing by Bowman et al. 2016; used by Sønderby et al. 2016) multiplies the KL term by a $\beta$ that grows
 #    from 0 to 1 over the first part of training, so that the encoder learns to use its dimensions before
 #    the KL pushes them to the prior. Train the $L = 50$ model with a warm-up over the first half of the
 #    steps. Does it keep more active units? Is its log-likelihood better?

@@ -136,12 +136,34 @@ def student_notebook(source: Path, with_outputs: bool = False):
         if with_outputs and i + 1 < len(code):
             printed = check_output(nb, cell.source, code[i + 1].source)
             code[i + 1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
+            # a later cell that uses the exercise's function or the check's result would show the
+            # instructor's output, not the student's: it is left unrun
+            names = defined_names(cell.source) | defined_names(code[i + 1].source)
+            for later in code[i + 2:]:
+                if names & used_names(later.source):
+                    later.outputs, later.execution_count = [], None
     for cell in code:
         if not with_outputs:
             cell.outputs, cell.execution_count = [], None
         elif is_solution(cell):
             cell.outputs = []
     return nb, stubs
+
+
+def defined_names(source: str) -> set[str]:
+    """Names a cell binds at its top level: functions, classes and assignment targets."""
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def used_names(source: str) -> set[str]:
+    return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
 
 
 def make_student(sources: list[Path], out: Path, with_outputs: bool = False) -> dict[str, int]:

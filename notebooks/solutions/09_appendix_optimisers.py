@@ -15,7 +15,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 9. Appendix: plain gradient descent against Adam
 #

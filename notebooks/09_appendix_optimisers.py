@@ -1,0 +1,205 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 9. Appendix: plain gradient descent against Adam
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/09_appendix_optimisers.ipynb)
+#
+# Notebook 4 trained the course model with Adam. The original course this package grew from updated
+# the weights by hand with plain gradient descent, `param -= lr * param.grad`, at `lr = 5e-3` for 20
+# epochs, and reported a test loss of 151.33 nats. This appendix asks three questions of that choice:
+#
+# 1. Is the hand-written update the same as `torch.optim.SGD`? (Yes, checked on one step.)
+# 2. How far apart do plain gradient descent and Adam end on the same budget, and why?
+# 3. How does the original course's own code, run again, compare with this package's SGD run?
+#
+# Both models here train for 20 epochs with `vaelib.train`, which notebook 4 checked step for step
+# against the loop written on its page. Each is trained once and then loaded (`vaelib.runs.trained`,
+# as in notebook 7): the first run takes about four minutes on two CPU cores, later runs seconds.
+
+# %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
+
+# %%
+import json
+import math
+from dataclasses import asdict
+
+import matplotlib.pyplot as plt
+import torch
+
+from vaelib.config import TrainConfig, pick_device, seed_everything, smoke
+from vaelib.data import binarise, describe, load_mnist
+from vaelib.diagnostics import benchmark_results
+from vaelib.elbo import elbo_terms
+from vaelib.model import VAE
+from vaelib.runs import trained
+from vaelib.train import TrainingDiverged, train
+from vaelib.train import settings as train_settings
+
+SMOKE = smoke()
+device = pick_device()  # $VAELIB_DEVICE, else the accelerator PyTorch reports (CUDA, MPS), else the CPU
+data = load_mnist("auto")
+
+# %% [markdown]
+# ## The hand-written update is `torch.optim.SGD`
+#
+# From the same weights and the same batch (with the same $\varepsilon$), one step by hand and one
+# step of `torch.optim.SGD(lr=5e-3)` without momentum must give the same weights:
+
+# %% tags=["nbval-check-output"]
+g = torch.Generator().manual_seed(0)
+x = binarise(data.train_x[torch.randperm(len(data.train_x), generator=g)[:100]], g).to(device)  # (B, D)
+seed_everything(0)
+by_hand, by_sgd = VAE().to(device), VAE().to(device)
+by_sgd.load_state_dict(by_hand.state_dict())
+for model in (by_hand, by_sgd):
+    (-elbo_terms(model, x, torch.Generator(device).manual_seed(1)).elbo.mean()).backward()
+with torch.no_grad():  # the update must not itself be differentiated
+    for param in by_hand.parameters():
+        param -= 5e-3 * param.grad
+torch.optim.SGD(by_sgd.parameters(), lr=5e-3).step()
+for p, q in zip(by_hand.parameters(), by_sgd.parameters()):
+    torch.testing.assert_close(p, q)
+print("hand-written update == torch.optim.SGD(lr=5e-3): True")
+
+# %% [markdown]
+# ## Plain gradient descent against Adam, on the same budget
+#
+# Both runs start from the same weights and see the same batches in the same order (seed 0) for 20
+# epochs, the original's budget. SGD uses the original learning rate $5\cdot 10^{-3}$, Adam its usual
+# $10^{-3}$; both keep it constant, as the original did. (The course model of notebook 4 also decays
+# Adam's rate over the last quarter; that is a separate choice, left out here so that the optimiser is
+# the only difference.)
+
+# %%
+epochs = 1 if SMOKE else 20
+
+
+def fit(optimizer, lr):
+    cfg = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, lr_schedule="constant", device=str(device))
+
+    def train_now():
+        seed_everything(cfg.seed)
+        model = VAE(cfg.model).to(device)
+        return model, train(model, data, cfg)
+
+    settings = {**train_settings(asdict(cfg)), "data": data.source}
+    return trained(settings, train_now, f"{optimizer}, lr {lr:g}, {epochs} epochs").history
+
+
+print(f"{describe(data)}; {epochs} epoch(s) of {len(data.train_x) // 100} steps per optimiser")
+histories = {"SGD": fit("sgd", 5e-3), "Adam": fit("adam", 1e-3)}
+
+# %%
+fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
+for name, h in histories.items():
+    line, = left.plot(h.epoch, h.test_neg_elbo, "s-", label=name)
+    middle.plot(h.epoch, [e - k for e, k in zip(h.test_neg_elbo, h.test_kl)], "s-", color=line.get_color(), label=name)
+    right.plot(h.epoch, h.test_kl, "s-", color=line.get_color(), label=name)
+left.set(xlabel="epoch", ylabel="nats per image", title="Test -ELBO")
+middle.set(xlabel="epoch", ylabel="nats per image", title="Test distortion")
+right.set(xlabel="epoch", ylabel="nats per image", title="Test rate (KL)")
+for ax in (left, middle, right):
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.legend()
+    ax.grid(alpha=0.3)
+
+# %%
+final = {name: h.test_neg_elbo[-1] for name, h in histories.items()}
+print(f"after {epochs} epoch(s): SGD {final['SGD']:.2f}, Adam {final['Adam']:.2f} nats per test image")
+if not SMOKE:
+    assert final["SGD"] - final["Adam"] > 3  # Adam ends lower, by far more than seeds move either run
+
+# %% [markdown]
+# On the full budget Adam ends several nats lower than plain gradient descent at the original's step
+# size (asserted with a margin of 3 nats: different seeds move a 20-epoch run by a fraction of a nat,
+# notebook 7's tables show how much). Why? One global step size must suit every weight, but the
+# gradients of the layers differ in size. Measured on one batch, at the start of training, as the
+# root mean square of each weight matrix's gradient:
+
+# %%
+seed_everything(0)
+fresh = VAE().to(device)
+(-elbo_terms(fresh, x, torch.Generator(device).manual_seed(1)).elbo.mean()).backward()
+rms = {name: p.grad.pow(2).mean().sqrt().item() for name, p in fresh.named_parameters() if name.endswith("weight")}
+for name, value in rms.items():
+    print(f"{name:18s} gradient RMS {value:.2e}")
+largest, smallest = max(rms, key=rms.get), min(rms, key=rms.get)
+print(f"the largest ({largest}) is {rms[largest] / rms[smallest]:,.0f} times the smallest ({smallest})")
+assert rms[largest] / rms[smallest] > 10
+
+# %% [markdown]
+# With plain gradient descent every weight moves by `lr` times its gradient, so a step size small
+# enough for the layer with the largest gradients barely moves the one with the smallest (more than
+# ten times smaller, asserted). Adam divides each parameter's step by a running estimate of its own
+# gradient's size, so every layer moves at a similar rate. Two caveats: these sizes are measured at
+# the start and change during training, and SGD's step size is the original's, not tuned; exercise 1
+# tries others, so part of the gap is the step size.
+#
+# ## The original course's code, run again
+#
+# The original's decoder ended in a sigmoid, and its test batches were binarised afresh at each
+# evaluation. `benchmarks/original_notebook.py` runs its code as written on full MNIST and also scores
+# the resulting model as this course does:
+
+# %%
+REPORTED = 151.33  # the original course's test loss after 20 epochs, as it printed it
+original_run = benchmark_results("original_notebook.json")  # committed with its command
+if data.source == "mnist" and epochs == 20 and original_run.exists():
+    original = json.loads(original_run.read_text())
+    print(f"the original's code, run again: its own test loss {original['final_test_loss']:.2f} "
+          f"(its reported run: {REPORTED:.2f}, other random draws); the course's test -ELBO of its model "
+          f"{original['vaelib_test_neg_elbo']:.2f} nats; this notebook's SGD run: {final['SGD']:.2f}")
+    assert abs(final["SGD"] - original["vaelib_test_neg_elbo"]) < 2  # the same optimiser and budget: close
+else:
+    print(f"not comparable: this run used {describe(data)} for {epochs} epoch(s), the original full MNIST for 20")
+
+# %% [markdown]
+# Scored the same way, the original's model and this notebook's SGD run are within 2 nats of each
+# other (asserted): the same optimiser on the same budget gives the same quality, whichever code
+# runs it. What the course model gains over the original comes from the optimiser and its
+# learning-rate schedule, not from the rewriting.
+#
+# ## Summary
+#
+# - The original's hand-written update is `torch.optim.SGD` without momentum.
+# - On the original's budget, Adam ends several nats below plain gradient descent at the original's
+#   step size: the layers' gradients differ in size by more than a factor of ten, and Adam scales each
+#   parameter's step by its own gradient's size.
+# - The original course's code, run again and scored as this course scores, lands within 2 nats of
+#   this package's SGD run.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Train with plain SGD for one epoch at learning rates $10^{-3}$, $5\cdot10^{-3}$, $2\cdot10^{-2}$
+#    and $10^{-1}$. Which is best after one epoch, and what happens at the largest?
+
+# %% [markdown]
+# 2. Add momentum (`torch.optim.SGD(..., momentum=0.9)`) to the hand-written update: what must the
+#    loop keep from one step to the next, and how does it change the comparison with Adam?
