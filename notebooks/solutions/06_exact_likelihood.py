@@ -223,9 +223,9 @@ assert inside.min() < inside.median()
 # The printouts compare the two proposals at the same cost. The encoder's $q_\phi(z\mid x)$ puts its
 # samples where it believes the posterior is, and for most images it is right; for a few it is wrong
 # by many nats (the next section). The prior spreads its samples over the whole plane, where
-# $p_\theta(x\mid z)$ is tiny almost everywhere; in two dimensions a typical posterior still catches
-# dozens of the 5,000 draws (the median printed), but the narrowest catch only a few, and their
-# estimates rest on those few. That is a property of two dimensions: the share of prior draws that
+# $p_\theta(x\mid z)$ is tiny almost everywhere; even in two dimensions a typical posterior catches
+# only a handful of the 5,000 draws (the median printed), and the narrowest catch none within two
+# standard deviations, so their estimates rest on draws from the posterior's tails. That is a property of two dimensions: the share of prior draws that
 # land in a posterior shrinks geometrically with the number of latent dimensions.
 # The 784-200-200-50 model of notebook 7 (trained with the command line, `benchmarks/results/burda/`)
 # has fifty:
