@@ -30,7 +30,7 @@
 # 1. dynamic binarisation;
 # 2. the model as an `nn.Module`, checked equal to `vaelib.VAE`;
 # 3. the loss, why it is computed from logits, and what a mean over pixels would do to it;
-# 4. the training loop, run for two epochs and checked step for step against `vaelib.train`;
+# 4. the training loop, run for two epochs and checked against `vaelib.train` epoch by epoch;
 # 5. the course model: 20 epochs of `vaelib.train`, saved for notebooks 5–7, and what it learned
 #    (reconstructions and samples);
 # 6. two questions students ask: is one sample of $z$ per image enough, and why does evaluation
@@ -283,7 +283,8 @@ def train_on_page(model, optimizer, train_x, test_x, epochs, seed=0, B=100):
 # initialised weights. Beside it, the library's `train` runs the same loop with its steps rearranged
 # for speed (fused optimiser kernels, batches binarised into reused buffers, the loss summed once with
 # a hand-written gradient). It draws the same random numbers in the same order, on any device, so from
-# the same weights and seed it must follow the page's loop step for step, up to float rounding:
+# the same weights and seed its losses must match the page's loop, up to float rounding that training
+# amplifies (the package's tests check the weights step for step):
 
 # %%
 page_epochs = 1 if SMOKE else 2
@@ -317,7 +318,7 @@ print(f"test -ELBO after each epoch: page {[round(v, 2) for v in page_history['t
 #
 # `vaelib.train` with its defaults is what `python -m vaelib train` runs: Adam at $10^{-3}$ for 20
 # epochs, with the learning rate held and then decayed linearly to zero over the last quarter of the
-# steps, to settle the weights at the end. This is the model notebooks 5–7 use. It is the longest cell
+# steps, to settle the weights at the end. This is the model notebooks 5–7 use. It is the longest cell of this notebook
 # of the course (about two minutes on two CPU cores); the printout shows three of its epochs.
 
 # %%
@@ -373,7 +374,7 @@ print(f"saved the course model and its history in runs/{run.name}")
 # ## Is one sample of $z$ per image enough?
 #
 # Each training step estimates the gradient of the loss from $B$ images and one $\varepsilon$ per image.
-# Kingma & Welling argue that one sample suffices when $B$ is large enough. The question is not how
+# Kingma & Welling report that one sample sufficed in their experiments when $B$ is large enough. The question is not how
 # noisy one sample is on its own, but how much it adds to the noise that the choice of images already
 # brings. For image $x$ and noise $\varepsilon$ let $g(x, \varepsilon)$ be the gradient of its loss;
 # a batch of $B$ images with $S$ samples each estimates the mean gradient with total variance
@@ -426,8 +427,9 @@ print("for the same work, more images reduce the variance more than more samples
 
 # %% [markdown]
 # Extra samples of $z$ only shrink the $\sigma^2_z$ part, while extra images shrink both. Which buys more
-# for the same work depends on how the two parts compare, and the printout says which way it went for
-# this model: this is the argument for $S = 1$ and a larger batch.
+# for the same work depends on how the two parts compare: 550 images with one sample beat 100 images
+# with ten whenever $\sigma^2_z < 10\,\sigma^2_{\text{data}}$, which holds here by a wide margin (printed
+# above). That is the argument for $S = 1$ and a larger batch.
 #
 # ## Why evaluation still samples $z$
 #
@@ -466,8 +468,9 @@ print(f"the decoded-mean score is {'higher' if plug_in.mean() > elbo.mean() else
 # Test digits it never saw during training (a seeded random choice), each above the decoder's output
 # at the mean of its code, $\sigma(\text{logits}(\mu_\phi(x)))$; then digits decoded from codes drawn
 # from the prior, $z\sim\mathcal N(0, I)$. With two numbers per image the reconstructions keep the
-# digit's class and rough shape but lose the writer's details, and the samples are blurred typical
-# digits: notebook 5 looks at both closely, notebook 7 with more latent dimensions.
+# rough shape but lose the writer's details, and some change class (count them: a 3 decoded as a 5,
+# a 4 as a 9); the samples are blurred typical digits. Notebook 5 measures how often codes lie among
+# another class's; notebook 7 gives the model more latent dimensions.
 
 # %%
 shown = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(1))[:16]
@@ -487,7 +490,8 @@ plot.plot_prior_samples(course, n=64);
 #   probabilities saturates.
 # - The training loop is a dozen lines; `vaelib.train` computes the same steps (asserted), and trains
 #   the course model: 20 epochs of Adam with a learning rate decayed over the last quarter.
-# - Most of its test loss is distortion: two numbers per image keep the digit's class and rough shape.
+# - Most of its test loss is distortion: two numbers per image keep a digit's rough shape, not always
+#   its class.
 # - One sample of $z$ per image adds a part to the gradient's variance that more images would shrink
 #   as well; evaluation must still sample $z$.
 
