@@ -185,7 +185,8 @@ else:
 # other (asserted): the same optimiser on the same budget gives the same quality, whichever code
 # runs it. What the course model gains over the original comes from the optimiser settings (and
 # notebook 4's learning-rate schedule), not from the rewriting.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - The original's hand-written update is `torch.optim.SGD` without momentum.
