@@ -69,3 +69,15 @@ def test_damaged_checkpoint_is_refused(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(tmp_path / "m.pt")
+
+
+def test_the_plain_vae_keeps_its_parameter_names_and_its_checkpoint_its_settings(tmp_path):
+    """Committed models load by these names, and older vaelib reads a plain model's checkpoint as before."""
+    model = VAE()
+    assert list(model.state_dict()) == [f"{part}.{i}.{kind}" for part, i in [("encoder", 0), ("encoder", 2)]
+                                        for kind in ("weight", "bias")] + \
+        ["mu_head.weight", "mu_head.bias", "logvar_head.weight", "logvar_head.bias"] + \
+        [f"decoder.{i}.{kind}" for i in (0, 2, 4) for kind in ("weight", "bias")]
+    save_checkpoint(tmp_path / "m.pt", model)
+    assert set(torch.load(tmp_path / "m.pt", weights_only=True)["config"]) == {"x_dim", "hidden", "z_dim", "activation"}
+

@@ -1,5 +1,6 @@
 """The training and evaluation loops on the offline sample."""
 
+import json
 import math
 
 import pytest
@@ -185,3 +186,40 @@ def test_course_model_names_a_damaged_history(sample_data, tmp_path, monkeypatch
     save_course_model(VAE(), {"sgd": History()}, data_source="sample")  # no "course" history
     with pytest.raises(CheckpointError, match="history.json is missing or damaged.*run notebook 4 again"):
         course_model(sample_data, fallback_steps=5)
+
+
+def test_settings_of_every_committed_model_still_give_its_key():
+    """vaelib.runs keys committed models by a hash of settings(asdict(cfg)) (plus the notebook's own entries):
+    rebuilt from the TrainConfig fields of each settings.json, settings() gives the same dict, so the same key."""
+    from dataclasses import asdict, fields
+
+    from vaelib import runs
+    from vaelib.train import settings
+
+    names = {f.name for f in fields(TrainConfig)}
+    checked = 0
+    for path in sorted(runs.PRETRAINED.glob("*/settings.json")):
+        saved = json.loads(path.read_text())["settings"]
+        if not isinstance(saved.get("model"), dict):
+            continue  # not a TrainConfig's settings (notebook 5's autoencoder)
+        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names}, progress=False)
+        rebuilt = {**settings(asdict(cfg)), **{k: v for k, v in saved.items() if k not in names}}
+        assert runs.canonical(rebuilt) == saved and runs.settings_key(rebuilt) == path.parent.name
+        checked += 1
+    assert checked >= 10
+
+
+def test_new_settings_appear_only_when_they_differ_from_their_defaults():
+    from dataclasses import asdict
+
+    from vaelib.train import settings
+
+    plain = settings(asdict(TrainConfig(steps=5, model=ModelConfig(z_dim=3))))
+    assert set(plain) == {"data", "epochs", "steps", "batch_size", "lr", "optimizer", "lr_schedule", "seed", "beta",
+                          "iwae_k", "model"}
+    assert set(plain["model"]) == {"x_dim", "hidden", "z_dim", "activation"}
+    variant = settings(asdict(TrainConfig(objective="iwae", iwae_train_k=50, model=ModelConfig(prior="mog"))))
+    assert variant["objective"] == "iwae" and variant["iwae_train_k"] == 50 and "gradient" not in variant
+    assert variant["model"]["prior"] == "mog" and "posterior" not in variant["model"]
+    assert "prior_components" not in variant["model"]
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -21,6 +21,10 @@ class ModelConfig:
     hidden: tuple[int, ...] = (256, 128)  # encoder widths; the decoder mirrors them
     z_dim: int = 2  # L: latent dimensions (2 lets us draw the latent space)
     activation: str = "relu"  # "relu" | "tanh" (Burda et al. 2016's 784-200-200-50 model uses tanh)
+    posterior: str = "gaussian"  # q(z|x): "gaussian" | "planar" (that Gaussian, then planar flow layers)
+    flow_layers: int = 4  # planar layers, with posterior="planar"
+    prior: str = "normal"  # p(z): "normal" N(0, I) | "mog" a learned mixture of Gaussians | "vamp" the VampPrior
+    prior_components: int = 10  # C: Gaussians of the "mog" prior, pseudo-inputs of the "vamp" prior
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -28,6 +32,13 @@ class ModelConfig:
             raise ValueError(f"all sizes must be positive, got {self}")
         if self.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
+        if self.posterior not in ("gaussian", "planar"):
+            raise ValueError(f"posterior must be 'gaussian' or 'planar', got {self.posterior!r}")
+        if self.prior not in ("normal", "mog", "vamp"):
+            raise ValueError(f"prior must be 'normal', 'mog' or 'vamp', got {self.prior!r}")
+        if self.flow_layers < 1 or self.prior_components < 1:
+            raise ValueError(f"flow_layers and prior_components must be at least 1, got {self.flow_layers} "
+                             f"and {self.prior_components}")
 
 
 @dataclass
@@ -45,6 +56,9 @@ class TrainConfig:
     iwae_k: int = 1000  # importance samples for the final log p(x) estimate
     progress: bool = field(default_factory=lambda: progress_bars())  # tqdm bars unless VAELIB_PROGRESS=0
     model: ModelConfig = field(default_factory=ModelConfig)
+    objective: str = "elbo"  # what training maximises: "elbo" | "iwae", the K-sample bound of Burda et al. 2016
+    iwae_train_k: int = 5  # K, importance samples per image of the "iwae" objective
+    gradient: str = "plain"  # the "iwae" objective's encoder gradient: "plain" | "dreg" (vaelib.elbo says which when)
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
@@ -57,6 +71,33 @@ class TrainConfig:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.beta < 0:
             raise ValueError("epochs, batch_size and lr must be positive, and beta not negative")
+        if self.objective not in ("elbo", "iwae") or self.gradient not in ("plain", "dreg") or self.iwae_train_k < 1:
+            raise ValueError(f"objective must be 'elbo' or 'iwae', gradient 'plain' or 'dreg', and iwae_train_k at "
+                             f"least 1; got {self.objective!r}, {self.gradient!r} and {self.iwae_train_k}")
+        if self.objective == "iwae" and self.beta != 1:
+            raise ValueError("beta weights the ELBO's KL term, which the IWAE bound does not have: "
+                             "leave beta at 1 with objective 'iwae' (--objective iwae)")
+        if self.gradient == "dreg" and self.objective != "iwae":
+            raise ValueError("gradient 'dreg' estimates the gradient of the IWAE bound: "
+                             "use it with objective 'iwae' (--objective iwae)")
+        if self.gradient == "dreg" and self.model.posterior != "gaussian":
+            raise ValueError("gradient 'dreg' needs log q(z|x) at a given z with q's parameters held fixed, which "
+                             "a planar flow gives only by inverting it: use gradient 'plain' (--gradient plain) "
+                             "with posterior 'planar'")
+
+
+# Fields added after trained models were committed and keyed by a hash of their settings (vaelib.runs):
+# settings and checkpoints leave them out while they hold their defaults, so that every key stays the same.
+LATER_FIELDS = ("posterior", "flow_layers", "prior", "prior_components", "objective", "iwae_train_k", "gradient")
+
+
+def without_later_defaults(config: dict) -> dict:
+    """A TrainConfig or ModelConfig as a dict (dataclasses.asdict), less the LATER_FIELDS at their defaults."""
+    later = {f.name: f.default for c in (ModelConfig, TrainConfig) for f in fields(c) if f.name in LATER_FIELDS}
+    kept = {key: value for key, value in config.items() if key not in later or value != later[key]}
+    if isinstance(kept.get("model"), dict):
+        kept["model"] = without_later_defaults(kept["model"])
+    return kept
 
 
 def smoke() -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, without_later_defaults
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -104,7 +104,7 @@ def save_checkpoint(path, model: VAE, **extra) -> None:
     torch.load(..., weights_only=True) can read, written atomically."""
     from dataclasses import asdict
 
-    config = asdict(model.config)
+    config = without_later_defaults(asdict(model.config))  # a plain VAE's file reads as it always did
     config["hidden"] = list(config["hidden"])
     weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}  # copies; the model stays put
     checkpoint = {"format": "vaelib-vae-1", "config": config, "state_dict": weights, **extra}

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .config import TrainConfig, course_run_dir, seed_everything
+from .config import TrainConfig, course_run_dir, seed_everything, without_later_defaults
 from .data import MNISTData
 from .elbo import elbo_terms, iwae_bound, kl_standard_normal
 from .model import VAE, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
@@ -167,8 +167,12 @@ def train_step(model, optimizer, x: torch.Tensor, generator: torch.Generator, be
 
 
 def settings(config: dict) -> dict:
-    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars."""
-    return {key: value for key, value in config.items() if key not in ("device", "progress")}
+    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars.
+
+    Fields added since models were committed appear only when they differ from their defaults, so that
+    existing settings, and the keys vaelib.runs makes of them, stay the same.
+    """
+    return without_later_defaults({key: value for key, value in config.items() if key not in ("device", "progress")})
 
 
 class Run:
