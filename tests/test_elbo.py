@@ -40,8 +40,8 @@ def test_log_normal_matches_torch_distributions():
 class LinearGaussian(torch.nn.Module):
     """p(z) = N(0, I), p(x|z) = N(Wz + b, s2 I): log p(x) = log N(x; b, W W^T + s2 I) exactly.
 
-    It quacks like a VAE for iwae_bound: encode(x) gives a deliberately imperfect q(z|x),
-    decode(z) gives the mean, and the likelihood is swapped in by monkeypatching.
+    It quacks like a VAE for iwae_bound: encode(x) gives a deliberately imperfect q(z|x), sample_posterior
+    draws from it, decode(z) gives the mean, and the likelihood is swapped in by monkeypatching.
     """
 
     def __init__(self, D=6, L=2, s2=0.5, seed=0):
@@ -55,6 +55,14 @@ class LinearGaussian(torch.nn.Module):
         precision = torch.eye(L, dtype=x.dtype) + self.W.T @ self.W / self.s2
         mean = torch.linalg.solve(precision, self.W.T @ (x - self.b).T / self.s2).T
         return mean + 0.3, torch.full_like(mean, math.log(0.3))
+
+    def sample_posterior(self, x, k, generator=None):
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn((k, *mu.shape), generator=generator, dtype=x.dtype)
+        return z, log_normal(z, mu, logvar)
+
+    def log_prior(self, z):
+        return log_normal(z)
 
     def decode(self, z):
         return z @ self.W.T + self.b

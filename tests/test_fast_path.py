@@ -1,5 +1,6 @@
 """The fast training step against the plain one: same draws, same loss, same gradients, same training."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -28,6 +29,19 @@ def test_a_beta_weighted_loss_has_the_gradient_of_its_plain_form(sample_data):
     terms = elbo_terms(model, x, torch.Generator().manual_seed(2))
     plain = -(terms.log_px_z - 4.0 * terms.kl).mean()
     fast = fast_loss(model, x, torch.Generator().manual_seed(2), beta=4.0)
+    torch.testing.assert_close(fast, plain)
+    for ours, reference in zip(torch.autograd.grad(fast, list(model.parameters())),
+                               torch.autograd.grad(plain, list(model.parameters()))):
+        torch.testing.assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("variant", [dict(posterior="planar", flow_layers=2), dict(prior="mog"), dict(prior="vamp")])
+def test_the_fast_loss_of_a_variant_is_its_elbo_terms_with_the_sampled_kl(sample_data, variant):
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(32,), prior_components=3, **variant))
+    x = torch.bernoulli(sample_data.train_x[:50], generator=torch.Generator().manual_seed(1))
+    plain = -elbo_terms(model, x, torch.Generator().manual_seed(2)).elbo.mean()
+    fast = fast_loss(model, x, torch.Generator().manual_seed(2))
     torch.testing.assert_close(fast, plain)
     for ours, reference in zip(torch.autograd.grad(fast, list(model.parameters())),
                                torch.autograd.grad(plain, list(model.parameters()))):

@@ -81,3 +81,26 @@ def test_the_plain_vae_keeps_its_parameter_names_and_its_checkpoint_its_settings
     save_checkpoint(tmp_path / "m.pt", model)
     assert set(torch.load(tmp_path / "m.pt", weights_only=True)["config"]) == {"x_dim", "hidden", "z_dim", "activation"}
 
+
+@pytest.mark.parametrize("variant", [dict(posterior="planar", flow_layers=3), dict(prior="mog", prior_components=4),
+                                     dict(posterior="planar", prior="vamp", prior_components=2)])
+def test_checkpoint_round_trip_of_the_variants(tmp_path, variant):
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(16,), **variant))
+    save_checkpoint(tmp_path / "m.pt", model, data_source="sample")
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.config == model.config and loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    x = torch.rand(3, 784)
+    draws = [m.sample_posterior(x, 2, torch.Generator().manual_seed(1)) for m in (model, loaded)]
+    torch.testing.assert_close(draws[0], draws[1])
+    torch.testing.assert_close(loaded.log_prior(draws[0][0]), model.log_prior(draws[0][0]))
+    with pytest.raises(CheckpointError, match="posterior='gaussian'|prior='normal'"):
+        load_checkpoint(tmp_path / "m.pt", ModelConfig(hidden=(16,)))
+
+
+def test_a_variant_that_does_not_exist_is_refused():
+    with pytest.raises(ValueError, match="posterior must be 'gaussian' or 'planar'"):
+        ModelConfig(posterior="iaf")
+    with pytest.raises(ValueError, match="flow_layers and prior_components must be at least 1"):
+        ModelConfig(posterior="planar", flow_layers=0)

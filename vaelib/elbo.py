@@ -5,6 +5,7 @@
 
 IWAE_1 = ELBO in expectation, IWAE_K rises with K and tends to log p(x).
 Every function returns one number per example: a (B,) tensor; the loss is -elbo.mean().
+The model gives q and p(z): model.sample_posterior(x, k) -> (z, log q(z|x)) and model.log_prior(z) (vaelib.model).
 """
 
 from __future__ import annotations
@@ -45,26 +46,44 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Te
 class ELBO(NamedTuple):
     elbo: torch.Tensor  # (B,) log_px_z - kl
     log_px_z: torch.Tensor  # (B,) one-sample estimate of E_q[log p(x|z)]
-    kl: torch.Tensor  # (B,) analytic KL(q(z|x) || p(z))
+    kl: torch.Tensor  # (B,) KL(q(z|x) || p(z)): analytic, or log q(z|x) - log p(z) at the same z
 
 
 def elbo_terms(model, x: torch.Tensor, generator: torch.Generator | None = None) -> ELBO:
-    """One-sample reparametrised ELBO of each image, with its two terms. Shapes: (B, D) -> 3 x (B,)."""
-    logits, mu, logvar = model(x, generator=generator)
-    log_px_z = bernoulli_log_likelihood(logits, x)
-    kl = kl_standard_normal(mu, logvar)
+    """One-sample reparametrised ELBO of each image, with its two terms. Shapes: (B, D) -> 3 x (B,).
+
+    The KL is analytic for a Gaussian q(z|x) and the N(0, I) prior. With a flow or a learned prior it has no
+    closed form and is estimated at the sampled z by log q(z|x) - log p(z), unbiased like the first term.
+    """
+    if getattr(model, "analytic_kl", True):  # a notebook's own VAE has no variants: the analytic KL
+        logits, mu, logvar = model(x, generator=generator)
+        log_px_z = bernoulli_log_likelihood(logits, x)
+        kl = kl_standard_normal(mu, logvar)
+    else:
+        z, log_qz_x = model.sample_posterior(x, generator=generator)
+        log_px_z = bernoulli_log_likelihood(model.decode(z), x)
+        kl = log_qz_x - model.log_prior(z)
     return ELBO(log_px_z - kl, log_px_z, kl)
 
 
 def log_weights(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x). Shapes: (B, D) -> (k, B)."""
+    """log p(x, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x) = N(mu, exp(logvar)), q given. Shapes: (B, D) -> (k, B)."""
     eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
     z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, L)
     log_px_z = bernoulli_log_likelihood(model.decode(z), x)  # (k, B)
     # log q(z|x) from eps directly: z - mu = std * eps, so the quadratic term is eps^2.
     log_qz_x = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)
-    return log_px_z + log_normal(z) - log_qz_x
+    return log_px_z + model.log_prior(z) - log_qz_x
+
+
+def posterior_log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) for k draws z_k ~ q(z|x), the model's own q and p(z).
+
+    Shapes: (B, D) -> (k, B).
+    """
+    z, log_qz_x = model.sample_posterior(x, k, generator)  # (k, B, L), (k, B)
+    return bernoulli_log_likelihood(model.decode(z), x) + model.log_prior(z) - log_qz_x
 
 
 @torch.no_grad()
@@ -80,11 +99,10 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk: int | None = None,
         raise ValueError(f"k must be at least 1, got {k}")
     B = x.shape[0]
     chunk = chunk or max(1, min(k, (1 << 22) // max(1, B * x.shape[-1])))
-    mu, logvar = model.encode(x)
     lse = torch.full((B,), -math.inf, device=x.device, dtype=x.dtype)
     lse2 = lse.clone()
     for start in range(0, k, chunk):
-        log_w = log_weights(model, x, mu, logvar, min(chunk, k - start), generator)  # (c, B)
+        log_w = posterior_log_weights(model, x, min(chunk, k - start), generator)  # (c, B)
         lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
         lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * log_w, 0))
     estimate = lse - math.log(k)

@@ -4,6 +4,10 @@ Generative model p(x, z) = p(z) p(x|z) with p(z) = N(0, I) and
 p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))); the decoder returns the
 logits, never probabilities. Inference model (the encoder) q(z|x) = N(mu(x), diag(exp(logvar(x)))).
 The default shape is the original course notebook's: 784-256-128-(mu, logvar) and 2-128-256-784.
+
+ModelConfig offers two variants, both off by default: a planar flow after the encoder's Gaussian
+(posterior="planar", vaelib.flows) and a learned prior (prior="mog" or "vamp", vaelib.priors). The KL is
+then estimated from the sampled z, as log q(z|x) - log p(z), instead of in closed form.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, without_later_defaults
+from .elbo import LOG_2PI, log_normal
+from .flows import PlanarFlow
+from .priors import MixturePrior, VampPrior, mixture_log_prob, mixture_sample
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -51,6 +58,16 @@ class VAE(nn.Module):
         self.mu_head = nn.Linear(width, L)
         self.logvar_head = nn.Linear(width, L)
         self.decoder = mlp([L, *reversed(H), D], act)
+        # The variants add modules after the plain VAE's, so that the plain one's weights and keys stay as they were.
+        planar = self.config.posterior == "planar"
+        self.flow = PlanarFlow(width, L, self.config.flow_layers) if planar else None
+        C, prior = self.config.prior_components, self.config.prior
+        self.prior = MixturePrior(L, C) if prior == "mog" else VampPrior(D, C) if prior == "vamp" else None
+
+    @property
+    def analytic_kl(self) -> bool:
+        """Whether KL(q(z|x) || p(z)) has a closed form: a Gaussian q and the N(0, I) prior."""
+        return self.flow is None and self.prior is None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q(z|x). Shapes: (B, D) -> (B, L), (B, L)."""
@@ -62,18 +79,57 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """One reparametrised pass: returns logits (B, D), mu (B, L), logvar (B, L)."""
+        """One reparametrised pass: logits (B, D), and mu (B, L), logvar (B, L) of the Gaussian before any flow."""
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar, generator=generator)
+        if self.flow is not None:
+            z, _ = self.flow(z, self.encoder(x))
         return self.decode(z), mu, logvar
+
+    def sample_posterior(self, x: torch.Tensor, k: int | None = None,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ q(z|x), reparametrised, and log q(z|x): the encoder's Gaussian, then the planar flow if there is one.
+
+        log q(z|x) = log N(z_0; mu, std^2) - sum_l log |det df_l/dz_(l-1)| (vaelib.flows). With k, k draws per
+        image. Shapes: (B, D) -> z (B, L), log_q (B,); with k: (k, B, L), (k, B).
+        """
+        h = self.encoder(x)
+        mu, logvar = self.mu_head(h), self.logvar_head(h)
+        eps = torch.randn(mu.shape if k is None else (k, *mu.shape), generator=generator, device=mu.device,
+                          dtype=mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        log_q = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)  # log N(z; mu, std^2), as z - mu = std * eps
+        if self.flow is not None:
+            z, log_det = self.flow(z, h)
+            log_q = log_q - log_det
+        return z, log_q
+
+    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The learned prior's Gaussians: means (C, L), log-variances (C, L), logits of their weights (C,)."""
+        if isinstance(self.prior, VampPrior):
+            mu, logvar = self.encode(self.prior.pseudo_inputs)  # q(z|u_c), equal weights
+            return mu, logvar, mu.new_zeros(len(mu))
+        return self.prior.means, self.prior.logvars, self.prior.logits
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z): N(0, I), or the learned mixture (vaelib.priors). Shapes: (..., L) -> (...)."""
+        if self.prior is None:
+            return log_normal(z)
+        return mixture_log_prob(z, *self.prior_components())
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ p(z), made on the generator's device (the same z for a seed on every device). Shape: (n, L)."""
+        device = next(self.parameters()).device
+        if self.prior is not None:
+            return mixture_sample(n, *self.prior_components(), generator=generator)
+        drawn_on = generator.device if generator is not None else "cpu"
+        return torch.randn(n, self.config.z_dim, generator=generator, device=drawn_on).to(device)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixel probabilities sigmoid(logits(z)) for n draws z ~ p(z). Shape: (n, D)."""
-        device = next(self.parameters()).device
-        drawn_on = generator.device if generator is not None else "cpu"  # the same z for a seed on every device
-        z = torch.randn(n, self.config.z_dim, generator=generator, device=drawn_on).to(device)
-        return torch.sigmoid(self.decode(z))
+        return torch.sigmoid(self.decode(self.sample_prior(n, generator)))
 
 
 def require_2d(model: nn.Module, what: str, instead: str = "") -> None:

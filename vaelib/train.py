@@ -118,10 +118,14 @@ def batch_terms(model: torch.nn.Module, x: torch.Tensor,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """-log p(x|z) and KL(q(z|x) || p(z)), each summed over the batch, from one reparametrised pass.
 
-    The first by the hand-written NegLogLikelihood, the second in closed form. Shapes: (B, D) -> (), ().
+    The first by the hand-written NegLogLikelihood, the second in closed form, or as elbo_terms estimates it
+    for a flow or a learned prior. Shapes: (B, D) -> (), ().
     """
-    logits, mu, logvar = model(x, generator=generator)
-    return NegLogLikelihood.apply(logits, x), kl_standard_normal(mu, logvar).sum()
+    if getattr(model, "analytic_kl", True):
+        logits, mu, logvar = model(x, generator=generator)
+        return NegLogLikelihood.apply(logits, x), kl_standard_normal(mu, logvar).sum()
+    z, log_qz_x = model.sample_posterior(x, generator=generator)
+    return NegLogLikelihood.apply(model.decode(z), x), (log_qz_x - model.log_prior(z)).sum()
 
 
 def fast_loss(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator | None = None,

@@ -1,0 +1,71 @@
+"""The learned priors: log p(z) against torch.distributions.MixtureSameFamily, and model.sample drawing from them."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from vaelib.config import ModelConfig
+from vaelib.model import VAE
+
+MEANS = [[-6.0, 0.0], [6.0, 0.0], [0.0, 6.0]]
+WEIGHTS = [0.2, 0.3, 0.5]
+
+
+def mixture_vae():
+    """A 2-D VAE with a mixture prior of three well-separated components, set here."""
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(x_dim=10, hidden=(8,), z_dim=2, prior="mog", prior_components=3))
+    with torch.no_grad():
+        model.prior.means.copy_(torch.tensor(MEANS))
+        model.prior.logvars.copy_(torch.log(torch.tensor([[0.25, 1.0], [1.0, 0.5], [0.3, 0.3]])))
+        model.prior.logits.copy_(torch.log(torch.tensor(WEIGHTS)) + 1.7)  # logits, not log-probabilities
+    return model
+
+
+def reference(means, logvars, logits):
+    return MixtureSameFamily(Categorical(logits=logits), Independent(Normal(means, torch.exp(0.5 * logvars)), 1))
+
+
+def test_mixture_log_prior_is_mixture_same_family():
+    model = mixture_vae()
+    z = torch.randn(5, 7, 2, generator=torch.Generator().manual_seed(1)) * 5  # any batch shape (..., L)
+    expected = reference(model.prior.means, model.prior.logvars, model.prior.logits).log_prob(z)
+    torch.testing.assert_close(model.log_prior(z), expected)
+
+
+def test_vamp_prior_is_the_mixture_of_the_encoders_gaussians_at_the_pseudo_inputs():
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(x_dim=10, hidden=(8,), z_dim=3, prior="vamp", prior_components=4))
+    mu, logvar = model.encode(model.prior.pseudo_inputs)  # q(z|u_c), c = 1..4
+    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    expected = reference(mu, logvar, torch.zeros(4)).log_prob(z)
+    torch.testing.assert_close(model.log_prior(z), expected)
+    model.log_prior(z).sum().backward()  # learned: the pseudo-inputs and the encoder both get gradients
+    assert model.prior.pseudo_inputs.grad.abs().sum() > 0 and model.mu_head.weight.grad.abs().sum() > 0
+
+
+def test_sample_draws_from_the_learned_prior():
+    """Each component's share of 40,000 draws within 4.5 binomial standard errors of its weight, and its draws
+    with the component's mean and variance; model.sample decodes the very same z."""
+    model, n = mixture_vae(), 40_000
+    z = model.sample_prior(n, torch.Generator().manual_seed(2))
+    nearest = torch.cdist(z, torch.tensor(MEANS)).argmin(1)
+    for c, weight in enumerate(WEIGHTS):
+        share = (nearest == c).float().mean().item()
+        assert abs(share - weight) < 4.5 * math.sqrt(weight * (1 - weight) / n)
+        mine = z[nearest == c]
+        std = torch.exp(0.5 * model.prior.logvars[c].detach())
+        standard_error = std.max().item() / math.sqrt(len(mine))
+        torch.testing.assert_close(mine.mean(0), model.prior.means[c].detach(), atol=5 * standard_error, rtol=0)
+        torch.testing.assert_close(mine.std(0), std, rtol=0.05, atol=0)
+    torch.testing.assert_close(model.sample(5, torch.Generator().manual_seed(3)),
+                               torch.sigmoid(model.decode(model.sample_prior(5, torch.Generator().manual_seed(3)))))
+
+
+@pytest.mark.parametrize("prior", ["normal", "mog", "vamp"])
+def test_the_same_seed_draws_the_same_samples(prior):
+    model = VAE(ModelConfig(x_dim=10, hidden=(8,), prior=prior, prior_components=3))
+    draw = [model.sample(4, torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert torch.equal(*draw) and not torch.equal(draw[0], model.sample(4, torch.Generator().manual_seed(6)))

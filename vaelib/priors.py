@@ -1,0 +1,62 @@
+"""Learned priors p(z) for the VAE: a mixture of Gaussians, and the VampPrior [Tomczak & Welling 2018, "VAE with
+a VampPrior"].
+
+Both are mixtures of C Gaussians with diagonal covariances,
+
+    p(z) = sum_c pi_c N(z; m_c, diag(exp(logvar_c))),    log p(z) = logsumexp_c [log pi_c + log N(z; m_c, ...)]
+
+- "mog": the means m_c, log-variances and logits of pi are parameters of their own, learned with the decoder;
+- "vamp": p(z) = (1/C) sum_c q(z|u_c), the encoder's Gaussian at C learned pseudo-inputs u_c (images the model
+  makes up), so the prior is the average posterior of C images. With a planar posterior the
+  components are the encoder's Gaussians before the flow: the flow's density at a given z needs its inverse.
+
+The N(0, I) prior is the mixture of one standard Gaussian; the VAE keeps its closed-form KL for it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .elbo import log_normal
+
+
+def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log sum_c softmax(logits)_c N(z; means_c, diag(exp(logvars_c))).
+
+    Shapes: (..., L), (C, L), (C, L), (C,) -> (...).
+    """
+    log_components = log_normal(z[..., None, :], means, logvars)  # (..., C)
+    return torch.logsumexp(F.log_softmax(logits, -1) + log_components, -1)
+
+
+def mixture_sample(n: int, means: torch.Tensor, logvars: torch.Tensor, logits: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """n draws z = m_c + std_c * eps with c ~ Categorical(softmax(logits)), eps ~ N(0, I). Shapes: -> (n, L).
+
+    Drawn on the generator's device (the same z for a seed on every device), returned on the means' device.
+    """
+    drawn_on = generator.device if generator is not None else torch.device("cpu")
+    c = torch.multinomial(F.softmax(logits.detach(), -1).to(drawn_on), n, replacement=True, generator=generator)
+    eps = torch.randn(n, means.shape[-1], generator=generator, device=drawn_on, dtype=means.dtype)
+    c, eps = c.to(means.device), eps.to(means.device)
+    return means[c] + torch.exp(0.5 * logvars[c]) * eps
+
+
+class MixturePrior(nn.Module):
+    """p(z) = sum_c pi_c N(z; m_c, diag(exp(logvar_c))) with learned m, logvar and logits of pi."""
+
+    def __init__(self, z_dim: int, components: int):
+        super().__init__()
+        self.means = nn.Parameter(torch.randn(components, z_dim))  # spread like N(0, I), so that they differ
+        self.logvars = nn.Parameter(torch.zeros(components, z_dim))
+        self.logits = nn.Parameter(torch.zeros(components))
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/C) sum_c q(z|u_c) at learned pseudo-inputs u_c; the VAE's encoder gives each q(z|u_c)."""
+
+    def __init__(self, x_dim: int, components: int):
+        super().__init__()
+        self.pseudo_inputs = nn.Parameter(torch.rand(components, x_dim))  # (C, D): grey images to start from
