@@ -223,3 +223,67 @@ def test_new_settings_appear_only_when_they_differ_from_their_defaults():
     assert variant["model"]["prior"] == "mog" and "posterior" not in variant["model"]
     assert "prior_components" not in variant["model"]
 
+
+VARIANT_RUNS = {
+    "iwae": dict(objective="iwae", iwae_train_k=3),
+    "iwae dreg vamp": dict(objective="iwae", iwae_train_k=3, gradient="dreg",
+                           model=dict(prior="vamp", prior_components=4)),
+    "planar mog": dict(model=dict(posterior="planar", flow_layers=2, prior="mog", prior_components=3)),
+    "planar iwae": dict(objective="iwae", iwae_train_k=3, model=dict(posterior="planar", flow_layers=2)),
+}
+
+
+def variant_run(data, name, steps=40, seed=0):
+    settings = dict(VARIANT_RUNS[name])
+    model_config = ModelConfig(hidden=(32,), z_dim=2, **settings.pop("model", {}))
+    cfg = TrainConfig(data="sample", steps=steps, seed=seed, progress=False, model=model_config, **settings)
+    torch.manual_seed(seed)
+    model = VAE(cfg.model)
+    return model, train(model, data, cfg)
+
+
+@pytest.mark.parametrize("name", VARIANT_RUNS)
+def test_every_variant_trains_evaluates_and_repeats_its_numbers(sample_data, name):
+    from vaelib.train import per_image_iwae, per_image_terms
+
+    model, history = variant_run(sample_data, name)
+    x = sample_data.test_x[:200]
+    terms = per_image_terms(model, x)
+    log_px = per_image_iwae(model, x, 20)
+    assert history.test_neg_elbo[-1] < 0.85 * 543  # well below an untrained decoder's 784 log 2 nats
+    assert torch.isfinite(terms.elbo).all() and (log_px > terms.elbo - 5).float().mean() > 0.9  # IWAE_20 >~ ELBO
+    assert evaluate(model, x) == -terms.elbo.mean().item()
+    again, history_again = variant_run(sample_data, name)
+    assert history_again.test_neg_elbo == history.test_neg_elbo
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(gradient="dreg"), "use it with objective 'iwae'"),
+    (dict(objective="iwae", gradient="dreg", model=dict(posterior="planar")), "--gradient plain"),
+    (dict(objective="iwae", beta=2.0), "leave beta at 1"),
+    (dict(objective="iwae", iwae_train_k=0), "iwae_train_k at least 1"),
+    (dict(model=dict(prior="flat")), "prior must be"),
+])
+def test_settings_that_do_not_go_together_are_refused_with_what_to_do(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_an_interrupted_and_resumed_variant_run_ends_with_the_weights_of_an_uninterrupted_one(sample_data,
+                                                                                             monkeypatch):
+    from vaelib.train import TrainingInterrupted
+
+    cfg = TrainConfig(data="sample", steps=100, seed=7, progress=False, objective="iwae", iwae_train_k=2,
+                      model=ModelConfig(hidden=(16,), z_dim=2, posterior="planar", flow_layers=2, prior="mog"))
+    torch.manual_seed(0)
+    whole = VAE(cfg.model)
+    train(whole, sample_data, cfg)
+    torch.manual_seed(0)
+    interrupt_at(50, monkeypatch)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(VAE(cfg.model), sample_data, cfg)
+    monkeypatch.undo()
+    resumed = VAE(cfg.model)
+    train(resumed, sample_data, cfg, resume=stopped.value.state)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))

@@ -86,6 +86,53 @@ def posterior_log_weights(model, x: torch.Tensor, k: int, generator: torch.Gener
     return bernoulli_log_likelihood(model.decode(z), x) + model.log_prior(z) - log_qz_x
 
 
+class IWAE(NamedTuple):
+    iwae: torch.Tensor  # (B,) log (1/K) sum_k w_k
+    kl: torch.Tensor  # (B,) mean over the K draws of log q(z_k|x) - log p(z_k): the rate, as the ELBO's KL
+
+
+def iwae_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> IWAE:
+    """The K-sample importance-weighted bound of each image, to train on: its loss is -iwae.mean().
+
+    IWAE_K = log (1/K) sum_k w_k, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k = mu + std * eps_k
+    (then the flow, if any) [Burda et al. 2016, eq. 8]. Its gradient is the plain one, sum_k w~_k grad log w_k
+    with w~_k = w_k / sum_j w_j, for every parameter. It is TrainConfig's default (gradient="plain"): it is the
+    gradient of the bound itself, it works for every posterior, and with K = 1 it is the ELBO's. But the encoder's
+    signal-to-noise ratio falls like 1/sqrt(K) with it [Rainforth et al. 2018], so for larger K prefer
+    iwae_dreg_terms (gradient="dreg"). Shapes: (B, D) -> 2 x (B,).
+    """
+    z, log_qz_x = model.sample_posterior(x, k, generator)  # (K, B, L), (K, B)
+    log_pz = model.log_prior(z)
+    log_w = bernoulli_log_likelihood(model.decode(z), x) + log_pz - log_qz_x  # (K, B)
+    return IWAE(torch.logsumexp(log_w, 0) - math.log(k), (log_qz_x - log_pz).mean(0))
+
+
+def iwae_dreg_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> IWAE:
+    """iwae_terms with the doubly reparametrised gradient (DReG) for the encoder [Tucker, Lawson, Gu & Maddison 2019].
+
+    The same values (for the same eps) and the same gradient for the decoder and the prior. The encoder's, whose
+    expectation is the same, is sum_k w~_k^2 d log w_k / dz_k dz_k/dphi, with log q evaluated with its parameters
+    (mu, std) held fixed: the score term d log q / dphi, zero on average but noisy, is gone, and the encoder's
+    signal-to-noise ratio grows with K instead of falling. Done by (1) stop-gradient on mu and logvar in log q, and
+    (2) a hook that multiplies the gradient reaching each z_k, w~_k d log w_k / dz_k, by w~_k once more.
+    Gaussian posteriors only: a flow's log q at a given z with its parameters fixed needs the flow's inverse.
+    Shapes: (B, D) -> 2 x (B,).
+    """
+    if getattr(model, "flow", None) is not None:
+        raise ValueError("DReG needs log q(z|x) at a given z with q's parameters held fixed, which a planar flow "
+                         "gives only by inverting it: use iwae_terms (--gradient plain) with posterior 'planar'")
+    mu, logvar = model.encode(x)
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps  # (K, B, L): the path through which the encoder gets its gradient
+    log_qz_x = log_normal(z, mu.detach(), logvar.detach())  # (1): no score term
+    log_pz = model.log_prior(z)
+    log_w = bernoulli_log_likelihood(model.decode(z), x) + log_pz - log_qz_x  # (K, B)
+    if z.requires_grad:
+        weights = torch.softmax(log_w, 0).detach()  # w~_k
+        z.register_hook(lambda grad: grad * weights[..., None])  # (2)
+    return IWAE(torch.logsumexp(log_w, 0) - math.log(k), (log_qz_x - log_pz).mean(0))
+
+
 @torch.no_grad()
 def iwae_bound(model, x: torch.Tensor, k: int, chunk: int | None = None,
                generator: torch.Generator | None = None, return_se: bool = False):

@@ -1,9 +1,10 @@
 """One training loop and one evaluation loop for the VAE, with optional tqdm progress bars.
 
 Training maximises the mean one-sample ELBO of dynamically binarised minibatches (with the KL term
-weighted by beta, 1 by default). The loop keeps every per-step loss on the device and looks at
-them only once per epoch, so the device never waits for the host in between; a loss that is not
-finite stops training with the step at which it happened.
+weighted by beta, 1 by default), or with TrainConfig(objective="iwae") the K-sample IWAE bound. The
+loop keeps every per-step loss on the device and looks at them only once per epoch, so the device
+never waits for the host in between; a loss that is not finite stops training with the step at which
+it happened.
 
 A run can stop and go on: after every epoch, `on_record` receives the whole training state
 (weights, optimiser, schedule, random generator, history), and Ctrl-C stops the loop at the end of
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig, course_run_dir, seed_everything, without_later_defaults
 from .data import MNISTData
-from .elbo import elbo_terms, iwae_bound, kl_standard_normal
+from .elbo import elbo_terms, iwae_bound, iwae_dreg_terms, iwae_terms, kl_standard_normal
 from .model import VAE, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
@@ -52,7 +53,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 class History:
     epoch: list[float] = field(default_factory=list)  # epochs completed at each record (fractional with --steps)
     step: list[int] = field(default_factory=list)
-    train_neg_elbo: list[float] = field(default_factory=list)  # mean over the steps since the last record
+    train_neg_elbo: list[float] = field(default_factory=list)  # mean over the steps since the last record; -IWAE_K
+    # instead when training on the IWAE bound (TrainConfig.objective)
     train_kl: list[float] = field(default_factory=list)  # its KL term (the rate); -ELBO - KL is the distortion
     test_neg_elbo: list[float] = field(default_factory=list)  # the whole test set, nats per image
     test_kl: list[float] = field(default_factory=list)
@@ -160,14 +162,23 @@ class Batches:
         return torch.lt(self.uniform, self.grey, out=self.x)
 
 
-def train_step(model, optimizer, x: torch.Tensor, generator: torch.Generator, beta: float = 1.0) -> torch.Tensor:
-    """One optimiser step on batch x; returns (-ELBO, KL) of the batch in nats per image, left on the device."""
-    neg_log_px_z, kl = batch_terms(model, x, generator)
-    loss = (neg_log_px_z + beta * kl) / x.shape[0]
+def train_step(model, optimizer, x: torch.Tensor, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """One optimiser step on batch x; returns (-bound, KL) of the batch in nats per image, left on the device.
+
+    The bound is the ELBO, with its KL weighted by cfg.beta in the loss, or with cfg.objective "iwae" the
+    IWAE bound of cfg.iwae_train_k samples, with the plain or the DReG gradient (vaelib.elbo).
+    """
+    if cfg.objective == "iwae":
+        terms = (iwae_dreg_terms if cfg.gradient == "dreg" else iwae_terms)(model, x, cfg.iwae_train_k, generator)
+        neg_bound, kl = -terms.iwae.sum(), terms.kl.sum()
+        loss = neg_bound / x.shape[0]
+    else:
+        neg_log_px_z, kl = batch_terms(model, x, generator)
+        neg_bound, loss = neg_log_px_z + kl, (neg_log_px_z + cfg.beta * kl) / x.shape[0]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return torch.stack([neg_log_px_z + kl, kl]).detach() / x.shape[0]
+    return torch.stack([neg_bound, kl]).detach() / x.shape[0]
 
 
 def settings(config: dict) -> dict:
@@ -251,7 +262,7 @@ def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: 
             i = run.step % run.per_epoch
             if i == 0:
                 run.batches.shuffle()
-            run.terms[run.step] = train_step(model, run.optimizer, run.batches(i), run.generator, cfg.beta)
+            run.terms[run.step] = train_step(model, run.optimizer, run.batches(i), run.generator, cfg)
             run.schedule.step()
             run.step += 1
             if i == run.per_epoch - 1 or run.step == run.total:
