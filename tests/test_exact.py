@@ -353,3 +353,42 @@ def test_tile_drop_reads_a_gaussian_posterior_width_off_a_grid_too_coarse_to_res
 def test_converged_log_px_refuses_tiles_too_small_to_measure_the_drop():
     with pytest.raises(ValueError, match="tile_size must be at least 3"):
         converged_log_px(LinearGaussian(), LinearGaussian().x, tile_size=2)
+
+
+@pytest.mark.parametrize("prior", ["mog", "vamp"])
+def test_quadrature_integrates_against_a_learned_prior(prior):
+    """A 2-D VAE with a learned prior (D = 20, an informative decoder): converged_log_px and log_px_grid against
+    a rectangle rule written here in float64 over [-8, 8]^2 at h = 0.02, with Bernoulli(logits=...) and the prior
+    as torch.distributions.MixtureSameFamily; the N(0, I) prior would be off by far more than the tolerance."""
+    import copy
+
+    from torch.distributions import Bernoulli, Categorical, MixtureSameFamily
+
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(x_dim=20, hidden=(8,), z_dim=2, prior=prior, prior_components=3))
+    with torch.no_grad():
+        model.decoder[-1].weight.mul_(4)  # posteriors a few tenths wide
+        if prior == "mog":  # three narrow components, far from N(0, I)
+            model.prior.means.copy_(torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]]))
+            model.prior.logvars.fill_(math.log(0.4**2))
+        else:  # the encoder's Gaussians at the pseudo-inputs: as narrow, and spread apart
+            model.mu_head.weight.mul_(8)
+            model.logvar_head.weight.zero_()
+            model.logvar_head.bias.fill_(math.log(0.4**2))
+    x = torch.bernoulli(torch.full((4, 20), 0.5), generator=torch.Generator().manual_seed(1))
+
+    double = copy.deepcopy(model).double()
+    with torch.no_grad():
+        means, logvars, logits = double.prior_components()
+        p_z = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(means, torch.exp(0.5 * logvars)), 1))
+        axis = torch.arange(-400, 401, dtype=torch.float64) * 0.02
+        z = grid_points(axis, axis)
+        log_px_z = torch.cat([Bernoulli(logits=double.decode(part)).log_prob(x.double()[:, None, :]).sum(-1)
+                              for part in z.split(100_000)], 1)  # (N, G)
+        reference = torch.logsumexp(log_px_z + p_z.log_prob(z), 1) + 2 * math.log(0.02)
+        standard = torch.logsumexp(log_px_z + Normal(0.0, 1.0).log_prob(z).sum(-1), 1) + 2 * math.log(0.02)
+    log_px, _, report = converged_log_px(model, x)
+    assert report["converged"]
+    torch.testing.assert_close(log_px.double(), reference, rtol=0, atol=0.01)
+    torch.testing.assert_close(log_px_grid(model, x, 8.0, 0.02).double(), reference, rtol=0, atol=1e-3)
+    assert (standard - reference).abs().min() > 0.1

@@ -19,7 +19,9 @@ and one (N, D) @ (D, G) matrix product give log p(x|z_g) for every image at ever
 The exact value is the yardstick for the bounds: log p(x) - ELBO = KL(q(z|x) || p(z|x))
 [Kingma & Welling 2014, eq. 1], and IWAE_K rises towards log p(x) [Burda et al. 2016].
 Every function takes a 2-D VAE or, in its place, any function log_px_z(x, z) -> (N, G), such as a
-Gaussian decoder whose log p(x) the tests know in closed form.
+Gaussian decoder whose log p(x) the tests know in closed form. The sums add log p(z) = log N(z; 0, I) at
+each point; a VAE with a learned prior (vaelib.priors) has its own log p(z) - log N(z; 0, I) added to its
+log_px_z, so that they integrate p(x|z) p(z) with its own p(z).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ DROP_CUT = 10.0  # nats below an image's largest tile beyond which tiles are lef
 def bernoulli_log_px_z(model: nn.Module):
     """The function (x, z) -> log p(x|z) of a 2-D VAE, for every image at every grid point.
 
-    log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), l = model.decode(z): one matrix product.
+    log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), l = model.decode(z): one matrix product. With a
+    learned prior, plus log p(z_g) - log N(z_g; 0, I) (see the module's docstring).
     Shapes of the function: (N, D), (G, 2) -> (N, G).
     """
     require_2d(model, "exact log p(x) by quadrature",
@@ -55,7 +58,10 @@ def bernoulli_log_px_z(model: nn.Module):
 
     def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         logits = model.decode(z)  # (G, D)
-        return x @ logits.T - F.softplus(logits).sum(-1)
+        log_likelihood = x @ logits.T - F.softplus(logits).sum(-1)
+        if getattr(model, "prior", None) is None:
+            return log_likelihood
+        return log_likelihood + (model.log_prior(z) - log_normal(z))
 
     return log_px_z
 
