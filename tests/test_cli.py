@@ -184,3 +184,54 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, run_dir, capsys):
     assert "is not a vaelib training state or is damaged" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="holds an unfinished run; continue it with .*--resume"):
         main(["train", "--data", "sample", "--steps", "1", "--out", str(tmp_path)])
+
+
+VARIANTS = {  # the options of each variant, as a user types them
+    "iwae": ["--objective", "iwae", "--iwae-train-k", "3"],
+    "iwae dreg": ["--objective", "iwae", "--iwae-train-k", "3", "--gradient", "dreg"],
+    "planar": ["--posterior", "planar", "--flow-layers", "2"],
+    "mog": ["--prior", "mog", "--prior-components", "3"],
+    "vamp": ["--prior", "vamp", "--prior-components", "3"],
+}
+
+
+def test_train_help_offers_the_variants(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    for option in ("--objective {elbo,iwae}", "--iwae-train-k K", "--gradient {plain,dreg}",
+                   "--posterior {gaussian,planar}", "--flow-layers N", "--prior {normal,mog,vamp}",
+                   "--prior-components C"):
+        assert option in shown, option
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_trains_and_evaluates_with_exact_log_px(tmp_path, capsys, variant):
+    out = tmp_path / "r"
+    assert main(["train", "--data", "sample", "--steps", "3", "--hidden", "16", "--iwae-k", "2", "--out", str(out),
+                 "--no-progress", *VARIANTS[variant]]) == 0
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    given = dict(zip(VARIANTS[variant][::2], VARIANTS[variant][1::2]))
+    for option, value in given.items():
+        name = option[2:].replace("-", "_")
+        assert str(config.get(name, config["model"].get(name))) == value
+    model = load_checkpoint(out / "model.pt")
+    assert model.config.posterior == given.get("--posterior", "gaussian")
+    assert model.config.prior == given.get("--prior", "normal")
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.pt"), "--exact", "--limit", "4", "--iwae-k", "5", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n_test"] == 4 and result["exact_grid"]["converged"]
+    assert result["test_elbo"] <= result["test_log_px_exact"] + 1.0  # the ELBO is a lower bound, up to MC noise
+
+
+def test_dreg_with_a_planar_posterior_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--data", "sample", "--steps", "3", "--out", str(out), "--no-progress",
+                 *VARIANTS["iwae dreg"], *VARIANTS["planar"]]) == 1
+    assert "--gradient plain" in capsys.readouterr().err and not out.exists()
+
+
+def test_resume_refuses_a_variant_option(tmp_path):
+    with pytest.raises(SystemExit, match="leave out --objective, --prior"):
+        main(["train", "--resume", str(tmp_path), "--prior", "mog", "--objective", "iwae"])

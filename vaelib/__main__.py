@@ -28,7 +28,8 @@ RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
 TRAIN_STATE = "train_state.pt"
 # What --resume takes from the run itself; giving any of these with --resume is an error.
 RUN_SETTINGS = ("data", "data_dir", "epochs", "steps", "z_dim", "hidden", "activation", "batch_size", "lr",
-                "optimizer", "lr_schedule", "beta", "seed", "iwae_k", "out", "overwrite")
+                "optimizer", "lr_schedule", "beta", "seed", "iwae_k", "out", "overwrite", "objective", "iwae_train_k",
+                "gradient", "posterior", "flow_layers", "prior", "prior_components")
 
 
 def positive_int(text: str) -> int:
@@ -51,12 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoder widths; the decoder mirrors them (default 256 128; Burda et al. 2016's "
                         "784-200-200-50: --hidden 200 200 --z-dim 50 --activation tanh)")
     t.add_argument("--activation", choices=["relu", "tanh"], default="relu")
+    t.add_argument("--posterior", choices=["gaussian", "planar"], default="gaussian",
+                   help="q(z|x): the encoder's Gaussian, or that Gaussian followed by planar flow layers")
+    t.add_argument("--flow-layers", type=positive_int, default=4, metavar="N", help="planar layers (default 4)")
+    t.add_argument("--prior", choices=["normal", "mog", "vamp"], default="normal",
+                   help="p(z): N(0, I), a learned mixture of Gaussians, or the VampPrior (learned pseudo-inputs)")
+    t.add_argument("--prior-components", type=positive_int, default=10, metavar="C",
+                   help="Gaussians of the mog prior, pseudo-inputs of the vamp prior (default 10)")
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--lr", type=float, default=None, help="default 1e-3 for adam, 5e-3 for sgd")
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     t.add_argument("--lr-schedule", choices=["decay", "constant"], default="decay",
                    help="decay: constant, then linear to 0 over the last quarter of the steps")
     t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (1: the ELBO)")
+    t.add_argument("--objective", choices=["elbo", "iwae"], default="elbo",
+                   help="the bound training maximises: the ELBO, or the K-sample IWAE bound (Burda et al. 2016)")
+    t.add_argument("--iwae-train-k", type=positive_int, default=5, metavar="K",
+                   help="importance samples per image of the iwae objective (default 5)")
+    t.add_argument("--gradient", choices=["plain", "dreg"], default="plain",
+                   help="the iwae objective's encoder gradient: plain, or doubly reparametrised (Tucker et al. 2019; "
+                        "better for large K, Gaussian posterior only)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the accelerator PyTorch reports, else cpu)")
@@ -100,10 +115,13 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 def train_config(args) -> TrainConfig:
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 5e-3)
-    model = ModelConfig(hidden=tuple(args.hidden), z_dim=args.z_dim, activation=args.activation)
+    model = ModelConfig(hidden=tuple(args.hidden), z_dim=args.z_dim, activation=args.activation,
+                        posterior=args.posterior, flow_layers=args.flow_layers, prior=args.prior,
+                        prior_components=args.prior_components)
     return TrainConfig(data=args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=lr,
                        optimizer=args.optimizer, lr_schedule=args.lr_schedule, beta=args.beta, seed=args.seed,
-                       device=args.device, iwae_k=args.iwae_k, progress=not args.no_progress, model=model)
+                       device=args.device, iwae_k=args.iwae_k, progress=not args.no_progress, model=model,
+                       objective=args.objective, iwae_train_k=args.iwae_train_k, gradient=args.gradient)
 
 
 def cmd_train(args) -> dict:
@@ -162,8 +180,8 @@ def run(model, data, cfg: TrainConfig, out: Path, origin: dict, resume: dict | N
     def save(state):
         write_run(out, model, {**state, "origin": origin}, complete=False)
         if not cfg.progress:
-            h = state["history"]
-            print(f"epoch {h['epoch'][-1]:g}: train -ELBO {h['train_neg_elbo'][-1]:.2f}, test -ELBO "
+            h, bound = state["history"], f"-IWAE_{cfg.iwae_train_k}" if cfg.objective == "iwae" else "-ELBO"
+            print(f"epoch {h['epoch'][-1]:g}: train {bound} {h['train_neg_elbo'][-1]:.2f}, test -ELBO "
                   f"{h['test_neg_elbo'][-1]:.2f} (KL {h['test_kl'][-1]:.2f}) nats per image", flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
