@@ -59,6 +59,12 @@ def test_kl_per_dimension_sums_to_the_mean_kl_and_matches_torch_distributions(mo
     torch.testing.assert_close(per_dim, reference)
 
 
+@pytest.mark.parametrize("variant", [dict(posterior="planar"), dict(prior="mog")])
+def test_kl_per_dimension_refuses_a_kl_without_closed_form(variant):
+    with pytest.raises(ValueError, match="no.*closed-form|has none.*per_image_terms"):
+        kl_per_dimension(VAE(ModelConfig(hidden=(8,), **variant)), torch.rand(3, 784))
+
+
 def test_encode_all_restores_training_mode_and_matches_one_pass(model_and_x):
     model, x = model_and_x
     model.train()

@@ -61,6 +61,10 @@ def kl_per_dimension(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Te
     0.5 * mean_n (exp(logvar_nj) + mu_nj^2 - 1 - logvar_nj); the sum over j is the mean KL of
     vaelib.elbo.kl_standard_normal [Kingma & Welling 2014, App. B]. In float64. Shapes: (N, D) -> (L,).
     """
+    if not getattr(model, "analytic_kl", True):
+        raise ValueError("kl_per_dimension splits the closed-form KL to N(0, I); this model's KL has none (a planar "
+                         "posterior or a learned prior): estimate it per image with "
+                         "vaelib.train.per_image_terms(model, x).kl")
     mu, logvar = (as_float64(t) for t in encode_all(model, x, batch_size))  # exp(logvar) - 1 - logvar cancels near 0
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).mean(0)
 
