@@ -122,6 +122,27 @@ def test_no_vaelib_function_moves_or_casts_the_callers_model(sample_data, tmp_pa
     assert all(torch.equal(v, trained_weights[k]) for k, v in load_checkpoint(tmp_path / "model.pt").state_dict().items())
 
 
+@pytest.mark.parametrize("variant, objective", [
+    (dict(posterior="planar", flow_layers=2, prior="mog", prior_components=3), dict(objective="iwae", iwae_train_k=2)),
+    (dict(prior="vamp", prior_components=3), dict(objective="iwae", iwae_train_k=2, gradient="dreg")),
+])
+def test_nor_the_model_of_a_variant(sample_data, tmp_path, immovable, variant, objective):
+    torch.manual_seed(0)
+    model, x = VAE(ModelConfig(hidden=(16,), **variant)), sample_data.test_x[:20]
+    train(model, sample_data, TrainConfig(steps=3, progress=False, iwae_k=2, model=model.config, **objective))
+    trained_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    save_checkpoint(tmp_path / "model.pt", model)
+    per_image_terms(model, x)
+    per_image_iwae(model, x, 3)
+    exact.converged_log_px(model, x[:3])
+    model.sample(4, generator=torch.Generator().manual_seed(0))
+    plot.plt.close(plot.plot_prior_samples(model, 4))
+    assert not model.training
+    for key, value in model.state_dict().items():
+        assert value.device.type == "cpu" and value.dtype == torch.float32 and torch.equal(value, trained_weights[key])
+
+
 def test_pytorch_2_6_whose_current_accelerator_takes_no_argument(monkeypatch):
     monkeypatch.delenv("VAELIB_DEVICE", raising=False)
     monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("cuda"))
