@@ -179,9 +179,9 @@ def test_iwae_is_a_brute_force_logsumexp_of_torch_distributions(variant):
     torch.testing.assert_close(iwae_bound(model, x, K, generator=seeded()), expected)
 
 
-def straight_through_landing(model, x, k, generator):
-    """DReG without its extra weight w~_k (q's parameters held fixed, nothing else): biased for K > 1, so the
-    test below must catch it."""
+def sticking_the_landing(model, x, k, generator):
+    """IWAE with q's parameters held fixed in log q and nothing else [Roeder et al. 2017]: DReG without its extra
+    weight w~_k, biased for K > 1 [Tucker et al. 2019], so the test below must catch it."""
     mu, logvar = model.encode(x)
     z = mu + torch.exp(0.5 * logvar) * torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype)
     log_w = bernoulli_log_likelihood(model.decode(z), x) + log_normal(z) - log_normal(z, mu.detach(), logvar.detach())
@@ -210,7 +210,7 @@ def test_dreg_encoder_gradient_has_the_plain_ones_expectation():
     estimator's by 5 standard errors (paired), while the biased variant above differs by far more."""
     model, x = tiny_vae(), tiny_images()
     assert encoder_gradient_gap(iwae_dreg_terms, model, x, K=5).abs().max() < 5
-    assert encoder_gradient_gap(straight_through_landing, model, x, K=5).abs().max() > 10
+    assert encoder_gradient_gap(sticking_the_landing, model, x, K=5).abs().max() > 10
 
 
 @pytest.mark.parametrize("variant", ["plain", "mog", "vamp"])

@@ -10,9 +10,9 @@ and the change of variables gives the density of the last z_n:
     log q(z_n|x) = log N(z_0; mu, std^2) - sum_l log |det df_l/dz_(l-1)|                        [R&M eq. 13]
 
 Each layer bends the space along one direction w; with L = 2, a few layers turn the Gaussian into a banana
-or a bent ridge. The flow is amortised: u, w, b of every layer
-are read from the encoder's last hidden layer, so each image gets its own flow, as it gets its own mu and std;
-one flow shared by every image would have to bend every posterior the same way.
+or a bent ridge. The flow is amortised: u, w, b of every layer are read from the encoder's last hidden
+layer, so each image gets its own flow, as it gets its own mu and std; one flow shared by every image
+would have to bend every posterior the same way.
 """
 
 from __future__ import annotations

@@ -120,10 +120,10 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws z ~ p(z), made on the generator's device (the same z for a seed on every device). Shape: (n, L)."""
-        device = next(self.parameters()).device
         if self.prior is not None:
             return mixture_sample(n, *self.prior_components(), generator=generator)
         drawn_on = generator.device if generator is not None else "cpu"
+        device = next(self.parameters()).device
         return torch.randn(n, self.config.z_dim, generator=generator, device=drawn_on).to(device)
 
     @torch.no_grad()

@@ -7,8 +7,8 @@ Both are mixtures of C Gaussians with diagonal covariances,
 
 - "mog": the means m_c, log-variances and logits of pi are parameters of their own, learned with the decoder;
 - "vamp": p(z) = (1/C) sum_c q(z|u_c), the encoder's Gaussian at C learned pseudo-inputs u_c (images the model
-  makes up), so the prior is the average posterior of C images. With a planar posterior the
-  components are the encoder's Gaussians before the flow: the flow's density at a given z needs its inverse.
+  makes up), so the prior is the average posterior of C images. With a planar posterior the components are
+  the encoder's Gaussians before the flow: the flow's density at a given z needs its inverse.
 
 The N(0, I) prior is the mixture of one standard Gaussian; the VAE keeps its closed-form KL for it.
 """
@@ -59,4 +59,4 @@ class VampPrior(nn.Module):
 
     def __init__(self, x_dim: int, components: int):
         super().__init__()
-        self.pseudo_inputs = nn.Parameter(torch.rand(components, x_dim))  # (C, D): grey images to start from
+        self.pseudo_inputs = nn.Parameter(torch.rand(components, x_dim))  # (C, D): uniform noise to start from
