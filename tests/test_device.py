@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaelib import config, diagnostics, exact, plot, runs
+from vaelib import config, diagnostics, exact, plot, runs, study
 from vaelib.config import ModelConfig, TrainConfig, float64_device, pick_device
 from vaelib.model import VAE, load_checkpoint, save_checkpoint
 from vaelib.train import History, per_image_iwae, per_image_terms, save_course_model, train
@@ -111,6 +111,7 @@ def test_no_vaelib_function_moves_or_casts_the_callers_model(sample_data, tmp_pa
     per_image_iwae(model, x, 3)
     diagnostics.active_units(model, x)
     diagnostics.kl_per_dimension(model, x)
+    study.score(model, x, 3)
     exact.converged_log_px(model, x[:5])
     for figure in (plot.plot_reconstructions(model, x, sample_data.test_y[:50]), plot.plot_prior_samples(model, 4),
                    plot.plot_latent_grid(model, n=3), plot.plot_embedding(model, x, sample_data.test_y[:50])):

@@ -1,0 +1,95 @@
+"""Comparing trained settings over seeds, on one set of test images (notebooks 7 and 10).
+
+A comparison of two settings needs two kinds of noise in view: the spread between training seeds
+(another initialisation and another order of the batches), and the test images (some digits are
+harder than others). Every setting is trained from several seeds with `fit`, each model is scored on
+the same test images with `score`, `print_table` shows the mean and the standard deviation over
+seeds, and `compare` differences two settings seed by seed and image by image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import torch
+
+from .config import ModelConfig, TrainConfig, seed_everything
+from .data import MNISTData
+from .diagnostics import active_units, bits_per_dim
+from .model import VAE
+from .runs import trained
+from .train import History, per_image_iwae, per_image_terms, train
+from .train import settings as train_settings
+
+
+def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, binarisation: str = "dynamic",
+        seed: int = 0, device: torch.device | str = "cpu") -> tuple[VAE, History]:
+    """A VAE of shape `config` trained on data.train_x for `steps` Adam steps from `seed`, with the
+    course defaults and the KL term weighted by `beta`; trained once and loaded after (vaelib.runs).
+
+    `binarisation` names what data.train_x holds ("dynamic": grey levels, binarised afresh each step;
+    "static": images binarised once) for the key of the model; the trainer is the same for both.
+    """
+    cfg = TrainConfig(steps=steps, beta=beta, seed=seed, model=config)
+
+    def train_now():
+        seed_everything(cfg.seed)
+        model = VAE(cfg.model).to(device)
+        return model, train(model, data, cfg)
+
+    settings = fit_settings(cfg, data.source, binarisation)
+    label = f"L = {config.z_dim}, beta = {beta:g}, {binarisation} binarisation" + (f", seed {seed}" if seed else "")
+    model, history, _ = trained(settings, train_now, label)
+    return model.to(device).eval(), history
+
+
+def fit_settings(cfg: TrainConfig, source: str, binarisation: str = "dynamic") -> dict:
+    """What a model of `fit` is keyed by in vaelib.runs: the training settings, the data and its binarisation."""
+    return {**train_settings(asdict(cfg)), "data": source, "binarisation": binarisation}
+
+
+def score(model, x: torch.Tensor, k: int) -> dict:
+    """Means over the images x in nats per image, on one sample of z per image with a fixed seed: the
+    ELBO, the distortion -log p(x|z) and the rate KL(q(z|x) || p(z)); log p(x) by IWAE_k, mean and per
+    image ("log_px_each", to compare models image by image); IWAE_k minus the ELBO; the active units."""
+    terms = per_image_terms(model, x)
+    log_px = per_image_iwae(model, x, k)  # (N,)
+    return {"elbo": terms.elbo.mean().item(), "distortion": -terms.log_px_z.mean().item(),
+            "rate": terms.kl.mean().item(), "log_px": log_px.mean().item(), "log_px_each": log_px,
+            "iwae_gain": (log_px - terms.elbo).mean().item(),
+            "active": active_units(model, x).count, "L": model.config.z_dim}
+
+
+def over_seeds(rows: list[dict], key: str, sign: float = 1) -> tuple[float, float]:
+    """The mean and the standard deviation (n - 1) over seeds of one score; rows holds one score per seed."""
+    if len(rows) < 2:
+        raise ValueError(f"a spread between seeds needs at least 2 seeds, got {len(rows)}: train from more seeds")
+    values = torch.tensor([sign * row[key] for row in rows], dtype=torch.float64)
+    return values.mean().item(), values.std().item()
+
+
+def compare(rows_a: list[dict], rows_b: list[dict], key: str = "log_px_each") -> tuple[torch.Tensor, float]:
+    """b minus a, seed by seed, on the same images: the mean difference for each seed, and the largest
+    of their standard errors over the images. (S lists of per-image tensors (N,)) -> (S,), float."""
+    if len(rows_a) != len(rows_b):
+        raise ValueError(f"compare pairs the seeds of two settings: got {len(rows_a)} and {len(rows_b)} seeds")
+    if len({tuple(row[key].shape) for row in [*rows_a, *rows_b]}) != 1:
+        raise ValueError("compare needs every model scored on the same images: score them all on one x")
+    diffs = [row_b[key] - row_a[key] for row_a, row_b in zip(rows_a, rows_b)]
+    return torch.stack([d.mean() for d in diffs]), max(d.std().item() / math.sqrt(len(d)) for d in diffs)
+
+
+def table(groups: dict, name: str) -> str:
+    """One line per setting: -ELBO, -log p(x), distortion and rate as mean ± sd over seeds (nats per
+    image), the active units of each seed, and -log p(x) in bits per dimension."""
+    lines = [f"{name:>5s} {'-ELBO':>13s} {'-log p(x)':>13s} {'distortion':>13s} {'rate':>13s}  {'active':>9s}"
+             f"  bits/dim"]
+    for key, rows in groups.items():
+        label = key if isinstance(key, str) else f"{key:g}"
+        cells = [over_seeds(rows, k, sign) for k, sign in [("elbo", -1), ("log_px", -1), ("distortion", 1),
+                                                             ("rate", 1)]]
+        active = ",".join(str(row["active"]) for row in rows)
+        lines.append(f"{label:>5s} " + " ".join(f"{m:7.2f} ± {sd:4.2f}" for m, sd in cells) +
+                     f"  {active:>9s}  {bits_per_dim(cells[1][0]):8.3f}")
+    return "\n".join(lines)
