@@ -9,7 +9,7 @@ import torch
 from vaelib.config import ModelConfig, TrainConfig, seed_everything
 from vaelib.model import VAE
 from vaelib.runs import PRETRAINED, settings_key
-from vaelib.study import compare, fit_settings, over_seeds, score, table
+from vaelib.study import compare, fit_settings, over_seeds, score, settled, table
 
 
 def test_fit_settings_find_the_committed_models():
@@ -72,3 +72,22 @@ def test_table_has_a_line_per_setting_with_the_seed_means():
     text = table({2: rows, "static": rows}, "L").splitlines()
     assert len(text) == 3 and text[1].split()[0] == "2" and text[2].split()[0] == "static"
     assert "101.00 ± 1.00" in text[1] and "96.00 ± 1.00" in text[1] and "10,11,12" in text[1]
+
+
+def test_settled_needs_every_seed_and_the_seed_mean_beyond_the_noise():
+    assert settled(torch.tensor([1.0, 1.2, 0.9]), image_se=0.2) == 1
+    assert settled(torch.tensor([-1.0, -1.2, -0.9]), image_se=0.2) == -1
+    assert settled(torch.tensor([1.0, -0.3, 0.9]), image_se=0.05) == 0  # the seeds disagree
+    assert settled(torch.tensor([1.0, 1.2, 0.9]), image_se=0.4) == 0  # a seed within 3 image se of 0
+    # every seed positive and beyond the images' noise, but the seeds spread too widely for their mean
+    diffs = torch.tensor([0.7, 6.0, 12.0])
+    seed_se = statistics.stdev(diffs.tolist()) / math.sqrt(3)
+    assert statistics.mean(diffs.tolist()) < 3 * seed_se and settled(diffs, image_se=0.1) == 0
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        settled(torch.tensor([1.0]), 0.1)
+
+
+def test_table_widens_its_label_column_for_long_names():
+    rows = [{"elbo": -1.0, "log_px": -1.0, "distortion": 1.0, "rate": 0.0, "active": 1, "L": 2}] * 2
+    lines = table({"dynamic": rows, "static": rows}, "data").splitlines()
+    assert len({line.index("±") for line in lines[1:]}) == 1  # the columns line up

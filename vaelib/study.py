@@ -80,16 +80,33 @@ def compare(rows_a: list[dict], rows_b: list[dict], key: str = "log_px_each") ->
     return torch.stack([d.mean() for d in diffs]), max(d.std().item() / math.sqrt(len(d)) for d in diffs)
 
 
+def settled(diffs: torch.Tensor, image_se: float, margin: float = 3.0) -> int:
+    """Whether a per-seed difference (from compare) has a direction that survives both kinds of noise:
+    +1 or -1 when every seed has that sign by more than `margin` image standard errors and the mean over
+    seeds is more than `margin` of its own standard error (the spread between seeds / sqrt(seeds)) from 0;
+    0 otherwise. (S,), float -> int."""
+    if len(diffs) < 2:
+        raise ValueError(f"a spread between seeds needs at least 2 seeds, got {len(diffs)}")
+    seed_se = diffs.double().std().item() / math.sqrt(len(diffs))
+    mean = diffs.double().mean().item()
+    for sign in (1, -1):
+        if (sign * diffs).min().item() > margin * image_se and sign * mean > margin * seed_se:
+            return sign
+    return 0
+
+
 def table(groups: dict, name: str) -> str:
     """One line per setting: -ELBO, -log p(x), distortion and rate as mean ± sd over seeds (nats per
     image), the active units of each seed, and -log p(x) in bits per dimension."""
-    lines = [f"{name:>5s} {'-ELBO':>13s} {'-log p(x)':>13s} {'distortion':>13s} {'rate':>13s}  {'active':>9s}"
+    labels = {key: key if isinstance(key, str) else f"{key:g}" for key in groups}
+    w = max(5, len(name), *(len(label) for label in labels.values()))
+    lines = [f"{name:>{w}s} {'-ELBO':>13s} {'-log p(x)':>13s} {'distortion':>13s} {'rate':>13s}  {'active':>9s}"
              f"  bits/dim"]
     for key, rows in groups.items():
-        label = key if isinstance(key, str) else f"{key:g}"
+        label = labels[key]
         cells = [over_seeds(rows, k, sign) for k, sign in [("elbo", -1), ("log_px", -1), ("distortion", 1),
                                                              ("rate", 1)]]
         active = ",".join(str(row["active"]) for row in rows)
-        lines.append(f"{label:>5s} " + " ".join(f"{m:7.2f} ± {sd:4.2f}" for m, sd in cells) +
+        lines.append(f"{label:>{w}s} " + " ".join(f"{m:7.2f} ± {sd:4.2f}" for m, sd in cells) +
                      f"  {active:>9s}  {bits_per_dim(cells[1][0]):8.3f}")
     return "\n".join(lines)
