@@ -429,7 +429,7 @@ def plot_posteriors(model, x, qs, titles, spacing):
 order = kl.argsort()
 shown = torch.cat([order[[n_fit // 4, n_fit // 2]], order[-4:]])
 cases = ["typical", "typical"] + ["badly fitted"] * 4
-titles = [f"{case}: test image {int(i)}, a {int(labels[i])}\nKL(q || p(z|x)) = {kl[i]:.2f} nats"
+titles = [f"{case}: test image {int(chosen[i])}, a {int(labels[i])}\nKL(q || p(z|x)) = {kl[i]:.2f} nats"
           for case, i in zip(cases, shown)]
 fig = plot_posteriors(model, x[shown], {"q(z|x) of the encoder": (mu[shown], logvar[shown])}, titles, spacing)
 fig.suptitle("Figure 3. True posteriors and the encoder's Gaussian");
@@ -501,6 +501,8 @@ for name, idx in [(f"mean of {n_fit} images", slice(None)), ("mean of the worst 
           f" + amortisation {amortisation[idx].mean():7.3f} nats")
 share = amortisation.sum() / inference.sum()
 print(f"the encoder's share of the total inference gap: {100 * share:.0f}%; the Gaussian family's: {100 * (1 - share):.0f}%")
+if not SMOKE:
+    assert share > 0.75  # the encoder, not the Gaussian family, carries most of the gap
 
 # %% [markdown]
 # Figure 4 shows the two parts for every image, sorted by the inference gap, on a scale that is
@@ -524,7 +526,7 @@ ax.grid(alpha=0.3);
 
 # %%
 worst = order[-4:]
-titles = [f"test image {int(i)}, a {int(labels[i])}\namortisation {amortisation[i]:.1f}, approx. "
+titles = [f"test image {int(chosen[i])}, a {int(labels[i])}\namortisation {amortisation[i]:.1f}, approx. "
           f"{approximation[i]:.2f}" for i in worst]
 fig = plot_posteriors(model, xs[worst], {"encoder's q": (mu[worst], logvar[worst]),
                                          "best Gaussian q*": (mu_star[worst], logvar_star[worst])}, titles, spacing)
@@ -534,8 +536,10 @@ fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each
 # Where $q_\phi$ sits beside a posterior that is close to Gaussian, the best Gaussian covers it and the
 # gap is the encoder's (amortisation). Where the posterior has two modes, or bends, no Gaussian fits
 # it, and $q^*_x$ settles on one mode or straddles them: that part of the gap is the Gaussian family's
-# (approximation). The printout above
-# gives how the total splits for this model, and the titles how it splits for each of these digits.
+# (approximation). For the course model the encoder carries most of the total, more than three
+# quarters of it over these 100 images (asserted): a better encoder, or a per-image fit of the
+# Gaussian, would close far more of the ELBO's shortfall than a richer family than the Gaussian. The
+# titles give how it splits for each of these digits.
 
 # %% [markdown]
 # ## Summary
@@ -618,7 +622,7 @@ with torch.no_grad():
 full_gap = exact[most_approx] - elbo_full
 for i, n in enumerate(most_approx.tolist()):
     modes = count_modes(posterior_grid(model, xs[n:n + 1], 8.0, spacing)[0][0])
-    print(f"test image {n}: approximation gap, diagonal {approximation[n]:.2f}, full covariance "
+    print(f"test image {int(chosen[n])}: approximation gap, diagonal {approximation[n]:.2f}, full covariance "
           f"{full_gap[i]:.2f} nats; posterior modes: {modes}")
 closed = 1 - full_gap.sum() / approximation[most_approx].sum()
 print(f"the correlation closes {100 * closed:.0f}% of these four approximation gaps")
@@ -640,17 +644,21 @@ print(f"the correlation closes {100 * closed:.0f}% of these four approximation g
 
 # %% tags=["answer"]
 n = int(gaps[-1].argmax())
-k = Ks[-1]
+k, estimates, sizes = Ks[-1], [], []
 for name, widen in [("q_phi", 0.0), ("q_phi with twice the std", math.log(4.0))]:
     log_w = log_weights(model, x[n:n + 1], mu[n:n + 1], logvar[n:n + 1] + widen, k, torch.Generator().manual_seed(2))
-    ess = torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)).item()
-    estimate = (torch.logsumexp(log_w, 0) - math.log(k)).item()
-    print(f"{name:26s}: effective sample size {ess:8.1f} of {k}; IWAE_{k} {estimate:.2f}; exact {exact[n]:.2f}")
+    sizes.append(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)).item())
+    estimates.append((torch.logsumexp(log_w, 0) - math.log(k)).item())
+    print(f"{name:26s}: effective sample size {sizes[-1]:8.1f} of {k}; IWAE_{k} {estimates[-1]:.2f}; "
+          f"exact {exact[n]:.2f}")
+if not SMOKE:  # widening helped by more than 10 nats, yet the estimate stays over 10 below, on a handful of samples
+    assert estimates[1] > estimates[0] + 10 and exact[n] > estimates[1] + 10 and max(sizes) < 5
 
 # %% [markdown] tags=["answer"]
 # A handful of effective samples out of thousands means one or two weights decide the estimate. Widening
-# $q$ spreads the samples over more of the plane, which helps when the mass it missed lies near it; the
-# printout shows how far it helped for this digit. The effective sample size cannot tell: it measures
+# $q$ spreads the samples over more of the plane, which helps when the mass it missed lies near it. For
+# this digit, the one with the largest gap, it raised the estimate by tens of nats, yet left it tens of
+# nats below the exact value, with about one effective sample in 5,000 either way (asserted). The effective sample size cannot tell: it measures
 # how evenly the weights of the draws that were made spread, and knows nothing of the mass that no
 # draw visited, so it can stay tiny, or fall, while the estimate improves.
 
