@@ -38,6 +38,8 @@ def test_score_against_torch_distributions():
     assert s["iwae_gain"] == pytest.approx(s["log_px"] - s["elbo"], abs=1e-4)
     variances = [statistics.pvariance(mu[:, j].double().tolist()) for j in range(3)]
     assert s["active"] == sum(v > 0.01 for v in variances) and s["L"] == 3
+    shares = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)  # (L,)
+    assert s["used"] == int((shares > 0.1).sum())
 
 
 def test_over_seeds_is_the_sample_mean_and_standard_deviation():
@@ -67,11 +69,11 @@ def test_compare_differences_seed_by_seed_on_the_same_images():
 
 
 def test_table_has_a_line_per_setting_with_the_seed_means():
-    rows = [{"elbo": -100.0 - i, "log_px": -95.0 - i, "distortion": 80.0 + i, "rate": 20.0, "active": 10 + i, "L": 20}
-            for i in range(3)]
+    rows = [{"elbo": -100.0 - i, "log_px": -95.0 - i, "distortion": 80.0 + i, "rate": 20.0, "active": 10 + i,
+             "used": 5 + i, "L": 20} for i in range(3)]
     text = table({2: rows, "static": rows}, "L").splitlines()
     assert len(text) == 3 and text[1].split()[0] == "2" and text[2].split()[0] == "static"
-    assert "101.00 ± 1.00" in text[1] and "96.00 ± 1.00" in text[1] and "10,11,12" in text[1]
+    assert "101.00 ± 1.00" in text[1] and "96.00 ± 1.00" in text[1] and "10,11,12" in text[1] and "5,6,7" in text[1]
 
 
 def test_settled_needs_every_seed_and_the_seed_mean_beyond_the_noise():

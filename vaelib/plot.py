@@ -28,28 +28,25 @@ def plot_digits(images: torch.Tensor, rows: int = 4, title: str = "") -> plt.Fig
 
 
 def plot_history(history: History, title: str = "Training", label: str = "") -> plt.Figure:
-    """Left: train and test negative ELBO against epochs. Right, where the history has them: the test
-    set's two terms, distortion -E_q[log p(x|z)] (left axis) and rate KL(q(z|x) || p(z)) (right axis),
-    each on a linear scale of its own. Nats per image. The test loss is measured after each record;
-    the training loss is the mean over the steps since the previous one, so it is drawn halfway between."""
+    """Left: train and test negative ELBO against epochs. Then, where the history has them, the test
+    set's two terms in panels of their own, each on its own linear scale: the distortion -E_q[log p(x|z)]
+    and the rate KL(q(z|x) || p(z)). Nats per image. The test loss is measured after each record; the
+    training loss is the mean over the steps since the previous one, so it is drawn halfway between."""
     terms = bool(history.test_kl)
-    fig, axes = plt.subplots(1, 2 if terms else 1, figsize=(11 if terms else 6, 4), squeeze=False,
+    fig, axes = plt.subplots(1, 3 if terms else 1, figsize=(14 if terms else 6, 4), squeeze=False,
                              layout="constrained")
     ax = axes[0, 0]
     middle = [(e + p) / 2 for e, p in zip(history.epoch, [0.0, *history.epoch[:-1]])]
     ax.plot(middle, history.train_neg_elbo, "o-", ms=3, label=f"{label} train (mean over the epoch)".strip())
     ax.plot(history.epoch, history.test_neg_elbo, "s--", ms=3, label=f"{label} test (after the epoch)".strip())
-    ax.set(xlabel="epoch", ylabel="negative ELBO (nats per image)", title="-ELBO (its two terms on the right)")
+    ax.set(xlabel="epoch", ylabel="nats per image", title="negative ELBO")
     ax.legend()
     if terms:
         distortion = [e - k for e, k in zip(history.test_neg_elbo, history.test_kl)]
-        right = axes[0, 1]
-        right.plot(history.epoch, distortion, "s-", ms=3, color="tab:green")
-        right.set(xlabel="epoch", title="the test loss's two terms")
-        right.set_ylabel("distortion -E[log p(x|z)] (nats per image)", color="tab:green")
-        rate_axis = right.twinx()
-        rate_axis.plot(history.epoch, history.test_kl, "s-", ms=3, color="tab:red")
-        rate_axis.set_ylabel("rate KL(q(z|x) || p(z)) (nats per image)", color="tab:red")
+        axes[0, 1].plot(history.epoch, distortion, "s-", ms=3, color="tab:green")
+        axes[0, 1].set(xlabel="epoch", ylabel="nats per image", title="test distortion -E[log p(x|z)]")
+        axes[0, 2].plot(history.epoch, history.test_kl, "s-", ms=3, color="tab:red")
+        axes[0, 2].set(xlabel="epoch", ylabel="nats per image", title="test rate KL(q(z|x) || p(z))")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         if history.epoch and all(float(e).is_integer() for e in history.epoch):

@@ -3,7 +3,7 @@
 A comparison of two settings needs two kinds of noise in view: the spread between training seeds
 (another initialisation and another order of the batches), and the test images (some digits are
 harder than others). Every setting is trained from several seeds with `fit`, each model is scored on
-the same test images with `score`, `print_table` shows the mean and the standard deviation over
+the same test images with `score`, `table` shows the mean and the standard deviation over
 seeds, and `compare` differences two settings seed by seed and image by image.
 """
 
@@ -16,11 +16,14 @@ import torch
 
 from .config import ModelConfig, TrainConfig, seed_everything
 from .data import MNISTData
-from .diagnostics import active_units, bits_per_dim
+from .diagnostics import active_units, bits_per_dim, kl_per_dimension
 from .model import VAE
 from .runs import trained
 from .train import History, per_image_iwae, per_image_terms, train
 from .train import settings as train_settings
+
+
+USED_NATS = 0.1  # a latent dimension is "used" when it carries more than this share of the rate, in nats
 
 
 def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, binarisation: str = "dynamic",
@@ -52,13 +55,16 @@ def fit_settings(cfg: TrainConfig, source: str, binarisation: str = "dynamic") -
 def score(model, x: torch.Tensor, k: int) -> dict:
     """Means over the images x in nats per image, on one sample of z per image with a fixed seed: the
     ELBO, the distortion -log p(x|z) and the rate KL(q(z|x) || p(z)); log p(x) by IWAE_k, mean and per
-    image ("log_px_each", to compare models image by image); IWAE_k minus the ELBO; the active units."""
+    image ("log_px_each", to compare models image by image); IWAE_k minus the ELBO; the active units
+    (Burda et al.'s criterion, Var_x mu_j(x) > 0.01) and the dimensions used, those whose share of the
+    rate is above USED_NATS (None where the KL has no closed form per dimension)."""
     terms = per_image_terms(model, x)
     log_px = per_image_iwae(model, x, k)  # (N,)
     return {"elbo": terms.elbo.mean().item(), "distortion": -terms.log_px_z.mean().item(),
             "rate": terms.kl.mean().item(), "log_px": log_px.mean().item(), "log_px_each": log_px,
             "iwae_gain": (log_px - terms.elbo).mean().item(),
-            "active": active_units(model, x).count, "L": model.config.z_dim}
+            "active": active_units(model, x).count, "L": model.config.z_dim,
+            "used": int((kl_per_dimension(model, x) > USED_NATS).sum()) if getattr(model, "analytic_kl", True) else None}
 
 
 def over_seeds(rows: list[dict], key: str, sign: float = 1) -> tuple[float, float]:
@@ -84,7 +90,8 @@ def settled(diffs: torch.Tensor, image_se: float, margin: float = 3.0) -> int:
     """Whether a per-seed difference (from compare) has a direction that survives both kinds of noise:
     +1 or -1 when every seed has that sign by more than `margin` image standard errors and the mean over
     seeds is more than `margin` of its own standard error (the spread between seeds / sqrt(seeds)) from 0;
-    0 otherwise. (S,), float -> int."""
+    0 otherwise. A rule of thumb, not a significance test: with three seeds the second condition is a
+    t statistic above 3 on 2 degrees of freedom (two-sided p about 0.1 on its own). (S,), float -> int."""
     if len(diffs) < 2:
         raise ValueError(f"a spread between seeds needs at least 2 seeds, got {len(diffs)}")
     seed_se = diffs.double().std().item() / math.sqrt(len(diffs))
@@ -97,16 +104,17 @@ def settled(diffs: torch.Tensor, image_se: float, margin: float = 3.0) -> int:
 
 def table(groups: dict, name: str) -> str:
     """One line per setting: -ELBO, -log p(x), distortion and rate as mean ± sd over seeds (nats per
-    image), the active units of each seed, and -log p(x) in bits per dimension."""
+    image), the active units and the dimensions used of each seed, and -log p(x) in bits per dimension."""
     labels = {key: key if isinstance(key, str) else f"{key:g}" for key in groups}
     w = max(5, len(name), *(len(label) for label in labels.values()))
     lines = [f"{name:>{w}s} {'-ELBO':>13s} {'-log p(x)':>13s} {'distortion':>13s} {'rate':>13s}  {'active':>9s}"
-             f"  bits/dim"]
+             f"  {'used':>9s}  bits/dim"]
     for key, rows in groups.items():
         label = labels[key]
         cells = [over_seeds(rows, k, sign) for k, sign in [("elbo", -1), ("log_px", -1), ("distortion", 1),
                                                              ("rate", 1)]]
         active = ",".join(str(row["active"]) for row in rows)
+        used = ",".join("-" if row.get("used") is None else str(row["used"]) for row in rows)
         lines.append(f"{label:>{w}s} " + " ".join(f"{m:7.2f} ± {sd:4.2f}" for m, sd in cells) +
-                     f"  {active:>9s}  {bits_per_dim(cells[1][0]):8.3f}")
+                     f"  {active:>9s}  {used:>9s}  {bits_per_dim(cells[1][0]):8.3f}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@
 #
 # Notebook 4 trained the course model with Adam. The original course this package grew from updated
 # the weights by hand with plain gradient descent, `param -= lr * param.grad`, at `lr = 5e-3` for 20
-# epochs, and reported a test loss of 151.33 nats. This appendix asks three questions of that choice:
+# epochs, and reported a test loss of 151.33 nats. This appendix asks four questions of that choice:
 #
 # 1. Is the hand-written update the same as `torch.optim.SGD`? (Yes, checked on one step.)
 # 2. How far apart do plain gradient descent and Adam end on the same budget, and why?
@@ -31,8 +31,8 @@
 #
 # Every model here trains for 20 epochs with `vaelib.train`, which notebook 4 checked against the loop
 # written on its page, from three seeds each. They were trained once and are loaded
-# (`vaelib.runs.trained`, as in notebook 7): training all nine again takes about 20 minutes on two CPU
-# cores.
+# (`vaelib.runs.trained`, as in notebook 7): training all nine again takes about an hour on two CPU
+# cores (their histories record 54 minutes of training steps).
 
 # %%
 # On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
@@ -173,9 +173,10 @@ assert rms[largest] / rms[smallest] > 10
 # With plain gradient descent every weight moves by `lr` times its gradient, so a step size small
 # enough for the layer with the largest gradients barely moves the one with the smallest (more than
 # ten times smaller, asserted). Adam divides each parameter's step by a running estimate of its own
-# gradient's size, so every layer moves at a similar rate. Two caveats: these sizes are measured at
-# the start and change during training, and SGD's step size is the original's, not tuned; exercise 1
-# tries others, so part of the gap is the step size.
+# gradient's size, so every layer's weights take steps of a similar size. That is the explanation the
+# measurement suggests, not one this notebook tests: the sizes are measured at the start and change
+# during training, and SGD's step size is the original's, not tuned. Exercise 1 shows how much SGD's
+# one-epoch loss depends on it, so part of the gap may be the step size.
 #
 # ## Decaying the learning rate
 #
@@ -224,8 +225,10 @@ else:
 #
 # - The original's hand-written update is `torch.optim.SGD` without momentum.
 # - On the original's budget, Adam ends several nats below plain gradient descent at the original's
-#   step size, for each of three seeds: the layers' gradients differ in size by more than a factor of ten, and Adam scales each
-#   parameter's step by its own gradient's size.
+#   step size, for each of three seeds. The layers' gradients differ in size by more than a factor of
+#   ten, and Adam scales each parameter's step by its own gradient's size.
+# - Decaying Adam's learning rate over the last quarter lowers the test $-$ELBO by more than a nat for
+#   each seed, seen because each seed's two runs share weights and batches.
 # - The original course's code, run again and scored as this course scores, lands within 2 nats of
 #   this package's SGD runs.
 
@@ -272,7 +275,7 @@ if not SMOKE:
 # parameters, zero at the start (PyTorch's convention: the first step sets $v = \nabla$). Check it
 # against `torch.optim.SGD(momentum=0.9)` over a few steps as above, then train with it. The velocity
 # sums the gradients with weights that add up to $1/(1 - 0.9) = 10$, so the effective step is about ten
-# times `lr`: start from a smaller `lr` (5e-3 with momentum acts like 5e-2, which exercise 1 shows is
-# near divergence). Momentum smooths the gradient's direction, but it does not
+# times `lr`: start from a smaller `lr` (5e-3 with momentum acts like 5e-2, between exercise 1's best
+# step, 2e-2, and 1e-1, which diverged). Momentum smooths the gradient's direction, but it does not
 # rescale the layers against each other as Adam does: how much of the gap it closes is what the run
 # (over a few seeds) measures.
