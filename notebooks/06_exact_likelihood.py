@@ -202,9 +202,10 @@ for name, value in bounds.items():
 print(f"{'log p(x)':10s} {exact.mean():9.3f}")
 prior_gap, iwae_gap = exact - bounds[f"prior_{Ks[-1]}"], exact - iwae_top
 for stat in ("mean", "median"):
-    p_gap, i_gap = getattr(prior_gap, stat)().item(), getattr(iwae_gap, stat)().item()
-    print(f"{stat} gap with {Ks[-1]} samples: prior {p_gap:.3f}, encoder (IWAE) {i_gap:.3f} nats: "
-          f"the {'prior' if abs(p_gap) < abs(i_gap) else 'encoder'} is closer")
+    print(f"{stat} gap with {Ks[-1]} samples: prior {getattr(prior_gap, stat)():.3f}, "
+          f"encoder (IWAE) {getattr(iwae_gap, stat)():.3f} nats")
+if not SMOKE:  # on the mean the prior wins; on the median both are within the quadrature's reach
+    assert prior_gap.mean() < iwae_gap.mean() and max(prior_gap.median(), iwae_gap.median()) < 0.05
 
 # %% [markdown]
 # How many of the prior's draws land where each image's posterior is? Counted here with the encoder's
@@ -220,13 +221,15 @@ print(f"prior draws (of {Ks[-1]:,}) within 2 sd of q's mean: median {inside.medi
 assert inside.min() < inside.median()
 
 # %% [markdown]
-# The printouts compare the two proposals at the same cost. The encoder's $q_\phi(z\mid x)$ puts its
-# samples where it believes the posterior is, and for most images it is right; for a few it is wrong
-# by many nats (the next section). The prior spreads its samples over the whole plane, where
-# $p_\theta(x\mid z)$ is tiny almost everywhere; even in two dimensions a typical posterior catches
-# only a handful of the 5,000 draws (the median printed), and the narrowest catch none within two
-# standard deviations, so their estimates rest on draws from the posterior's tails. That is a property of two dimensions: the share of prior draws that
-# land in a posterior shrinks geometrically with the number of latent dimensions.
+# At the same cost, on the mean over the images the prior's draws come closer to $\log p(x)$ than the
+# encoder's, by more than a nat; on the median both are within a few hundredths of a nat, the
+# quadrature's own reach (asserted). The encoder's $q_\phi(z\mid x)$ puts its samples where it believes
+# the posterior is, and for most images it is right; for a few it is wrong by many nats (the next
+# section), and those carry its mean. The prior spreads its samples over the whole plane: a typical
+# posterior catches only a handful of the 5,000 draws (the median printed), and the narrowest catch
+# none within two standard deviations, so their estimates rest on draws from the posterior's tails,
+# but no image's mass is missed altogether. That is a property of two dimensions: in more, prior
+# draws that land in a posterior become rare.
 # The 784-200-200-50 model of notebook 7 (trained with the command line, `benchmarks/results/burda/`)
 # has fifty:
 
@@ -273,19 +276,19 @@ print(f"IWAE_{Ks[-1]} with 10 other seeds: {values.min():.3f} to {values.max():.
       f"their own standard errors {ses.min():.3f} to {ses.max():.3f}")
 mean_se = values.std() / 10**0.5
 offset = (values.mean() - finer) / mean_se
-print(f"mean of the 10: {values.mean():.3f} ± {mean_se:.3f}, {abs(offset.item()):.1f} standard errors "
-      f"{'above' if offset > 0 else 'below'} log p(x): "
-      + ("below it, as a bound that holds in expectation should be: the first seed's excess was chance"
-         if offset < 0 else "consistent with a bound that holds in expectation" if offset < 3
-         else "an excess the error bars do not explain"))
+print(f"mean of the 10: {values.mean():.3f} ± {mean_se:.3f}, {offset.item():+.1f} standard errors from log p(x)")
 assert abs(finer - exact[worst_excess]) < 0.01  # the quadrature has converged for this image too
+if not SMOKE:  # the ten agree with their own error bars, and their mean does not exceed log p(x)
+    assert values.std() < ses.max() and offset < 3
 
 # %% [markdown]
-# The quadrature does not move. When the spread of the ten estimates exceeds the standard errors they
-# report (compare the two ranges printed), the delta-method error bar is too small: where $q_\phi$
-# covers the posterior badly, the mean of the weights is decided by a few rare, large weights, and a
-# standard error computed from the same draws cannot see the draws that were not made. An
-# importance-sampling error bar is only as good as the proposal's coverage.
+# The quadrature does not move, and here the error bars hold (asserted): the ten estimates spread no
+# more than their reported standard errors, and their mean does not lie above $\log p(x)$. The first
+# seed's excess, under three standard errors among 300 images, was chance. They need not hold: where
+# $q_\phi$ covers the posterior badly, the mean of the weights is decided by a few rare, large
+# weights, and a standard error computed from the same draws cannot see the draws that were not made
+# (exercise 3 shows a digit whose estimate rests on one effective sample). An importance-sampling error
+# bar is only as good as the proposal's coverage.
 #
 # Figure 1 shows the gap per image as $K$ grows: its mean, median and 90th percentile over the images.
 
@@ -369,7 +372,8 @@ assert worst_z < 5  # the identity holds per image, up to the Monte Carlo error 
 fig, ax = plt.subplots(figsize=(4.5, 4.5))
 ax.errorbar(kl, gap, yerr=2 * elbo_se[:n_fit], fmt="o", ms=3, label="image (±2 standard errors)")
 ax.plot([0, kl.max()], [0, kl.max()], "k--", lw=1, label="equality")
-ax.set(xscale="symlog", yscale="symlog", xlabel="KL(q(z|x) || p(z|x)) on the grid (nats)",
+ax.set_xscale("symlog", linthresh=1), ax.set_yscale("symlog", linthresh=1)  # linear below 1 nat, log above
+ax.set(xlabel="KL(q(z|x) || p(z|x)) on the grid (nats)",
        ylabel="log p(x) - ELBO (nats)", title="Figure 2. The ELBO's gap is the KL")
 ax.legend();
 
@@ -437,8 +441,8 @@ fig.suptitle("Figure 3. True posteriors and the encoder's Gaussian");
 # %% [markdown]
 # The typical digits' KLs, in their titles, are far smaller than the badly fitted ones': their lines
 # overlap the filled contours, if not exactly. For the
-# badly fitted ones the KL is large: $q_\phi$ sits beside the posterior's mass, or, where the title
-# counts more than one mode, on one of them or between them.
+# badly fitted ones the KL is large: $q_\phi$ sits beside the posterior's mass (each title counts the
+# posterior's modes; these four have one each).
 #
 # ## The amortisation gap
 #
@@ -515,7 +519,8 @@ fig, ax = plt.subplots(figsize=(8, 3.8))
 ax.plot(inference[by_gap], "k-", lw=1, label="inference gap log p(x) - ELBO(q_phi)")
 ax.plot(approximation[by_gap], "o", ms=3, label="approximation gap (the Gaussian family)")
 ax.plot(amortisation[by_gap], "s", ms=3, label="amortisation gap (the encoder)")
-ax.set(yscale="symlog", xlabel="test digit, sorted by inference gap", ylabel="nats (symmetric log scale)",
+ax.set_yscale("symlog", linthresh=1)  # linear below 1 nat, log above
+ax.set(xlabel="test digit, sorted by inference gap", ylabel="nats (symmetric log scale)",
        title="Figure 4. Inference gap = approximation + amortisation, per digit")
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3);
@@ -551,8 +556,8 @@ fig.suptitle("Figure 5. The worst-fitted digits, with the best Gaussian for each
 #   gaps; where the mean gap stays far above the median, a few digits whose $q_\phi$ misses the
 #   posterior carry it, and no practical $K$ helps them. Sampling the prior instead of $q_\phi$ competes in two dimensions and
 #   falls tens of nats short in fifty.
-# - An importance-sampling standard error, computed from the same draws, can be too small when the
-#   proposal covers the posterior badly; the exact value shows it.
+# - An importance-sampling standard error is computed from the draws that were made; for the image
+#   that looked worst it held, but where the proposal misses the posterior it cannot tell.
 # - $\log p_\theta(x) - \mathrm{ELBO}(x) = \mathrm{KL}(q_\phi(z\mid x)\,\|\,p_\theta(z\mid x))$, checked per image.
 # - Fitting a Gaussian per image splits this gap into the encoder's share (amortisation) and the
 #   Gaussian family's share (approximation); Figures 3 and 5 show what each looks like.

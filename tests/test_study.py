@@ -93,3 +93,27 @@ def test_table_widens_its_label_column_for_long_names():
     rows = [{"elbo": -1.0, "log_px": -1.0, "distortion": 1.0, "rate": 0.0, "active": 1, "L": 2}] * 2
     lines = table({"dynamic": rows, "static": rows}, "data").splitlines()
     assert len({line.index("±") for line in lines[1:]}) == 1  # the columns line up
+
+
+def test_fit_trains_the_iwae_objective_it_is_given(sample_data, tmp_path, monkeypatch):
+    """fit(objective="iwae") trains what vaelib.train trains with that TrainConfig, under a key of its own."""
+    from vaelib.study import fit
+    from vaelib.train import train
+
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path))
+    monkeypatch.setenv("VAELIB_PRETRAINED", "0")
+    monkeypatch.setenv("VAELIB_PROGRESS", "0")
+    config = ModelConfig(hidden=(16,), z_dim=2)
+    model, _ = fit(sample_data, config, 5, seed=3, objective="iwae", k=3)
+    cfg = TrainConfig(steps=5, seed=3, model=config, objective="iwae", iwae_train_k=3, progress=False)
+    seed_everything(3)
+    direct = VAE(config)
+    train(direct, sample_data, cfg)
+    for a, b in zip(model.parameters(), direct.parameters()):
+        torch.testing.assert_close(a, b)
+    elbo_cfg = TrainConfig(steps=5, seed=3, model=config)
+    assert settings_key(fit_settings(cfg, sample_data.source)) != settings_key(fit_settings(elbo_cfg, sample_data.source))
+    seed_everything(3)
+    elbo_model = VAE(config)
+    train(elbo_model, sample_data, TrainConfig(steps=5, seed=3, model=config, progress=False))
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), elbo_model.parameters()))

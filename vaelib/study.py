@@ -27,14 +27,18 @@ USED_NATS = 0.1  # a latent dimension is "used" when it carries more than this s
 
 
 def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, binarisation: str = "dynamic",
-        seed: int = 0, device: torch.device | str = "cpu") -> tuple[VAE, History]:
+        seed: int = 0, device: torch.device | str = "cpu", objective: str = "elbo", k: int = 5,
+        gradient: str = "plain") -> tuple[VAE, History]:
     """A VAE of shape `config` trained on data.train_x for `steps` Adam steps from `seed`, with the
     course defaults and the KL term weighted by `beta`; trained once and loaded after (vaelib.runs).
 
     `binarisation` names what data.train_x holds ("dynamic": grey levels, binarised afresh each step;
     "static": images binarised once) for the key of the model; the trainer is the same for both.
+    `objective` "iwae" trains on the K-sample IWAE bound with `k` samples and the encoder `gradient`
+    "plain" or "dreg" (vaelib.elbo); the posterior and the prior are the config's.
     """
-    cfg = TrainConfig(steps=steps, beta=beta, seed=seed, model=config)
+    cfg = TrainConfig(steps=steps, beta=beta, seed=seed, model=config, objective=objective, iwae_train_k=k,
+                      gradient=gradient)
 
     def train_now():
         seed_everything(cfg.seed)
@@ -42,7 +46,11 @@ def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, bin
         return model, train(model, data, cfg)
 
     settings = fit_settings(cfg, data.source, binarisation)
-    label = f"L = {config.z_dim}, beta = {beta:g}, {binarisation} binarisation" + (f", seed {seed}" if seed else "")
+    variant = "".join([f", IWAE K = {k}" + (" (DReG)" if gradient == "dreg" else "") if objective == "iwae" else "",
+                       f", {config.flow_layers} planar layers" if config.posterior == "planar" else "",
+                       f", {config.prior} prior of {config.prior_components}" if config.prior != "normal" else ""])
+    label = (f"L = {config.z_dim}, beta = {beta:g}, {binarisation} binarisation{variant}"
+             + (f", seed {seed}" if seed else ""))
     model, history, _ = trained(settings, train_now, label)
     return model.to(device).eval(), history
 

@@ -398,8 +398,8 @@ for _ in range(6):
 # - the log of the mean of $w$ (the importance-sampling estimate of $p(x)$) with $\log p(x)$.
 #
 # Jensen's inequality is the gap between the two: $\mathbb E[\log w] < \log\mathbb E[w]$. We use a $q$
-# a little wider than the posterior: importance weights from a Gaussian proposal narrower than
-# the target in some direction can have infinite variance, and then the SE means nothing.
+# a little wider than the posterior: importance weights from a Gaussian proposal whose variance is
+# below half the target's in some direction have infinite variance, and then the SE means nothing.
 
 # %%
 n_mc = 20_000 if SMOKE else 1_000_000

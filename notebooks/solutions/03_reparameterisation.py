@@ -292,7 +292,8 @@ assert right_sign["reparametrised"] > right_sign["score function"]
 
 # %% [markdown]
 # The reparametrisation's price: $z$ must be a continuous, differentiable function of $\phi$ and
-# $\varepsilon$, and $f$ must be continuous in $z$, for instance locally Lipschitz, so that the
+# $\varepsilon$, and $f$ must be continuous in $z$ and Lipschitz (more generally: with a derivative
+# bounded by something whose average under $q$ is finite), so that, by dominated convergence, the
 # derivative of the average is the average of the derivatives. Differentiable almost everywhere is
 # not enough on its own: a step function is differentiable almost everywhere with derivative 0, yet
 # $\mathbb E[\mathbf 1\{z > 0\}]$ changes with $\mu$. A ReLU decoder is continuous and Lipschitz, with

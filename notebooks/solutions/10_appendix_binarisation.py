@@ -68,7 +68,20 @@ print(f"{describe(data)}; every model: {steps:,} steps of 100 images, from each 
 #
 # We make our own: the training set binarised once, with seed 0. The trainer draws each pixel as
 # $u < \text{grey level}$ with $u \sim U[0, 1)$, which leaves grey levels of exactly 0 and 1 as they
-# are, so training on it is static binarisation with no change to the library:
+# are, so training on it is static binarisation with no change to the library. Here is the difference
+# on five pixels whose grey levels run from 0 to 1, seen over four epochs:
+
+# %% tags=["nbval-check-output"]
+grey = torch.tensor([0.0, 0.3, 0.5, 0.9, 1.0])  # five pixels' grey levels
+once = binarise(grey, torch.Generator().manual_seed(0))  # static: drawn once, then reused
+for epoch in range(4):
+    fresh = binarise(grey, torch.Generator().manual_seed(1 + epoch))  # dynamic: drawn again each epoch
+    print(f"epoch {epoch}: static {once.int().tolist()}   dynamic {fresh.int().tolist()}")
+
+# %% [markdown]
+# The static pixels never change. The dynamic ones are drawn afresh each epoch: here the pixels at
+# 0.3 and 0.5 change from epoch to epoch, and the one at 0.9 would come out 0 about one epoch in ten.
+# Only pixels at exactly 0 or 1 are the same in every draw. Now the whole training set, binarised once:
 
 # %%
 static_x = binarise(data.train_x, torch.Generator().manual_seed(0))  # (N, D) in {0, 1}, once for good
