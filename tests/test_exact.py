@@ -392,3 +392,39 @@ def test_quadrature_integrates_against_a_learned_prior(prior):
     torch.testing.assert_close(log_px.double(), reference, rtol=0, atol=0.01)
     torch.testing.assert_close(log_px_grid(model, x, 8.0, 0.02).double(), reference, rtol=0, atol=1e-3)
     assert (standard - reference).abs().min() > 0.1
+
+
+def test_covering_half_width_holds_codes_that_a_learned_prior_put_far_out():
+    """A mixture prior with its components at (14, -12) and an encoder that puts the codes there: the default
+    square [-8, 8]^2 misses the mass (and says so), the covering one holds it; the reference is a float64
+    rectangle rule over a square around the components, written here with torch.distributions."""
+    from torch.distributions import Bernoulli, Categorical, MixtureSameFamily
+
+    from vaelib.exact import covering_half_width
+
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(x_dim=20, hidden=(8,), z_dim=2, prior="mog", prior_components=2))
+    with torch.no_grad():
+        model.prior.means.copy_(torch.tensor([[14.0, -12.0], [13.0, -11.0]]))
+        model.prior.logvars.fill_(math.log(0.5**2))
+        model.mu_head.weight.zero_()
+        model.mu_head.bias.copy_(torch.tensor([13.5, -11.5]))
+        model.logvar_head.weight.zero_()
+        model.logvar_head.bias.fill_(math.log(0.7**2))
+    x = torch.bernoulli(torch.full((3, 20), 0.5), generator=torch.Generator().manual_seed(1))
+    a = covering_half_width(model, x)
+    assert a >= 17 and a == int(a)
+
+    with torch.no_grad():
+        means, logvars, logits = model.double().prior_components()
+        p_z = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(means, torch.exp(0.5 * logvars)), 1))
+        axis1, axis2 = 13.5 + torch.arange(-300, 301, dtype=torch.float64) * 0.02, -11.5 + torch.arange(-300, 301, dtype=torch.float64) * 0.02
+        z = grid_points(axis1, axis2)
+        log_px_z = Bernoulli(logits=model.decode(z)).log_prob(x.double()[:, None, :]).sum(-1)
+        reference = torch.logsumexp(log_px_z + p_z.log_prob(z), 1) + 2 * math.log(0.02)
+    model.float()
+    log_px, _, _ = converged_log_px(model, x, half_width=a)
+    torch.testing.assert_close(log_px.double(), reference, rtol=0, atol=0.01)
+    with pytest.warns(UserWarning):
+        missed, _, _ = converged_log_px(model, x)  # [-8, 8]^2: far from the mass
+    assert (missed.double() < reference - 1).all()

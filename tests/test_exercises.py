@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from vaelib.exercises import (check_bernoulli_entropy, check_collapsed_dims, check_interpolate, check_iwae,
-                              check_kl_normal, check_rsample_tril, check_warmup_loss)
+                              check_kl_normal, check_planar_log_det, check_rsample_tril, check_warmup_loss)
 
 
 def entropy(logits):
@@ -47,15 +47,23 @@ def interpolate(z_a, z_b, n):
     return torch.stack([z_a + i / (n - 1) * (z_b - z_a) for i in range(n)])
 
 
+def planar_log_det(z, u, w, b):
+    psi = (1 - torch.tanh((z * w).sum(-1) + b) ** 2)[:, None] * w
+    return torch.log((1 + (psi * u).sum(-1)).abs())
+
+
 def stub(*args):
     raise NotImplementedError("Hint: look at the derivation above.")
 
 
 CHECKS = [check_bernoulli_entropy, check_kl_normal, check_rsample_tril, check_warmup_loss, check_iwae,
-          check_interpolate, check_collapsed_dims]
+          check_interpolate, check_collapsed_dims, check_planar_log_det]
 CORRECT = [(check_bernoulli_entropy, entropy), (check_kl_normal, kl_normal), (check_rsample_tril, rsample_tril),
            (check_warmup_loss, warmup_loss), (check_iwae, iwae), (check_interpolate, interpolate),
-           (check_collapsed_dims, collapsed_dims),
+           (check_collapsed_dims, collapsed_dims), (check_planar_log_det, planar_log_det),
+           (check_planar_log_det, lambda z, u, w, b: torch.linalg.slogdet(  # det(I + u psi^T) as a matrix
+               torch.eye(z.shape[1]) + u[:, :, None] * ((1 - torch.tanh((z * w).sum(-1) + b) ** 2)[:, None] * w)[:, None, :]
+           ).logabsdet),
            (check_collapsed_dims, lambda mu, lv, t: kl_divergence(Normal(mu, (0.5 * lv).exp()), Normal(0.0, 1.0)).mean(0) < t),
            # other correct ways to write the same thing
            (check_bernoulli_entropy, lambda l: torch.distributions.Bernoulli(logits=l).entropy().sum(-1)),
@@ -151,6 +159,15 @@ MISTAKES = {
         (lambda lw: torch.log(lw.exp().mean(0)), "returned -inf where the answer is finite: exp(log_w) underflows"),
         (lambda lw: torch.logsumexp(lw, 1) - math.log(lw.shape[1]),
          "shape (7,), expected (5,): it reduced over the batch axis"),
+    ],
+    check_planar_log_det: [
+        (lambda z, u, w, b: torch.log(((1 - torch.tanh((z * w).sum(-1) + b) ** 2) * (u * w).sum(-1)).abs()),
+         "the 1 + is missing"),
+        (lambda z, u, w, b: torch.log((1 + torch.tanh((z * w).sum(-1) + b) * (u * w).sum(-1)).abs()),
+         "uses tanh(w . z + b) where its derivative"),
+        (lambda z, u, w, b: planar_log_det(z, u, w, b).exp(), "returns the determinant, not its log"),
+        (lambda z, u, w, b: -planar_log_det(z, u, w, b), "has the wrong sign"),
+        (lambda z, u, w, b: planar_log_det(z, u, w, b)[:, None].expand(-1, 3), "shape (5, 3), expected (5,)"),
     ],
     check_interpolate: [
         (lambda a, b, n: interpolate(b, a, n), "runs from z_b to z_a"),

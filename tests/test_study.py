@@ -117,3 +117,14 @@ def test_fit_trains_the_iwae_objective_it_is_given(sample_data, tmp_path, monkey
     elbo_model = VAE(config)
     train(elbo_model, sample_data, TrainConfig(steps=5, seed=3, model=config, progress=False))
     assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), elbo_model.parameters()))
+
+
+def test_fit_keys_the_iwae_gradient_and_refuses_iwae_settings_without_iwae(sample_data):
+    from vaelib.study import fit
+
+    config = ModelConfig(hidden=(16,), z_dim=2)
+    plain = TrainConfig(steps=5, model=config, objective="iwae", iwae_train_k=3)
+    dreg = TrainConfig(steps=5, model=config, objective="iwae", iwae_train_k=3, gradient="dreg")
+    assert settings_key(fit_settings(plain, "sample")) != settings_key(fit_settings(dreg, "sample"))
+    with pytest.raises(ValueError, match="objective='iwae'"):
+        fit(sample_data, config, 5, k=20)

@@ -293,9 +293,11 @@ def cmd_evaluate(args) -> dict:
     columns = {"index": test_indices(data)[chosen], "label": labels, "elbo": elbo,
                "log_px_iwae": log_px, "log_px_iwae_se": se}
     if args.exact:
-        from .exact import converged_log_px
+        from .exact import converged_log_px, covering_half_width
 
-        exact, change, grid = converged_log_px(model, x)
+        # a learned prior can put the codes beyond the default square [-8, 8]^2: widen it to hold them
+        half_width = covering_half_width(model, x) if getattr(model, "prior", None) is not None else 8.0
+        exact, change, grid = converged_log_px(model, x, half_width=half_width)
         result.update(test_log_px_exact=exact.mean().item(), exact_grid=grid)
         columns.update(log_px_exact=exact, log_px_exact_last_change=change)
     if args.per_image:

@@ -368,6 +368,23 @@ def edge_report(log_mass: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, tol
 
 
 @torch.no_grad()
+def covering_half_width(model, x: torch.Tensor, least: float = 8.0, margin: float = 3.0, draws: int = 64,
+                        seed: int = 0) -> float:
+    """A half-width a for the square [-a, a]^2 of the quadrature: at least `least`, and beyond the farthest of
+    `draws` draws from each image's q(z|x) by `margin`, rounded up to a whole number.
+
+    The N(0, I) prior keeps the codes within a few units of 0, and the default a = 8 holds them. A learned
+    prior need not: it can put its components, and so the codes, far out, and mass beyond the square is
+    lost. q(z|x) shows where each posterior lies; the edge check of converged_log_px (a warning) says
+    when the square is still too small. (N, D) -> float.
+    """
+    generator = torch.Generator(x.device).manual_seed(seed)
+    far = max((model.sample_posterior(xb, draws, generator)[0].abs().max().item() for xb in x.split(500)),
+              default=0.0)
+    return float(max(least, math.ceil(far + margin)))
+
+
+@torch.no_grad()
 def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: float = 8.0, spacing: float = 0.1,
                      tile_size: int = 4, coarse_cut: float = 40.0, cut: float = 20.0, max_refinements: int = 6,
                      max_drop: float = 1.0):

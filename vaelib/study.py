@@ -37,6 +37,9 @@ def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, bin
     `objective` "iwae" trains on the K-sample IWAE bound with `k` samples and the encoder `gradient`
     "plain" or "dreg" (vaelib.elbo); the posterior and the prior are the config's.
     """
+    if objective != "iwae" and (k != 5 or gradient != "plain"):
+        raise ValueError(f"k and gradient set the IWAE objective's samples and encoder gradient: with objective "
+                         f"{objective!r} leave them out, or pass objective='iwae'")
     cfg = TrainConfig(steps=steps, beta=beta, seed=seed, model=config, objective=objective, iwae_train_k=k,
                       gradient=gradient)
 

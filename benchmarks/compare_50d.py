@@ -1,0 +1,128 @@
+"""Burda et al.'s 784-200-200-50 model trained four ways at one equal budget, scored by IWAE-5000 on all
+10,000 test images of full MNIST: the plain VAE (ELBO), IWAE with K = 5 and K = 50 (Burda et al. 2016),
+and the ELBO with a learned VampPrior of 500 pseudo-inputs (Tomczak & Welling 2018).
+
+Every model: tanh, 784-200-200-50, Adam at 1e-3 with the course's decay (linear to 0 over the last quarter),
+batches of 100, dynamic binarisation, seed 0, --epochs passes over the 60,000 training images: equal
+passes, not equal computation (an IWAE step decodes K samples per image, so K = 50 costs about 50 times
+the VAE's decoder work). Each is trained by the command line (`python -m vaelib train ...`, printed and
+stored with its result), which scores it by IWAE-5000 on all 10,000 test images at the end; this script
+adds the test ELBO (one draw of z per image, vaelib's fixed evaluation seed) and the active units (Burda
+et al.'s criterion, Var_x E_q[z_j] > 0.01, on the test images).
+
+    VAELIB_DATA=/path/to/mnist-full python benchmarks/compare_50d.py [--epochs 20] [--only vae iwae5 ...]
+    python benchmarks/compare_50d.py --collect      # benchmarks/results/compare_50d.json from the runs
+
+Runs are written to benchmarks/results/compare_50d/<name>/ (model.pt and metrics.json, committed); a
+finished one is not trained again (asking for other --epochs than it has is refused), and an unfinished
+one is resumed (python -m vaelib train --resume). OMP_NUM_THREADS sets the threads; the times it reports are
+those of the machine it ran on (the committed runs: one thread each, on a shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "benchmarks" / "results"
+RUNS, RESULTS = HERE / "compare_50d", HERE / "compare_50d.json"
+BURDA = ["--hidden", "200", "200", "--z-dim", "50", "--activation", "tanh"]
+MODELS = {  # name: (flags beyond BURDA's, what it is)
+    "vae": ([], "VAE: the ELBO, N(0, I) prior"),
+    "iwae5": (["--objective", "iwae", "--iwae-train-k", "5"], "IWAE, K = 5"),
+    "vamp": (["--prior", "vamp", "--prior-components", "500"], "VAE with a VampPrior of 500 pseudo-inputs"),
+    "iwae50": (["--objective", "iwae", "--iwae-train-k", "50"], "IWAE, K = 50"),
+}
+PUBLISHED = {  # Burda et al. 2016, Table 1, MNIST, one stochastic layer (k = 5000 test estimate), 3,280 passes
+    "vae": 86.76, "iwae5": 85.54, "iwae50": 84.78}
+
+
+def command(name: str, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "vaelib", "train", "--data", "mnist", *BURDA, *MODELS[name][0],
+            "--epochs", str(epochs), "--seed", "0", "--iwae-k", "5000", "--no-progress",
+            "--out", str((RUNS / name).relative_to(ROOT))]
+
+
+def train(name: str, epochs: int) -> None:
+    metrics_path = RUNS / name / "metrics.json"
+    if metrics_path.exists() and json.loads(metrics_path.read_text())["complete"]:
+        trained_for = json.loads(metrics_path.read_text())["config"]["epochs"]
+        if trained_for != epochs:
+            raise SystemExit(f"{RUNS / name} holds a run of {trained_for} epochs, not {epochs}: remove it to train "
+                             f"again, or pass --epochs {trained_for}")
+        print(f"{name}: trained already, {RUNS / name}")
+        return
+    if (RUNS / name / "train_state.pt").exists():  # unfinished: go on from where it stopped
+        cmd = [sys.executable, "-m", "vaelib", "train", "--resume", str((RUNS / name).relative_to(ROOT)),
+               "--no-progress"]
+    else:
+        cmd = command(name, epochs) + (["--overwrite"] if (RUNS / name).exists() else [])
+    print("$", shlex.join(["python", *cmd[1:]]), flush=True)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+@torch.no_grad()
+def collect() -> dict:
+    from vaelib.data import load_mnist
+    from vaelib.diagnostics import active_units
+    from vaelib.model import load_checkpoint
+    from vaelib.train import per_image_elbo
+
+    data = load_mnist("mnist", verbose=False)
+    x = data.test_x
+    rows = {}
+    for name, (flags, what) in MODELS.items():
+        metrics_path = RUNS / name / "metrics.json"
+        if not metrics_path.exists() or not json.loads(metrics_path.read_text())["complete"]:
+            print(f"{name}: no finished run in {RUNS / name}; left out")
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        model = load_checkpoint(RUNS / name / "model.pt").eval()
+        elbo = per_image_elbo(model, x)
+        cfg = metrics["config"]
+        rows[name] = {
+            "what": what, "command": shlex.join(["python", *command(name, int(cfg["epochs"]))[1:]]),
+            "epochs": metrics["epochs"], "steps": metrics["steps"],
+            "test_neg_elbo": -elbo.mean().item(), "test_neg_log_px_iwae5000": metrics["test_neg_log_px_iwae"],
+            "test_kl": metrics["test_kl"], "active_units": active_units(model, x).count,
+            "train_seconds": metrics["train_seconds"], "iwae_seconds": metrics["iwae_seconds"],
+            "budget": f"{metrics['epochs']:g} passes, batches of 100, seed 0",
+            "published_burda_2016": PUBLISHED.get(name),
+            "published_budget": "3,280 passes, batches of 20" if name in PUBLISHED else None,
+        }
+    return {"data": "full MNIST: 60,000 training images (binarised afresh each step), all 10,000 test images",
+            "note": "negative log-likelihoods in nats per image; IWAE-5000 is each run's own estimate "
+                    "(python -m vaelib train --iwae-k 5000)", "models": rows}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--only", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--collect", action="store_true", help="write the results file from the finished runs")
+    args = parser.parse_args(argv)
+    if not args.collect:
+        for name in args.only:
+            train(name, args.epochs)
+    result = collect()
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for name, row in result["models"].items():
+        print(f"{name:7s} -ELBO {row['test_neg_elbo']:6.2f}  -log p(x) {row['test_neg_log_px_iwae5000']:6.2f}  "
+              f"active {row['active_units']:2d}  (Burda et al.: {row['published_burda_2016']})")
+    print(f"written: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
