@@ -54,8 +54,9 @@ def command(name: str, epochs: int) -> list[str]:
 
 def train(name: str, epochs: int) -> None:
     metrics_path = RUNS / name / "metrics.json"
-    if metrics_path.exists() and json.loads(metrics_path.read_text())["complete"]:
-        trained_for = json.loads(metrics_path.read_text())["config"]["epochs"]
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"complete": False}
+    if metrics["complete"]:
+        trained_for = metrics["config"]["epochs"]
         if trained_for != epochs:
             raise SystemExit(f"{RUNS / name} holds a run of {trained_for} epochs, not {epochs}: remove it to train "
                              f"again, or pass --epochs {trained_for}")
@@ -105,9 +106,11 @@ def collect() -> dict:
             "test_kl": metrics["test_kl"], "active_units": active_units(model, x).count,
             "train_seconds": metrics["train_seconds"], "iwae_seconds": metrics["iwae_seconds"],
             "budget": f"{metrics['epochs']:g} passes, batches of 100, seed 0",
-            "note": ("posterior collapse: the rate was below 0.01 nats from the first epoch on, every z ignored "
-                     "(no KL warm-up here; Tomczak & Welling warm up over 100 epochs); stopped while scoring, "
-                     "not scored by IWAE-5000") if metrics["test_kl"] < 0.01 else None,
+            "note": "; ".join(note for note, applies in [
+                ("posterior collapse: the rate was below 0.01 nats from the first epoch on, every z ignored (no KL "
+                 "warm-up here; Tomczak & Welling warm up over 100 epochs)", max(metrics["history"]["test_kl"]) < 0.01),
+                ("stopped while scoring, not scored by IWAE-5000", metrics["test_neg_log_px_iwae"] is None)]
+                if applies) or None,
             "published_burda_2016": PUBLISHED.get(name),
             "published_budget": "3,280 passes, batches of 20" if name in PUBLISHED else None,
         }

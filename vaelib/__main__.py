@@ -295,9 +295,8 @@ def cmd_evaluate(args) -> dict:
     if args.exact:
         from .exact import converged_log_px, covering_half_width
 
-        # a learned prior can put the codes beyond the default square [-8, 8]^2: widen it to hold them
-        half_width = covering_half_width(model, x) if getattr(model, "prior", None) is not None else 8.0
-        exact, change, grid = converged_log_px(model, x, half_width=half_width)
+        # [-8, 8]^2, or wider where q puts codes beyond it (a learned prior can)
+        exact, change, grid = converged_log_px(model, x, half_width=covering_half_width(model, x))
         result.update(test_log_px_exact=exact.mean().item(), exact_grid=grid)
         columns.update(log_px_exact=exact, log_px_exact_last_change=change)
     if args.per_image:
