@@ -282,7 +282,9 @@ if not SMOKE:
 
 # %%
 fit_steps, fit_samples = (20, 8) if SMOKE else (200, 16)
-xs = test_x[:n_fit]  # the first 50 of the 1,000 random test images: themselves a random draw
+fit_pick = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(0))[:n_fit]  # seeded, random
+rows = (pick[:, None] == fit_pick).any(1).nonzero().flatten()  # where those images sit among the 1,000
+xs = test_x[rows]  # (n_fit, D)
 split = {}  # setting -> per seed: (inference, approximation, amortisation), each (n_fit,)
 for name, seed_models in models.items():
     split[name] = []
@@ -291,7 +293,7 @@ for name, seed_models in models.items():
         starts = [local_parameters(model, xs), posterior_moments_start(model, xs, log_post, z1, z2)]
         best, elbo_star = fit_local(model, xs, starts, fit_steps, fit_samples, eval_samples=k_fit)
         elbo_enc = local_elbo(model, xs, local_parameters(model, xs), k_fit, seed=2)
-        exact = row["exact"][:n_fit]
+        exact = row["exact"][rows]
         split[name].append((exact - elbo_enc, exact - elbo_star, elbo_star - elbo_enc))
 parts = {name: torch.tensor([[part.mean().item() for part in row] for row in rows]) for name, rows in split.items()}
 print(f"{'nats per image':14s} {'inference gap':>15s} {'approximation':>15s} {'amortisation':>15s}")
@@ -352,7 +354,7 @@ for row, name in enumerate(["VAE", "planar flow"]):
         ax.set_ylim(z2[rows_.min()].item() - pad, z2[rows_.max()].item() + pad)
         i = int(worst[n])
         gap, approx = split[name][0][0][i], split[name][0][1][i]
-        ax.set_title(f"{name}: test image {int(pick[i])}\nq's gap {gap:.2f}, approximation gap {approx:.2f} nats",
+        ax.set_title(f"{name}: test image {int(pick[rows[i]])}\nq's gap {gap:.2f}, approximation gap {approx:.2f} nats",
                      fontsize=9)
         ax.set(aspect="equal", xlabel="$z_1$", ylabel="$z_2$" if n == 0 else None)
         inset = ax.inset_axes([0.0, 0.78, 0.2, 0.2])
@@ -466,7 +468,7 @@ for name, color in [("VAE", "tab:blue"), ("IWAE, K = 20", "tab:orange")]:
                            for xb in xs.split(10)], 1)  # (1000, n_fit)
     curves[name] = [(torch.logsumexp(log_w.reshape(1000 // k, k, -1), 1) - math.log(k)).mean().item() for k in ks]
     ax.plot(ks, curves[name], "o-", color=color, label=f"{name}: IWAE_K")
-    ax.axhline(scores[name][0]["exact"][:n_fit].mean().item(), color=color, ls="--", label=f"{name}: exact log p(x)")
+    ax.axhline(scores[name][0]["exact"][rows].mean().item(), color=color, ls="--", label=f"{name}: exact log p(x)")
 ax.set(xscale="log", xlabel="K, importance samples", ylabel="nats per image (50 test images)",
        title="IWAE_K of a VAE and of an IWAE-trained model")
 ax.legend(fontsize=8), ax.grid(alpha=0.3)
