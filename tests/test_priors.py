@@ -8,6 +8,7 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from vaelib.config import ModelConfig
 from vaelib.model import VAE
+from vaelib.priors import direct_mixture_log_prob, mixture_log_prob
 
 MEANS = [[-6.0, 0.0], [6.0, 0.0], [0.0, 6.0]]
 WEIGHTS = [0.2, 0.3, 0.5]
@@ -33,6 +34,28 @@ def test_mixture_log_prior_is_mixture_same_family():
     z = torch.randn(5, 7, 2, generator=torch.Generator().manual_seed(1)) * 5  # any batch shape (..., L)
     expected = reference(model.prior.means, model.prior.logvars, model.prior.logits).log_prob(z)
     torch.testing.assert_close(model.log_prior(z), expected)
+
+
+def test_mixture_log_prob_far_out_and_narrow_in_float32():
+    """The expanded square (float64) against MixtureSameFamily in float64, where the float32 square would lose
+    digits: codes out to |z| = 17 (as notebook 8's mixture priors put them), components as narrow as sd 0.01;
+    its gradients too, and the direct form (MPS's) agrees."""
+    g = torch.Generator().manual_seed(3)
+    C, L = 40, 5
+    means = (torch.randn(C, L, generator=g) * 8).requires_grad_()
+    logvars = (torch.rand(C, L, generator=g) * 9.2 - 9.2).requires_grad_()  # sd from 0.01 to 1
+    logits = torch.randn(C, generator=g).requires_grad_()
+    z = (means[torch.randint(C, (300,), generator=g)] + 0.05 * torch.randn(300, L, generator=g)).detach()
+    z = z.clamp(-17, 17).requires_grad_()
+    got = mixture_log_prob(z, means, logvars, logits)
+    assert got.dtype == torch.float32
+    leaves = (z, means, logvars, logits)
+    doubles = [t.detach().double().requires_grad_() for t in leaves]
+    expected = reference(*doubles[1:]).log_prob(doubles[0])
+    torch.testing.assert_close(got.double(), expected, rtol=0, atol=2e-4)
+    for mine, theirs in zip(torch.autograd.grad(got.sum(), leaves), torch.autograd.grad(expected.sum(), doubles)):
+        torch.testing.assert_close(mine.double(), theirs, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(direct_mixture_log_prob(z, means, logvars, logits), got, rtol=0, atol=5e-3)
 
 
 def test_vamp_prior_is_the_mixture_of_the_encoders_gaussians_at_the_pseudo_inputs():
