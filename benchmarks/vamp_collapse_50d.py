@@ -1,4 +1,4 @@
-"""Why the VampPrior run of compare_50d.py collapsed: the encoder saturated into a constant.
+"""The VampPrior run of compare_50d.py collapsed: its encoder is a constant, its last tanh layer saturated.
 
 compare_50d.py's VampPrior model (784-200-200-50 tanh, 500 pseudo-inputs, 20 passes) ended with a rate of
 0 nats and no active unit. This script says how, in two parts, and writes
@@ -10,9 +10,10 @@ benchmarks/results/vamp_collapse_50d.json.
    Gaussians at the pseudo-inputs, so an encoder that gives every input the same Gaussian makes
    KL(q(z|x) || p(z)) exactly 0, whatever that Gaussian is. N(0, I) allows a zero KL only for the one
    encoder that outputs N(0, I) itself.
-2. Short runs from the same start (seed 0, --steps passes of batches of 100, Adam at 1e-3 constant):
+2. Short runs from the same start (seed 0, --steps steps of batches of 100, Adam at 1e-3 constant):
    the prior N(0, I), the mixture of 500 Gaussians, and the VampPrior four ways: as vaelib starts it
-   (uniform-noise pseudo-inputs), started as Tomczak & Welling's code does (N(0.05, 0.01) pixels), started
+   (uniform-noise pseudo-inputs), started as Tomczak & Welling's code starts MNIST's (N(0.05, 0.01) pixels;
+   theirs are then kept in [0, 1] by a hardtanh, vaelib's are not constrained), started
    at 500 training images, and with the KL weight warmed up linearly from 0 over the run. For each, the
    test rate (KL, all 10,000 images, vaelib's evaluation draw), the active units and the share of
    saturated units in the encoder's last layer; and the VampPrior with ReLU layers in place of tanh (a ReLU

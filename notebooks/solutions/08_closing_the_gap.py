@@ -387,8 +387,8 @@ fig.suptitle("Figure 1. True posterior p(z|x) (blue, within e^-4.5 of its peak) 
 path = benchmark_results("compare_50d.json")
 runs = json.loads(path.read_text())["models"] if path.exists() else {}  # an installed vaelib has no results
 BURDA_ACTIVE = {"vae": 19, "iwae5": 22, "iwae50": 25}  # their Table 1's active units, one stochastic layer
-print(f"{'20 passes, seed 0':55s} {'-log p(x)':>10s} {'-ELBO':>8s} {'rate':>6s} {'active':>7s}   Burda et al., "
-      "3,280 passes (active)")
+print(f"{'20 passes, seed 0; nats':55s} {'-log p(x)':>10s} {'-ELBO':>8s} {'rate':>6s} {'active':>7s}   Burda et "
+      "al., 3,280 passes (active)")
 for name, run in runs.items():
     published = f"{run['published_burda_2016']:.2f}" if run["published_burda_2016"] else "-"
     nll = run["test_neg_log_px_iwae5000"]
@@ -401,10 +401,10 @@ nll, elbo_loss = ({name: run[key] for name, run in runs.items()} for key in ("te
 if runs:  # one seed each: these check the sentences below, not a settled comparison
     assert nll["iwae50"] < nll["iwae5"] < nll["vae"]
     assert runs["iwae50"]["active_units"] > runs["iwae5"]["active_units"] > runs["vae"]["active_units"]
-    assert elbo_loss["iwae50"] > elbo_loss["vae"] + 2 and elbo_loss["iwae5"] < elbo_loss["vae"]
+    assert elbo_loss["iwae50"] > elbo_loss["vae"] + 2 and abs(elbo_loss["iwae5"] - elbo_loss["vae"]) < 1
     assert nll["mog"] > nll["vae"] + 5 and runs["mog"]["test_kl"] < runs["vae"]["test_kl"]
     assert runs["vamp"]["test_kl"] < 0.01 and runs["vamp"]["active_units"] == 0
-    assert nll["vamp_relu"] < nll["vae_relu"] and runs["vamp_relu"]["test_kl"] > 5
+    assert runs["vamp_relu"]["test_kl"] > 5 and runs["vamp_relu"]["active_units"] > 0  # it trains
 
 # %% [markdown]
 # At 20 passes the IWAE-trained models beat the VAE, by 3.3 nats with $K = 5$ and 4.8 with $K = 50$, in
@@ -413,7 +413,8 @@ if runs:  # one seed each: these check the sentences below, not a settled compar
 # 25 against 19). Ours are 7 to 10 nats short of the published figures: the budget is 164 times smaller,
 # and the batches five times larger. One seed each; the 2-D study above is the one over seeds. The trade
 # seen in 2-D appears at $K = 50$: its ELBO is 3.3 nats worse than the VAE's while its $\log p_\theta(x)$ is
-# 4.8 better. At $K = 5$ the ELBO is not yet worse.
+# 4.8 better. At $K = 5$ the two ELBOs are within half a nat, closer than notebook 7's seeds of one
+# setting spread.
 #
 # The mixture prior is 7.9 nats worse than $\mathcal N(0, I)$ at this budget, with a lower rate (15.8
 # against 20.4 nats). We have not found why; it also learns more slowly in the short runs below. In 2-D
@@ -444,19 +445,23 @@ if collapse:
 
 # %% [markdown]
 # A VampPrior is the average of the encoder's Gaussians at the pseudo-inputs, so an encoder that gives
-# every input the same Gaussian pays no KL at all, whichever Gaussian that is. $\mathcal N(0, I)$ lets a
-# constant encoder off only if its constant is $\mathcal N(0, I)$ itself. The tanh encoder found that way
-# out by saturating: every unit of its last layer sits at $\pm 1$ for every image, where tanh's slope
-# $1 - h^2$ is below 0.02, so almost no gradient reaches the layers beneath and it does not come back.
-# Starting the pseudo-inputs as Tomczak & Welling's code does (pixels near 0.05), or at 500 training
-# images, or warming the KL weight up from 0 over the run, did not prevent it in the short runs; ReLU
-# layers did. Tomczak & Welling's layers are gated (each output multiplied by a sigmoid gate), and their
-# warm-up lasts 100 epochs; which of these carries their VampPrior past this we have not tested. A
-# learned prior can fail in a way the fixed one cannot, and the rate is where it shows.
+# every input the same Gaussian pays no KL at all, whichever Gaussian that is; $\mathcal N(0, I)$ lets a
+# constant encoder off only if its constant is $\mathcal N(0, I)$ itself. The collapsed model's encoder is
+# such a constant: its last tanh layer is saturated for every unit and every image, where tanh's slope
+# $1 - h^2$ is below 0.02. In the short runs the rate was already near 0 when that layer was 87 to 99%
+# saturated, so the printout shows the end state, not which came first. Starting the pseudo-inputs as
+# Tomczak & Welling's code starts MNIST's (pixels near 0.05), or at 500 training images, or warming the KL
+# weight up from 0 over the run, did not prevent it; ReLU layers did. Their code differs in more: gated
+# layers (each output multiplied by a sigmoid gate), pseudo-inputs kept in $[0, 1]$, the encoder's
+# log-variance clamped to $[-6, 2]$ (the collapsed one sits at $-8.7$), and a warm-up of 100 epochs;
+# which of these carries their VampPrior past this we have not tested. A learned prior can fail in a way
+# the fixed one cannot, and the rate is where it shows.
 #
-# With ReLU layers the VampPrior trains, and beats the ReLU VAE by 1.2 nats (one seed). Its 50 "active"
-# units against the VAE's 13 say less than they seem: the criterion asks whether a mean varies by more
-# than 0.1 between images, a scale that $\mathcal N(0, I)$ fixes and a learned prior does not.
+# With ReLU layers the VampPrior trains. Its $-\log p_\theta(x)$ is 1.2 nats below the ReLU VAE's, for one
+# seed each: too little to call, against notebook 7's spread between seeds. The active units of the two
+# learned priors (26 and 50) say less than they seem: the criterion asks whether a mean varies by more
+# than 0.1 between images, a scale that $\mathcal N(0, I)$ fixes and a learned prior does not. Compare
+# rows of one activation: ReLU layers alone gain 2.7 nats on tanh here.
 
 # %% [markdown]
 # ## Summary
@@ -474,8 +479,7 @@ if collapse:
 # - **In 50-D**, at 20 passes and one seed, IWAE beats the VAE by 3.3 nats with $K = 5$ and 4.8 with
 #   $K = 50$, with more active units, in the direction Burda et al. found at 3,280 passes; at $K = 50$ the
 #   ELBO falls as in 2-D. A learned mixture prior is worse than $\mathcal N(0, I)$ at that budget; the
-#   VampPrior collapsed with tanh layers, its encoder saturated into a constant, and with ReLU layers
-#   beats the ReLU VAE by 1.2 nats.
+#   VampPrior collapsed with tanh layers, its encoder a constant, and trains with ReLU layers.
 
 # %% [markdown]
 # ## Exercises
