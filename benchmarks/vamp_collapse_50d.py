@@ -37,6 +37,7 @@ from vaelib.config import ModelConfig, TrainConfig
 from vaelib.data import load_mnist
 from vaelib.diagnostics import active_units
 from vaelib.model import VAE, load_checkpoint
+from vaelib.priors import VampPrior
 from vaelib.train import Batches, evaluate_terms, make_optimizer, steps_per_epoch, train_step
 
 HERE = Path(__file__).resolve().parent / "results"
@@ -46,7 +47,7 @@ SATURATED = 0.99  # |tanh| above this: the unit's gradient factor 1 - h^2 is bel
 
 @torch.no_grad()
 def inspect(model: VAE, x: torch.Tensor) -> dict:
-    """Saturation of each tanh layer of the encoder, and the spread of q's mean over the images of x."""
+    """Saturation of each hidden layer of the encoder, and the spread of q's mean over the images of x."""
     h, layers = x, []
     for layer in model.encoder:
         h = layer(h)
@@ -57,7 +58,7 @@ def inspect(model: VAE, x: torch.Tensor) -> dict:
     mu, logvar = model.encode(x)
     out = {"encoder_layers": layers, "q_mean_sd_over_images": mu.std(0).mean().item(),
            "q_logvar_mean": logvar.mean().item(), "active_units": active_units(model, x).count}
-    if model.prior is not None and hasattr(model.prior, "pseudo_inputs"):
+    if isinstance(model.prior, VampPrior):
         pm, plv = model.encode(model.prior.pseudo_inputs)
         out.update(pseudo_q_mean_sd=pm.std(0).mean().item(), pseudo_q_logvar_mean=plv.mean().item(),
                    largest_q_mean_gap=(mu.mean(0) - pm.mean(0)).abs().max().item())

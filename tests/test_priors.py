@@ -39,7 +39,7 @@ def test_mixture_log_prior_is_mixture_same_family():
 def test_mixture_log_prob_of_far_out_codes_under_narrow_components():
     """Float32 codes in, float32 out, against MixtureSameFamily in float64, where expanding the square in
     float32 would miss by 0.13 nats: codes out to |z| = 17 (as notebook 8's mixture priors put them),
-    components as narrow as sd 0.01; its gradients too, and the direct form (other devices') agrees. The
+    components as narrow as sd 0.01; its gradients too, and the direct form (MPS's) agrees. The
     tolerance is float32's rounding of log-densities of a few thousand nats."""
     g = torch.Generator().manual_seed(3)
     C, L = 40, 5

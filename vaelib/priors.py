@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import float64_device
 from .elbo import LOG_2PI, log_normal
 
 
@@ -32,12 +33,12 @@ def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor
     so that C components cost two (N, L) @ (L, C) products rather than an (N, C, L) tensor: 19 times faster
     with C = 500 and L = 50, which makes IWAE-5000 on a 50-D mixture-prior model 7.7 times faster
     (benchmarks/bench_mixture.py, one thread). The expansion subtracts terms far larger
-    than their difference when z is far out and v small, so it is done in float64 on the CPU and CUDA; on
-    other devices (Apple's MPS has no float64, some of Intel's GPUs only emulate it) each component's square
-    is formed directly, in float32.
+    than their difference when z is far out and v small, so it is done in float64 where the device computes
+    in it (vaelib.config.float64_device); on Apple's MPS, which has no float64, each component's square is
+    formed directly, in float32.
     Shapes: (..., L), (C, L), (C, L), (C,) -> (...).
     """
-    if z.device.type not in ("cpu", "cuda"):
+    if float64_device(z.device) != z.device:  # no float64 here: do not copy to the CPU on the training path
         return direct_mixture_log_prob(z, means, logvars, logits)
     z64, means64, logvars64 = z.double(), means.double(), logvars.double()
     precision = torch.exp(-logvars64)  # (C, L)
@@ -50,7 +51,7 @@ def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor
 def direct_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor,
                             logits: torch.Tensor) -> torch.Tensor:
     """mixture_log_prob with each component's square formed directly, as an (..., C, L) tensor, in z's dtype:
-    what it computes on devices other than the CPU and CUDA."""
+    what it computes on a device without float64."""
     log_components = log_normal(z[..., None, :], means, logvars)  # (..., C)
     return torch.logsumexp(F.log_softmax(logits, -1) + log_components, -1)
 
