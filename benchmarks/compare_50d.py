@@ -1,9 +1,10 @@
-"""Burda et al.'s 784-200-200-50 model trained five ways at one equal budget, scored by IWAE-5000 on all
+"""Burda et al.'s 784-200-200-50 model trained seven ways at one equal budget, scored by IWAE-5000 on all
 10,000 test images of full MNIST: the plain VAE (ELBO), IWAE with K = 5 and K = 50 (Burda et al. 2016),
-and the ELBO with a learned prior, a mixture of 500 Gaussians or a VampPrior of 500 pseudo-inputs (Tomczak &
-Welling 2018). The VampPrior run collapses; benchmarks/vamp_collapse_50d.py measures why.
+the ELBO with a learned prior, a mixture of 500 Gaussians or a VampPrior of 500 pseudo-inputs (Tomczak &
+Welling 2018), and the VAE and the VampPrior again with ReLU layers. The tanh VampPrior run collapses;
+benchmarks/vamp_collapse_50d.py measures how.
 
-Every model: tanh, 784-200-200-50, Adam at 1e-3 with the course's decay (linear to 0 over the last quarter),
+Every model: tanh (unless named ReLU), 784-200-200-50, Adam at 1e-3 with the course's decay (linear to 0 over the last quarter),
 batches of 100, dynamic binarisation, seed 0, --epochs passes over the 60,000 training images: equal
 passes, not equal computation (an IWAE step decodes K samples per image, so K = 50 costs about 50 times
 the VAE's decoder work). Each is trained by the command line (`python -m vaelib train ...`, printed and
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for name, row in result["models"].items():
         nll = row["test_neg_log_px_iwae5000"]
-        print(f"{name:7s} -ELBO {row['test_neg_elbo']:6.2f}  -log p(x) {'not scored' if nll is None else f'{nll:6.2f}'}  "
+        print(f"{name:9s} -ELBO {row['test_neg_elbo']:6.2f}  -log p(x) {'not scored' if nll is None else f'{nll:6.2f}'}  "
               f"active {row['active_units']:2d}  (Burda et al.: {row['published_burda_2016']})")
     print(f"written: {RESULTS.relative_to(ROOT)}")
     return 0

@@ -84,7 +84,7 @@ def short_run(data, name: str, steps: int) -> dict:
     cfg = TrainConfig(model=config, lr_schedule="constant", progress=False)
     optimizer = make_optimizer(model, "adam", cfg.lr)
     generator = torch.Generator().manual_seed(0)
-    batches, per_epoch = Batches(data.train_x, cfg.batch_size, generator), steps_per_epoch(len(data.train_x), 100)
+    batches, per_epoch = Batches(data.train_x, cfg.batch_size, generator), steps_per_epoch(len(data.train_x), cfg.batch_size)
     model.train()
     started = time.perf_counter()
     for step in range(steps):

@@ -399,9 +399,9 @@ for name, run in runs.items():
         print(f"    {name}: {run['note']}")
 nll, elbo_loss = ({name: run[key] for name, run in runs.items()} for key in ("test_neg_log_px_iwae5000", "test_neg_elbo"))
 if runs:  # one seed each: these check the sentences below, not a settled comparison
-    assert nll["iwae50"] < nll["iwae5"] < nll["vae"]
-    assert runs["iwae50"]["active_units"] > runs["iwae5"]["active_units"] > runs["vae"]["active_units"]
-    assert elbo_loss["iwae50"] > elbo_loss["vae"] + 2 and abs(elbo_loss["iwae5"] - elbo_loss["vae"]) < 1
+    assert max(nll["iwae5"], nll["iwae50"]) < nll["vae"]
+    assert min(runs["iwae5"]["active_units"], runs["iwae50"]["active_units"]) > runs["vae"]["active_units"]
+    assert elbo_loss["iwae50"] > elbo_loss["vae"] + 2 and abs(elbo_loss["iwae5"] - elbo_loss["vae"]) < 0.5
     assert nll["mog"] > nll["vae"] + 5 and runs["mog"]["test_kl"] < runs["vae"]["test_kl"]
     assert runs["vamp"]["test_kl"] < 0.01 and runs["vamp"]["active_units"] == 0
     assert runs["vamp_relu"]["test_kl"] > 5 and runs["vamp_relu"]["active_units"] > 0  # it trains
@@ -413,12 +413,13 @@ if runs:  # one seed each: these check the sentences below, not a settled compar
 # 25 against 19). Ours are 7 to 10 nats short of the published figures: the budget is 164 times smaller,
 # and the batches five times larger. One seed each; the 2-D study above is the one over seeds. The trade
 # seen in 2-D appears at $K = 50$: its ELBO is 3.3 nats worse than the VAE's while its $\log p_\theta(x)$ is
-# 4.8 better. At $K = 5$ the two ELBOs are within half a nat, closer than notebook 7's seeds of one
-# setting spread.
+# 4.8 better. At $K = 5$ the two ELBOs are within half a nat.
 #
 # The mixture prior is 7.9 nats worse than $\mathcal N(0, I)$ at this budget, with a lower rate (15.8
-# against 20.4 nats). We have not found why; it also learns more slowly in the short runs below. In 2-D
-# its ten components changed nothing the seeds agreed on.
+# against 20.4 nats). We have not found why; it also learns more slowly in the short runs below. Two
+# things change with the prior: the prior itself, and the KL, which for a learned prior has no closed form
+# and is estimated from the one draw of $z$ (unbiased, but a noisier gradient); we did not separate them.
+# In 2-D its ten components changed nothing the seeds agreed on.
 #
 # The VampPrior with tanh layers collapsed: its rate was below 0.01 nats from the first epoch, so its
 # decoder ignores $z$ and the model is an independent Bernoulli per pixel (its $-$ELBO, about 206 nats, is
@@ -432,11 +433,14 @@ if collapse:
     print(f"the committed VampPrior model, on the 10,000 test images: "
           f"{committed['encoder_layers'][-1]['saturated_share']:.0%} of the encoder's last tanh units at |h| > 0.99;"
           f"\n  q's mean varies by {committed['q_mean_sd_over_images']:.0e} from image to image, and differs from "
-          f"q's at the pseudo-inputs by at most {committed['largest_q_mean_gap']:.0e}")
-    print(f"\nshort runs, {short['steps']} steps from the same start (on the test images):")
+          f"q's at the pseudo-inputs by at most {committed['largest_q_mean_gap']:.0e}; q's log-variance "
+          f"{committed['q_logvar_mean']:.1f}")
+    print(f"\nshort runs, {short['steps']} steps from the same start (on the test images; tw_start: pseudo-inputs "
+          "started as Tomczak & Welling's code starts them):")
     for name, run in short["runs"].items():
+        stuck = run["encoder_layers"][-1]["saturated_share"]
         print(f"  {name:16s} {run['activation']:5s} rate {run['test_rate']:6.2f}  active {run['active_units']:2d}  "
-              f"-ELBO {run['test_neg_elbo']:7.2f}")
+              f"-ELBO {run['test_neg_elbo']:7.2f}" + (f"  last layer {stuck:.0%} saturated" if run["activation"] == "tanh" else ""))
     tanh_vamp = [run for run in short["runs"].values() if run["prior"] == "vamp" and run["activation"] == "tanh"]
     assert committed["encoder_layers"][-1]["saturated_share"] > 0.99 and committed["q_mean_sd_over_images"] < 1e-4
     assert all(run["test_rate"] < 0.01 for run in tanh_vamp) and short["runs"]["vamp_relu"]["test_rate"] > 5
@@ -450,18 +454,17 @@ if collapse:
 # such a constant: its last tanh layer is saturated for every unit and every image, where tanh's slope
 # $1 - h^2$ is below 0.02. In the short runs the rate was already near 0 when that layer was 87 to 99%
 # saturated, so the printout shows the end state, not which came first. Starting the pseudo-inputs as
-# Tomczak & Welling's code starts MNIST's (pixels near 0.05), or at 500 training images, or warming the KL
-# weight up from 0 over the run, did not prevent it; ReLU layers did. Their code differs in more: gated
-# layers (each output multiplied by a sigmoid gate), pseudo-inputs kept in $[0, 1]$, the encoder's
-# log-variance clamped to $[-6, 2]$ (the collapsed one sits at $-8.7$), and a warm-up of 100 epochs;
-# which of these carries their VampPrior past this we have not tested. A learned prior can fail in a way
-# the fixed one cannot, and the rate is where it shows.
+# Tomczak & Welling's code does, or at 500 training images, or warming the KL weight up from 0 over the
+# run, did not prevent it; ReLU layers did. Tomczak & Welling present the VampPrior as a prior that avoids
+# unused latent dimensions; here, with tanh layers, it used none. Their model differs in more than we
+# tried (the README lists it), so which difference carries theirs past this we have not tested. A learned
+# prior can fail in a way the fixed one cannot, and the rate is where it shows.
 #
 # With ReLU layers the VampPrior trains. Its $-\log p_\theta(x)$ is 1.2 nats below the ReLU VAE's, for one
-# seed each: too little to call, against notebook 7's spread between seeds. The active units of the two
-# learned priors (26 and 50) say less than they seem: the criterion asks whether a mean varies by more
-# than 0.1 between images, a scale that $\mathcal N(0, I)$ fixes and a learned prior does not. Compare
-# rows of one activation: ReLU layers alone gain 2.7 nats on tanh here.
+# seed each, so we claim no direction. The active units of the two learned priors (26 and 50) say less
+# than they seem: the criterion asks whether a mean varies by more than 0.1 between images, a scale that
+# $\mathcal N(0, I)$ fixes and a learned prior does not. Compare rows of one activation: ReLU layers alone
+# gain 2.7 nats on tanh here.
 
 # %% [markdown]
 # ## Summary
