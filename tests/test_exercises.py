@@ -203,3 +203,23 @@ def test_an_error_inside_the_answer_is_reported_not_raised():
 def test_a_result_shows_nothing_more_in_a_notebook_than_the_printed_line():
     result = check_kl_normal(kl_normal)
     assert result._ipython_display_() is None and "✓" in result.message
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_a_skipped_exercise_falls_back_to_the_reference_and_says_so(check, capsys):
+    """A stub's result hands the notebook the reference, which passes its own check, with one line saying so."""
+    fallback = check(stub).use()
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert fallback is not stub and said.startswith("→ ") and fallback.__module__ in said
+    assert check(fallback), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, answer", CORRECT[:8])
+def test_a_passed_exercise_hands_on_the_students_own_function(check, answer, capsys):
+    assert check(answer).use() is answer
+    assert "→" not in capsys.readouterr().out
+
+
+def test_a_wrong_scalar_names_no_element():
+    result = check_warmup_loss(lambda lp, kl, s, w: -(lp - min(1, s / w) * kl).mean() + 0.5)
+    assert not result and "element" not in result.message and "expected" in result.message

@@ -1,0 +1,20 @@
+"""Checkers for the notebooks' exercises: a student's function against a reference, one module per notebook.
+
+`check_kl_normal(my_kl_normal)` runs `my_kl_normal` on random inputs, compares it with a reference and
+prints one line: a tick when it agrees, otherwise a cross and what is wrong (vaelib.exercises.core).
+`check_...(fn).use()` is the function the rest of the notebook runs: the student's once it passes, else
+the reference, with a line that says so, so that a skipped exercise never stops a notebook.
+"""
+
+from .core import CheckResult
+from .nb01 import check_bernoulli_entropy
+from .nb02 import check_kl_normal
+from .nb03 import check_rsample_tril
+from .nb04 import check_warmup_loss
+from .nb05 import check_interpolate
+from .nb06 import check_iwae
+from .nb07 import check_collapsed_dims
+from .nb08 import check_planar_log_det
+
+__all__ = ["CheckResult", "check_bernoulli_entropy", "check_kl_normal", "check_rsample_tril", "check_warmup_loss",
+           "check_interpolate", "check_iwae", "check_collapsed_dims", "check_planar_log_det"]

@@ -1,0 +1,52 @@
+"""Checkers for Notebook 3, the reparametrisation trick."""
+
+from __future__ import annotations
+
+import torch
+
+from .core import CheckResult, B, L, Fail, answer, call, compare, normal_inputs, report
+
+
+def rsample_tril(mu: torch.Tensor, scale_tril: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The reference: z = mu + scale_tril @ eps per example. Shapes: (B, L), (B, L, L), (B, L) -> (B, L)."""
+    return mu + (scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+
+
+def check_rsample_tril(fn) -> CheckResult:
+    """fn(mu, scale_tril, eps) -> z = mu + scale_tril @ eps per example: a reparametrised draw of
+    N(mu, scale_tril scale_tril^T), with gradients reaching mu and scale_tril.
+
+    Shapes: (B, L), (B, L, L), (B, L) -> (B, L).
+    """
+    def run(fn):
+        mu, _, eps = normal_inputs(2)
+        g = torch.Generator().manual_seed(8)
+        tril = torch.randn(B, L, L, generator=g).tril()
+        tril.diagonal(dim1=-2, dim2=-1).copy_(torch.rand(B, L, generator=g) + 0.5)  # a Cholesky factor
+        ref = mu + (tril @ eps.unsqueeze(-1)).squeeze(-1)
+        got, again = (answer(fn, mu, tril, eps) for _ in range(2))
+        if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
+                and not torch.allclose(got, again, equal_nan=True):
+            raise Fail("gives a different z for the same inputs: it draws its own noise; use the eps given")
+        compare(got, ref, {B: "batch", L: "latent"}, {
+            "multiplies by the transpose of scale_tril (eps @ scale_tril, or scale_tril^T eps): z = mu + scale_tril @ eps":
+                mu + (tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
+            "uses the covariance C C^T where its square root C = scale_tril belongs: z = mu + C eps":
+                mu + (tril @ tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
+            "uses only the diagonal of scale_tril: the off-diagonal entries correlate the dimensions":
+                mu + tril.diagonal(dim1=-2, dim2=-1) * eps,
+            "mu is missing": (tril @ eps.unsqueeze(-1)).squeeze(-1),
+        }, "every entry is finite here")
+        mu, tril = mu.clone().requires_grad_(), tril.clone().requires_grad_()
+        z = call(fn, mu, tril, eps)
+        if not z.requires_grad:
+            raise Fail("z carries no gradient: do not use .detach(), .data, .item() or torch.no_grad() inside")
+        weights = torch.randn(B, L, generator=g)
+        (z * weights).sum().backward()
+        expected = weights.unsqueeze(-1) * eps.unsqueeze(-2)  # dz_i / dL_ij = eps_j
+        if mu.grad is None or not torch.allclose(mu.grad, weights, atol=1e-5) or tril.grad is None or \
+                not torch.allclose(tril.grad.tril(), expected.tril(), atol=1e-5):
+            raise Fail("the gradient does not reach mu and scale_tril correctly: build z from them with no "
+                        ".detach() and no sampling inside")
+        return "z = mu + scale_tril @ eps, and autograd reaches mu and scale_tril"
+    return report(fn, run, rsample_tril)
