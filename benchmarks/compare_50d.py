@@ -86,7 +86,7 @@ def collect() -> dict:
     from vaelib.data import load_mnist
     from vaelib.diagnostics import active_units
     from vaelib.model import load_checkpoint
-    from vaelib.train import per_image_elbo
+    from vaelib.evaluate import per_image_terms
 
     data = load_mnist("mnist", verbose=False)
     x = data.test_x
@@ -105,7 +105,7 @@ def collect() -> dict:
             metrics = {**metrics, "epochs": h["epoch"][-1], "steps": h["step"][-1], "test_kl": h["test_kl"][-1],
                        "test_neg_log_px_iwae": None, "train_seconds": h["train_seconds"], "iwae_seconds": None}
         model = load_checkpoint(RUNS / name / "model.pt").eval()
-        elbo = per_image_elbo(model, x)
+        elbo = per_image_terms(model, x).elbo
         cfg = metrics["config"]
         rows[name] = {
             "what": what, "command": shlex.join(["python", *command(name, int(cfg["epochs"]))[1:]]),

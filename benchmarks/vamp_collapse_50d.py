@@ -38,7 +38,8 @@ from vaelib.data import load_mnist
 from vaelib.diagnostics import active_units
 from vaelib.model import VAE, load_checkpoint
 from vaelib.priors import VampPrior
-from vaelib.train import Batches, evaluate_terms, make_optimizer, steps_per_epoch, train_step
+from vaelib.evaluate import evaluate_terms
+from vaelib.train import Batches, make_optimizer, steps_per_epoch, train_step
 
 HERE = Path(__file__).resolve().parent / "results"
 MODEL, RESULTS = HERE / "compare_50d" / "vamp" / "model.pt", HERE / "vamp_collapse_50d.json"
