@@ -249,7 +249,8 @@ plt.show()
 # %% [markdown]
 # The right panel shows the two ways to pay at $\mu = 0$, where $\mathrm{KL} = \tfrac12\sigma^2 - \tfrac12 - \log\sigma$.
 # A $q$ much narrower than the prior costs about $-\log\sigma$: each tenfold narrowing adds $\log 10 \approx 2.3$
-# nats. A much wider one costs about $\sigma^2/2$: each tenfold widening multiplies the KL by about 100.
+# nats. A much wider one costs about $\sigma^2/2$. Then each tenfold widening multiplies the KL by 100, to
+# within 10%.
 
 # %%
 narrow = kl_one_dim(torch.zeros(3, dtype=torch.float64), torch.tensor([1e-1, 1e-2, 1e-3], dtype=torch.float64))

@@ -281,8 +281,8 @@ log_likelihood = check_bernoulli_log_likelihood(my_bernoulli_log_likelihood).use
 
 # %% [markdown]
 # Predict: the untrained decoder's logits stay within $\pm 0.6$, so each pixel is close to a fair coin. A
-# fair coin gives each pixel $\log\tfrac12$, so every image should score close to $784\log\tfrac12 = -543$
-# nats, whatever the digit. Your function on the 8 digits above, under the 8 decoded codes:
+# fair coin gives each pixel $\log\tfrac12$. Every image then scores near $784\log\tfrac12 = -543$ nats,
+# whatever the digit. Your function on the 8 digits above, under the 8 decoded codes:
 
 # %%
 log_px_z = log_likelihood(logits, x)  # (B,): image i under the pixel probabilities of code i
@@ -296,15 +296,19 @@ holds((log_px_z / (784 * math.log(0.5)) - 1).abs().max() < 0.05,
 # the gradient for pixels the decoder is confidently wrong about. Take a black pixel ($x = 1$) at logit
 # $-150$: the decoder is sure it is white. The gradient of your function is $x - \sigma(\ell) = 1$, a full
 # push the right way. Cross-entropy of $\sigma(\ell)$ clamps its log at $-100$ and gives 0. A pixel at
-# logit $+150$ is confidently right, and both give 0 there, as they should. Notebook 4 measures what this
-# costs in training.
+# logit $+150$ is confidently right, and both give 0 there, as they should. Notebook 4 returns to this where
+# the training loss is written.
 
 # %%
 pixel = torch.tensor([[-150.0, 150.0]], requires_grad=True)  # one black pixel scored wrong, one right
 black = torch.ones(1, 2)
-(from_logits,) = torch.autograd.grad(log_likelihood(pixel, black).sum(), pixel)
-(from_probabilities,) = torch.autograd.grad(-F.binary_cross_entropy(torch.sigmoid(pixel), black, reduction="sum"), pixel)
-print(f"gradient from logits {from_logits.tolist()}, from probabilities {(from_probabilities + 0.0).tolist()}")  # + 0.0: no -0.0
+by_logits = log_likelihood(pixel, black)  # (1,): the two pixels' log-probabilities, summed
+by_probabilities = -F.binary_cross_entropy(torch.sigmoid(pixel), black, reduction="sum")
+(from_logits,) = torch.autograd.grad(by_logits.sum(), pixel)
+(from_probabilities,) = torch.autograd.grad(by_probabilities, pixel)
+print(f"log p(x|z): from logits {by_logits.item():.1f}, from probabilities {by_probabilities.item():.1f}")
+# + 0.0 below prints a -0.0 as 0.0
+print(f"gradient:   from logits {from_logits.tolist()}, from probabilities {(from_probabilities + 0.0).tolist()}")
 holds(from_logits[0, 0] == 1 and from_probabilities[0, 0] == 0,
       "at logit -150 the logit form pushes the wrong pixel with gradient 1; cross-entropy of probabilities gives 0");
 
