@@ -81,7 +81,8 @@ def test_a_stub_says_not_implemented_with_its_hint(capsys):
 
     result = check_bernoulli_log_likelihood(my_log_likelihood)
     assert not result
-    assert capsys.readouterr().out.strip() == "✗ my_log_likelihood: not implemented yet. Hint: use the softplus identities."
+    printed = capsys.readouterr().out.strip()
+    assert printed == "✗ my_log_likelihood: not implemented yet. Hint: use the softplus identities."
 
 
 def test_use_gives_the_students_function_once_it_passes_else_the_reference_saying_so(capsys):
@@ -89,8 +90,9 @@ def test_use_gives_the_students_function_once_it_passes_else_the_reference_sayin
     assert "reference" not in capsys.readouterr().out
     fallback = check_bernoulli_log_likelihood(lambda l, x: naive(l, x).sum(-1)).use()
     assert fallback is bernoulli_log_likelihood
-    assert capsys.readouterr().out.splitlines()[-1] == ("→ until it passes, the rest of this notebook uses the reference "
-                                                        "implementation (vaelib.exercises.nb01.bernoulli_log_likelihood)")
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "→ until it passes, the rest of this notebook uses the reference implementation "
+        "(vaelib.exercises.nb01.bernoulli_log_likelihood)")
 
 
 def test_the_reference_is_exact_where_sigmoid_saturates():

@@ -18,7 +18,7 @@ def kl(mu, logvar):
 
 CORRECT = [
     kl,
-    lambda mu, lv: -0.5 * torch.sum(1 + lv - mu.pow(2) - lv.exp(), dim=1),  # Kingma & Welling's Appendix B, as in pytorch/examples
+    lambda mu, lv: -0.5 * torch.sum(1 + lv - mu.pow(2) - lv.exp(), dim=1),  # Kingma & Welling's App. B
     lambda mu, lv: kl_divergence(Normal(mu, (0.5 * lv).exp()), Normal(0.0, 1.0)).sum(-1),
     lambda mu, lv: (0.5 * (torch.exp(lv) + mu * mu) - 0.5 - 0.5 * lv).sum(-1),
     lambda mu, lv: kl_divergence(MultivariateNormal(mu, torch.diag_embed(lv.exp())),

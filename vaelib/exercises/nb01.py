@@ -59,7 +59,8 @@ def _log_likelihood_inputs():
     x_moderate = torch.bernoulli(torch.full((B, D), 0.5), generator=g)
     x_moderate[:, :2] = torch.tensor([1.0, 0.0])  # each image has black and white pixels
     size = torch.empty(B, 4).uniform_(110, 200, generator=g)
-    saturated = torch.cat([size * torch.tensor([1.0, -1.0, 1.0, -1.0]), torch.empty(B, D - 4).uniform_(-6, 6, generator=g)], 1)
+    saturated = torch.cat([size * torch.tensor([1.0, -1.0, 1.0, -1.0]),
+                           torch.empty(B, D - 4).uniform_(-6, 6, generator=g)], 1)
     x_saturated = torch.cat([torch.tensor([1.0, 0.0, 0.0, 1.0]).expand(B, 4),
                              torch.bernoulli(torch.full((B, D - 4), 0.5), generator=g)], 1)
     return (moderate, x_moderate), (saturated, x_saturated)
@@ -126,8 +127,8 @@ def check_bernoulli_log_likelihood(fn) -> CheckResult:
                        "torch.no_grad() inside")
         weights = torch.randn(B, generator=torch.Generator().manual_seed(12))
         (value * weights).sum().backward()
-        if logits.grad is None or not torch.allclose(logits.grad, weights[:, None] * (x_saturated - torch.sigmoid(saturated)),
-                                                     atol=1e-5):
+        expected_grad = weights[:, None] * (x_saturated - torch.sigmoid(saturated))  # d log p / d l = x - sigmoid(l)
+        if logits.grad is None or not torch.allclose(logits.grad, expected_grad, atol=1e-5):
             raise Fail("the values are right but the gradient with respect to the logits is not x - sigmoid(logits) "
                        "at |logit| > 100 (a clamp or a where() leaves 0 or nan there): build it from softplus")
         return ("matches torch.distributions.Bernoulli(logits).log_prob summed over pixels, at |logit| up to 200 "

@@ -61,11 +61,14 @@ def _kl_standard_normal_mistakes(mu: torch.Tensor, logvar: torch.Tensor) -> dict
         "when sigma = 1": half_sum(mu**2),
         "only the variance terms: 0.5 mu^2, the cost of a mean away from 0, is missing":
             half_sum(var - 1 - logvar),
-        "the - 1 is missing: without it the KL of q = p would be 0.5 per dimension, not 0": half_sum(var + mu**2 - logvar),
+        "the - 1 is missing: without it the KL of q = p would be 0.5 per dimension, not 0":
+            half_sum(var + mu**2 - logvar),
         "the - log sigma^2 term (- logvar) is missing": half_sum(var + mu**2 - 1),
-        "+ logvar where - logvar belongs: KL = 0.5 (sigma^2 + mu^2 - 1 - log sigma^2)": half_sum(var + mu**2 - 1 + logvar),
+        "+ logvar where - logvar belongs: KL = 0.5 (sigma^2 + mu^2 - 1 - log sigma^2)":
+            half_sum(var + mu**2 - 1 + logvar),
         "mu where mu^2 belongs": half_sum(var + mu - 1 - logvar),
-        "uses logvar as the variance: logvar is log sigma^2, so sigma^2 = exp(logvar)": half_sum(logvar + mu**2 - 1 - logvar),
+        "uses logvar as the variance: logvar is log sigma^2, so sigma^2 = exp(logvar)":
+            half_sum(logvar + mu**2 - 1 - logvar),
         "uses logvar as the standard deviation: sigma = exp(logvar / 2), so sigma^2 = exp(logvar)":
             half_sum(logvar**2 + mu**2 - 1 - torch.log(logvar**2)),
         "uses logvar as log sigma: it is log sigma^2, so sigma^2 = exp(logvar), not exp(2 logvar)":

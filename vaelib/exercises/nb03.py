@@ -87,7 +87,8 @@ def check_reparameterize(fn) -> CheckResult:
         mu_g, logvar_g = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
         z = call(fn, mu_g, logvar_g, eps)
         if not z.requires_grad:
-            raise Fail("z carries no gradient: do not use .detach(), .data, .item(), .sample() or torch.no_grad() inside")
+            raise Fail("z carries no gradient: do not use .detach(), .data, .item(), .sample() or torch.no_grad() "
+                       "inside")
         weights = torch.randn(B, L, generator=torch.Generator().manual_seed(7))
         (z * weights).sum().backward()
         for name, grad, expected in (("mu", mu_g.grad, weights), ("logvar", logvar_g.grad, weights * 0.5 * std * eps)):
