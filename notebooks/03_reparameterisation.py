@@ -176,7 +176,7 @@ def my_reparameterize(mu, logvar, eps):
 reparameterize = check_reparameterize(my_reparameterize).use()
 
 # %% [markdown]
-# Your draws have the right mean and standard deviation, each within `Z_MAX` SE. Autograd through them
+# The draws have the right mean and standard deviation, each within `Z_MAX` SE. Autograd through them
 # gives the chain rule above:
 
 # %%

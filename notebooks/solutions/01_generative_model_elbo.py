@@ -282,7 +282,7 @@ log_likelihood = check_bernoulli_log_likelihood(my_bernoulli_log_likelihood).use
 # %% [markdown]
 # Predict: the untrained decoder's logits stay within $\pm 0.6$, so each pixel is close to a fair coin. A
 # fair coin gives each pixel $\log\tfrac12$. Every image then scores near $784\log\tfrac12 = -543$ nats,
-# whatever the digit. Your function on the 8 digits above, under the 8 decoded codes:
+# whatever the digit. The log-likelihood of the 8 digits above, under the 8 decoded codes:
 
 # %%
 log_px_z = log_likelihood(logits, x)  # (B,): image i under the pixel probabilities of code i
@@ -294,7 +294,7 @@ holds((log_px_z / (784 * math.log(0.5)) - 1).abs().max() < 0.05,
 # %% [markdown]
 # The logit form matters most in training. Binary cross-entropy of probabilities, after a sigmoid, loses
 # the gradient for pixels the decoder is confidently wrong about. Take a black pixel ($x = 1$) at logit
-# $-150$: the decoder is sure it is white. The gradient of your function is $x - \sigma(\ell) = 1$, a full
+# $-150$: the decoder is sure it is white. The gradient of the logit form is $x - \sigma(\ell) = 1$, a full
 # push the right way. Cross-entropy of $\sigma(\ell)$ clamps its log at $-100$ and gives 0. A pixel at
 # logit $+150$ is confidently right, and both give 0 there, as they should. Notebook 4 returns to this where
 # the training loss is written.

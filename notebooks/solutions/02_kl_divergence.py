@@ -153,7 +153,7 @@ kl_to_prior = check_kl_standard_normal(my_kl_standard_normal).use()
 
 # %% [markdown]
 # "A sum of per-dimension KLs" is a claim about factorisation. A full-covariance `MultivariateNormal` with a
-# diagonal covariance knows nothing about it, and agrees with your function. So do `torch.distributions` per
+# diagonal covariance knows nothing about it, and agrees with the KL just written. So do `torch.distributions` per
 # dimension and the library's `kl_standard_normal`:
 
 # %%
