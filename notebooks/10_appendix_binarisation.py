@@ -220,8 +220,8 @@ holds(unpaired_se > 5 * paired_se, "the unpaired standard error is over five tim
       full_only=True);
 
 # %% [markdown]
-# Some images are harder than others for every model. Unpaired error bars carry that spread, and here
-# they would hide every difference. Pairing cancels it.
+# Some images are harder than others for every model. Unpaired error bars carry that spread: here they
+# are over five times the paired standard error. Pairing cancels it.
 #
 # 2. The table above scores 1,000 test images. Score the six models by their ELBO on all 10,000 test
 #    images instead, seed by seed, paired as `compare` pairs them. Does the conclusion change?
