@@ -47,7 +47,7 @@ import torch
 from vaelib.config import ModelConfig, pick_device, smoke
 from vaelib.data import MNISTData, binarise, describe, load_mnist
 from vaelib.diagnostics import bits_per_dim
-from vaelib.elbo import elbo_terms
+from vaelib.evaluate import per_image_terms
 from vaelib.evidence import holds
 from vaelib.exercises import check_paired_difference
 from vaelib.study import compare, fit, score, settled, table
@@ -127,14 +127,8 @@ holds(static_cost[0] < -0.25, "seed 0 alone: static worse by over a quarter of a
 # %%
 # The same images for both kinds of model: for the static ones, the very images they saw at every epoch;
 # for the dynamic ones, one more random binarisation of their training digits. So the two gaps can be
-# compared image by image, with a small standard error.
-@torch.no_grad()
-def per_image_elbo(model, x, seed=1234):
-    """The ELBO of each image, one draw of z each from a fixed seed, 1,000 images at a time. (N, D) -> (N,)."""
-    generator = torch.Generator(x.device).manual_seed(seed)
-    return torch.cat([elbo_terms(model, batch, generator).elbo for batch in x.split(1000)])
-
-
+# compared image by image, with a small standard error. per_image_terms: one draw of z per image, fixed seed.
+per_image_elbo = lambda model, x: per_image_terms(model, x).elbo  # noqa: E731  (N, D) -> (N,)
 rows = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(2))[:10 * n_test]
 seen, unseen = static_x[rows].to(device), data.test_x.to(device)
 elbos = {name: [(per_image_elbo(model, seen), per_image_elbo(model, unseen)) for model in models]
