@@ -22,3 +22,6 @@ from .nb03 import check_reparameterize
 __all__ = ["CheckResult", "check_bernoulli_entropy", "check_kl_normal", "check_rsample_tril", "check_warmup_loss",
            "check_interpolate", "check_iwae", "check_collapsed_dims", "check_planar_log_det"]
 __all__ += ["check_bernoulli_log_likelihood", "check_kl_standard_normal", "check_reparameterize"]
+from .nb04 import check_elbo_per_image, check_lr_factor, check_train_step, check_vae_forward
+
+__all__ += ["check_vae_forward", "check_elbo_per_image", "check_train_step", "check_lr_factor"]
