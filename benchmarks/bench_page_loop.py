@@ -65,12 +65,15 @@ def page_code(device: torch.device) -> dict:
     return namespace
 
 
-def timed(fn, device: torch.device) -> float:
+def timed(fn, device: torch.device, cpu: list | None = None) -> float:
+    """Wall-clock seconds of fn(); with `cpu`, its processor seconds (all threads) are appended to it."""
     synchronize(device)
-    started = time.perf_counter()
+    started, processor = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):  # the page prints a line per epoch
         fn()
     synchronize(device)
+    if cpu is not None:
+        cpu.append(time.process_time() - processor)
     return time.perf_counter() - started
 
 
@@ -83,15 +86,18 @@ def speed(page: dict, data, device: torch.device, blocks: int) -> dict:
         train(VAE().to(device), data, TrainConfig(epochs=1, device=str(device), progress=False))
 
     timed(run_page, device), timed(run_library, device)  # warm-up, outside the timing
-    seconds = {"page": [], "library": []}
+    seconds, processor = {"page": [], "library": []}, {"page": [], "library": []}
     for block in range(blocks):
         order = [("page", run_page), ("library", run_library)]
         for name, fn in order if block % 2 == 0 else order[::-1]:
-            seconds[name].append(timed(fn, device))
+            seconds[name].append(timed(fn, device, processor[name]))
     ratios = [p / q for p, q in zip(seconds["page"], seconds["library"])]
     return {"seconds_per_epoch": seconds, "page_over_library": ratios,
             "median_seconds": {k: statistics.median(v) for k, v in seconds.items()},
-            "median_ratio": statistics.median(ratios)}
+            "median_ratio": statistics.median(ratios),
+            "processor_seconds_per_epoch": processor,  # with one thread: the wall time on a free core, about
+            "median_processor_seconds": {k: statistics.median(v) for k, v in processor.items()},
+            "median_processor_ratio": statistics.median(p / q for p, q in zip(processor["page"], processor["library"]))}
 
 
 def batch_cost(data, device: torch.device, repeats: int = 7, steps: int = 600, B: int = 100) -> dict:
@@ -179,6 +185,8 @@ def report(r: dict) -> None:
           f"page {s['median_seconds']['page']:.2f} s, vaelib.train {s['median_seconds']['library']:.2f} s; "
           f"page / vaelib {s['median_ratio']:.3f} (blocks {min(s['page_over_library']):.3f} to "
           f"{max(s['page_over_library']):.3f})")
+    print(f"processor time per epoch (all threads): page {s['median_processor_seconds']['page']:.2f} s, vaelib.train "
+          f"{s['median_processor_seconds']['library']:.2f} s; page / vaelib {s['median_processor_ratio']:.3f}")
     print(f"batches: page {b['median_microseconds']['page']:.0f} us, vaelib's buffers "
           f"{b['median_microseconds']['library']:.0f} us; {b['per_epoch_seconds']:.3f} s per epoch, "
           f"{b['fraction_of_library_epoch']:.1%} of vaelib's epoch")

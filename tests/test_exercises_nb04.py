@@ -10,11 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelib.exercises import check_elbo_per_image, check_lr_factor, check_train_step, check_vae_forward
-from vaelib.exercises import nb04
+from vaelib.exercises import (
+    check_elbo_per_image,
+    check_lr_factor,
+    check_train_step,
+    check_vae_forward,
+    nb04,
+)
 from vaelib.model import VAE
 from vaelib.train import lr_factor
-
 
 # --- the forward pass -------------------------------------------------------------------------------------------
 
@@ -216,11 +220,13 @@ ELBO_MISTAKES = [
     (with_kl(lambda mu, lv: 0.5 * (1 + lv - mu**2 - lv.exp()).sum(-1)), "a KL divergence is >= 0"),
     (lambda l, x, mu, lv: (elbo(l, x, mu, lv)[0], x * l - F.softplus(l), elbo(l, x, mu, lv)[2]),
      "log_px_z: returned shape (5, 6), expected (5,): it did not sum over the pixel axis"),
-    (with_kl(lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv).sum()), "kl: returned shape (), expected (5,): it reduced over the batch axis"),
+    (with_kl(lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv).sum()),
+     "kl: returned shape (), expected (5,): it reduced over the batch axis"),
     (lambda l, x, mu, lv: (elbo(l, x, mu, lv)[1] + elbo(l, x, mu, lv)[2], *elbo(l, x, mu, lv)[1:]),
      "elbo adds the KL"),
     (lambda l, x, mu, lv: (-elbo(l, x, mu, lv)[0], *elbo(l, x, mu, lv)[1:]), "that is the loss"),
-    (lambda l, x, mu, lv: tuple(t.mean() for t in elbo(l, x, mu, lv)), "elbo: returned shape (), expected (5,): it reduced over the batch axis"),
+    (lambda l, x, mu, lv: tuple(t.mean() for t in elbo(l, x, mu, lv)),
+     "elbo: returned shape (), expected (5,): it reduced over the batch axis"),
     (lambda l, x, mu, lv: elbo(l, x, mu, lv)[0], "it returns three: elbo, log_px_z, kl"),
     (lambda l, x, mu, lv: (*elbo(l, x, mu, lv)[1:], elbo(l, x, mu, lv)[0]), "another order"),
     (lambda l, x, mu, lv: tuple(t.detach() for t in elbo(l, x, mu, lv)), "carry no gradient"),

@@ -94,7 +94,7 @@ def exercise_functions(source: str) -> list[tuple[ast.FunctionDef, str | None]]:
     """What a solution cell asks for, in order, each with its own hint (None: the cell's): every top-level
     function, and every method of a top-level class whose own lines hold a '# Hint: ...'."""
     lines = source.splitlines(keepends=True)
-    own_hint = lambda fn: (HINT.findall("".join(lines[first_line(fn) - 1:fn.end_lineno])) or [None])[0]  # noqa: E731
+    own_hint = lambda fn: (HINT.findall("".join(lines[first_line(fn) - 1:fn.end_lineno])) or [None])[0]
     found = []
     for node in ast.parse(source).body:
         if isinstance(node, FUNCTION):

@@ -14,7 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import CheckResult, B, D, L, Fail, answer, call, compare, normal_inputs, report, shape_text
+from .core import (
+    B,
+    CheckResult,
+    D,
+    Fail,
+    L,
+    answer,
+    call,
+    compare,
+    normal_inputs,
+    report,
+    shape_text,
+)
 
 H1, H2 = 10, 8  # the checkers' hidden widths (B = 5, D = 6, L = 3 from .core)
 
@@ -254,7 +266,8 @@ def _check_per_image(name: str, value) -> None:
     if value.shape == (B,):
         return
     why = {(): "it reduced over the batch axis too: one value per image, no mean or sum over the batch",
-           (B, D): "it did not sum over the pixel axis (.sum(-1))", (B, L): "it did not sum over the latent axis (.sum(-1))"}
+           (B, D): "it did not sum over the pixel axis (.sum(-1))",
+           (B, L): "it did not sum over the latent axis (.sum(-1))"}
     raise Fail(f"{name}: returned shape {shape_text(value.shape)}, expected {shape_text((B,))}: "
                f"{why.get(tuple(value.shape), 'one value per image')}")
 
@@ -371,7 +384,7 @@ def check_train_step(fn) -> CheckResult:
             return ("two steps from the same weights and generator give the reference's losses and weights (loss = "
                     "-batch mean of the ELBO, gradients cleared each step, the loss returned detached)")
         for message, wrong in _wrong_steps().items():
-            values, weights = _two_steps(wrong, 300)
+            _, weights = _two_steps(wrong, 300)
             if all(_close(a, b) for a, b in zip(got_weights, weights)):
                 raise Fail(message)
         if all(_close(a, b) for a, b in zip(got_weights, expected_weights)):
@@ -416,7 +429,8 @@ def check_lr_factor(fn) -> CheckResult:
                 "integer division: (total - step) // (total // 4) jumps from 1 to 0; divide with /":
                     ((total - steps) // (total // 4)).clamp(max=1),
             }, "every factor is finite", rtol=1e-6, atol=1e-9)
-        return "1, then linear to 0 over the last quarter, at every step of 8, 100 and 12,000 (as vaelib.train.lr_factor)"
+        return ("1, then linear to 0 over the last quarter, at every step of 8, 100 and 12,000 "
+                "(as vaelib.train.lr_factor)")
     return report(fn, run, lr_factor)
 
 
