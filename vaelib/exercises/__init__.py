@@ -10,7 +10,7 @@ from .core import CheckResult
 from .nb01 import check_bernoulli_entropy, check_bernoulli_log_likelihood
 from .nb02 import check_kl_normal, check_kl_standard_normal
 from .nb03 import check_reparameterize, check_rsample_tril
-from .nb04 import check_warmup_loss
+from .nb04 import check_elbo_per_image, check_lr_factor, check_train_step, check_vae_forward, check_warmup_loss
 from .nb05 import check_interpolate
 from .nb06 import check_iwae
 from .nb07 import check_collapsed_dims
