@@ -15,6 +15,8 @@ from .nb05 import check_interpolate
 from .nb06 import check_iwae
 from .nb07 import check_collapsed_dims
 from .nb08 import check_planar_log_det
+from .nb09 import check_adam_step
 
 __all__ = ["CheckResult", "check_bernoulli_entropy", "check_kl_normal", "check_rsample_tril", "check_warmup_loss",
            "check_interpolate", "check_iwae", "check_collapsed_dims", "check_planar_log_det"]
+__all__ += ["check_adam_step"]
