@@ -189,11 +189,13 @@ def tile_at(z1, z2):
 corners = [(-4.0, 4.0), (2.0, -1.2), (0.0, 0.0)]  # a corner, a point inside, the origin
 with torch.no_grad():
     decoded = torch.sigmoid(model.decode(torch.tensor(corners))).reshape(-1, 28, 28)
-holds(all(torch.allclose(tile_at(*z), d, atol=1e-5) for z, d in zip(corners, decoded)),
-      f"the tiles at z = {', '.join(map(str, corners))} are the decodings of those z")
 points = torch.linspace(-4, 4, 21)
 ticks = [t for t in grid.axes[0].get_xticks() if abs(t) <= 4] + [t for t in grid.axes[0].get_yticks() if abs(t) <= 4]
-holds(all((points - t).abs().min() < 1e-6 for t in ticks), "every tick marks a grid point");
+checks = {f"the tiles at z = {', '.join(map(str, corners))} are the decodings of those z":
+              all(torch.allclose(tile_at(*z), d, atol=1e-5) for z, d in zip(corners, decoded)),
+          "every tick marks a grid point": all((points - t).abs().min() < 1e-6 for t in ticks)}
+for claim, condition in checks.items():  # a loop, not a last expression: nbval would print its value
+    holds(condition, claim)
 
 # %% [markdown]
 # How much of the grid matters? The prior's mass in the middle square, beside the share of the test

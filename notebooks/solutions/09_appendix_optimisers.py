@@ -80,14 +80,19 @@ x = binarise(data.train_x[torch.randperm(len(data.train_x), generator=g)[:100]],
 seed_everything(0)
 by_hand, by_sgd = VAE().to(device), VAE().to(device)
 by_sgd.load_state_dict(by_hand.state_dict())
+start = [p.detach().clone() for p in by_hand.parameters()]
 for model in (by_hand, by_sgd):
     (-elbo_terms(model, x, torch.Generator(device).manual_seed(1)).elbo.mean()).backward()
 with torch.no_grad():  # the update must not itself be differentiated
     for param in by_hand.parameters():
         param -= 5e-3 * param.grad
 torch.optim.SGD(by_sgd.parameters(), lr=5e-3).step()
-holds(all(torch.allclose(p, q) for p, q in zip(by_hand.parameters(), by_sgd.parameters())),
-      "the hand-written update gives the weights of torch.optim.SGD(lr=5e-3)");
+checks = {"the hand-written update moves the weights": any(not torch.equal(p, p0) for p, p0 in
+                                                          zip(by_hand.parameters(), start)),
+          "it gives the weights of torch.optim.SGD(lr=5e-3)":
+              all(torch.allclose(p, q) for p, q in zip(by_hand.parameters(), by_sgd.parameters()))}
+for claim, condition in checks.items():  # a loop, not a last expression: nbval would print its value
+    holds(condition, claim)
 
 # %% [markdown]
 # ## Plain gradient descent against Adam, on the same budget
