@@ -103,7 +103,7 @@ for claim, condition in checks.items():  # a loop, not a last expression: nbval 
 #
 # Both optimisers start from the same weights and see the same batches in the same order for 20
 # epochs. SGD uses the original's learning rate, $5\cdot 10^{-3}$, and Adam its usual $10^{-3}$. Both
-# keep it constant, as the original did, so that the optimiser is the only difference.
+# keep it constant, as the original did: the optimiser, at its usual rate, is the only difference.
 
 # %%
 epochs = 1 if SMOKE else 20

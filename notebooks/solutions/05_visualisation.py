@@ -568,10 +568,10 @@ holds(elsewhere[unsure].float().mean() < elsewhere.float().mean(),
 # %% [markdown]
 # 3. Guess first: for which test digits would you expect the true posterior $p(z\mid x)$ to be far
 #    from a Gaussian? Then test your guess. With two latent dimensions the true posterior can be
-#    computed on a grid: `vaelib.exact.posterior_grid(model, x, half_width, spacing)` returns
-#    $\log p(z\mid x)$ at the points of a square grid (its docstring says how they are laid out); a
-#    spacing of 0.02 resolves the narrowest posteriors. Measure how far each is from the Gaussian with
-#    its own mean and covariance.
+#    computed on a grid. `vaelib.exact.posterior_grid(model, x, half_width, spacing)` returns
+#    $\log p(z\mid x)$ on a square grid; its docstring says how the points are laid out. A spacing of
+#    0.02 resolves the narrowest posteriors. Measure how far each is from the Gaussian with its own
+#    mean and covariance.
 
 # %% [markdown] tags=["answer"]
 # **Answer.** A natural guess: digits whose codes lie where two classes meet. Such a digit might be
