@@ -15,6 +15,7 @@ from .nb05 import check_interpolate
 from .nb06 import check_iwae
 from .nb07 import check_collapsed_dims
 from .nb08 import check_planar_log_det
+from .nb09 import check_adam_step
 from .nb10 import check_paired_difference
 
 __all__ = ["CheckResult"] + [name for name in dir() if name.startswith("check_")]
