@@ -91,7 +91,7 @@ def save(folder: Path, settings: dict, model: nn.Module, history: History, label
 
 def shown(path: Path) -> str:
     """The path as a reader knows it: relative to the package or to runs_dir()'s parent, never this machine's."""
-    for base in (Path(runs_dir()).parent, PRETRAINED.parents[1]):
+    for base in (PRETRAINED.parents[1], Path(runs_dir()).parent):  # the package first: runs_dir may lie above it
         try:
             return str(path.relative_to(base))
         except ValueError:
