@@ -90,13 +90,11 @@ def save(folder: Path, settings: dict, model: nn.Module, history: History, label
 
 
 def shown(path: Path) -> str:
-    """The path as a reader knows it: relative to the package or to runs_dir()'s parent, never this machine's."""
-    for base in (PRETRAINED.parents[1], Path(runs_dir()).parent):  # the package first: runs_dir may lie above it
-        try:
-            return str(path.relative_to(base))
-        except ValueError:
-            continue
-    return path.name
+    """The path as a reader knows it: relative to the package's checkout or to runs_dir()'s parent, whichever is
+    nearer (runs_dir may lie above the checkout, or the other way round), never this machine's."""
+    relative = [path.relative_to(base) for base in (PRETRAINED.parents[1], Path(runs_dir()).parent)
+                if path.is_relative_to(base)]
+    return str(min(relative, key=lambda p: len(p.parts))) if relative else path.name
 
 
 def trained(settings: dict, fit: Callable[[], tuple[nn.Module, History]], label: str = "model") -> Trained:
