@@ -51,12 +51,13 @@ from matplotlib.patches import Circle
 from vaelib import plot
 from vaelib.config import ModelConfig, TrainConfig, seed_everything, smoke
 from vaelib.data import describe, load_mnist
+from vaelib.evaluate import evaluate_terms
 from vaelib.evidence import holds
 from vaelib.exercises import check_interpolate
 from vaelib.model import VAE
 from vaelib.runs import trained
 from vaelib.study import compare, settled
-from vaelib.train import History, course_model, evaluate_terms, lr_factor, train
+from vaelib.train import History, course_model, lr_factor, train
 from vaelib.train import settings as train_settings
 
 SMOKE = smoke()
