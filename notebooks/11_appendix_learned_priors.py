@@ -30,7 +30,8 @@
 #    in every run; from Tomczak & Welling's, it escaped in four runs of six. Their log-variance clamp made no
 #    consistent difference.
 #
-# Every model is Burda et al.'s 784-200-200-50 tanh network, trained on full MNIST with batches of 100.
+# Every model is Burda et al.'s 784-200-200-50 network, with tanh layers unless said, trained on full MNIST
+# with batches of 100.
 
 # %%
 # On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
