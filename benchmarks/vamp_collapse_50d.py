@@ -19,6 +19,9 @@ benchmarks/results/vamp_collapse_50d.json.
    saturated units in the encoder's last layer; and the VampPrior with ReLU layers in place of tanh (a ReLU
    unit counts as saturated where it outputs 0).
 
+   These runs are two passes long, seed 0 only: too short to judge a start. vamp_start_clamp_50d.py runs five
+   passes from three seeds, where Tomczak & Welling's start escaped the collapse in the third pass for most seeds.
+
     VAELIB_DATA=/path/to/mnist-full python benchmarks/vamp_collapse_50d.py [--steps 1200]
 
 One thread; about 5 minutes here.
