@@ -11,6 +11,7 @@ student's when it passed, else the reference, with one printed line that says so
 from __future__ import annotations
 
 from dataclasses import dataclass
+import inspect
 from typing import Callable
 
 import torch
@@ -59,18 +60,58 @@ def report(fn, run, reference: Callable | None = None) -> CheckResult:
 
 
 def call(fn, *args):
-    """fn(*args), with NotImplementedError and the student's own errors turned into a Fail."""
+    """fn(*args), with NotImplementedError and the student's own errors turned into a Fail; and a Fail when fn
+    changed one of its tensor arguments in place (the notebook would pass its own tensors, which that corrupts)."""
+    before = [(i, a.detach().clone(), a.shape, a.dtype) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
     try:
-        return fn(*args)
+        result = fn(*args)
     except NotImplementedError as err:
         raise Fail(f"not implemented yet. {err}".strip()) from None
     except Exception as err:  # the student's bug, reported rather than raised
+        if "in-place operation" in str(err) and "leaf Variable" in str(err):
+            raise Fail(in_place_message(fn, None)) from None
         raise Fail(f"raised {type(err).__name__}: {err}") from None
+    for i, copy, shape, dtype in before:
+        if not unchanged(args[i], copy, shape, dtype):
+            raise Fail(in_place_message(fn, i))
+    return result
+
+
+def unchanged(tensor: torch.Tensor, copy: torch.Tensor, shape, dtype) -> bool:
+    """Whether tensor still has the shape, dtype and values (nan where nan) it had when copy was taken."""
+    if tensor.shape != shape or tensor.dtype != dtype:
+        return False
+    now = tensor.detach()
+    return bool(((now == copy) | (now.isnan() & copy.isnan())).all()) if now.is_floating_point() \
+        else torch.equal(now, copy)
+
+
+def argument_names(fn) -> list[str]:
+    """The names of fn's positional parameters, as the student wrote them (none if they cannot be read)."""
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return []
+
+
+def in_place_message(fn, index: int | None) -> str:
+    """What to say when fn wrote into its argument number index (None: one of them, which is not known)."""
+    names = argument_names(fn)
+    if index is None:
+        return ("changed one of its inputs in place (-=, *=, a method ending in _ such as .mul_(), or an assignment "
+                "into [...]): the notebook goes on using the tensors it passes, and this would corrupt them. Build "
+                "new tensors instead: x = x - ..., not x -= ... (or start from x.clone())")
+    name = names[index] if index < len(names) else f"argument {index + 1}"
+    return (f"changed its input {name} in place ({name} -= ..., {name}.mul_(...), {name}[...] = ... write into "
+            f"the caller's tensor): the notebook goes on using the tensors it passes, often views of one tensor, "
+            f"and this would corrupt them. Build a new tensor instead: {name} - ..., not {name} -= ... (or start "
+            f"from {name}.clone())")
 
 
 def answer(fn, *args):
-    """fn's result on copies of args, without autograd: an answer that edits its inputs in place
-    cannot change the reference computed from them."""
+    """fn's result on copies of args, without autograd: the reference computed from args stays as it is, and an
+    answer that edits its inputs in place fails (call compares every tensor argument before and after)."""
     with torch.no_grad():
         return call(fn, *(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
 
