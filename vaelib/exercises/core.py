@@ -139,19 +139,21 @@ def check_shape(got, expected: torch.Tensor, axes: dict[int, str]) -> None:
 
 
 def compare(got, expected: torch.Tensor, axes: dict[int, str], mistakes: dict[str, torch.Tensor],
-            nonfinite: str, rtol: float = 1e-4, atol: float = 1e-4) -> None:
-    """Raise Fail with the diagnosis unless got equals expected. axes names the input's dims."""
+            nonfinite: str, rtol: float = 1e-4, atol: float = 1e-4, what: str = "") -> None:
+    """Raise Fail with the diagnosis unless got equals expected. axes names the input's dims; what, if given,
+    names the output compared (as "logits: "), where the answer returns several."""
     check_shape(got, expected, axes)
     got = got.detach().to("cpu", torch.float64)  # on the CPU: Apple's MPS has no float64
+    what = f"{what}: " if what else ""
     if not torch.isfinite(got).all():
-        raise Fail(f"returned {got.flatten()[~torch.isfinite(got.flatten())][0].item()} where the answer is "
+        raise Fail(f"{what}returned {got.flatten()[~torch.isfinite(got.flatten())][0].item()} where the answer is "
                    f"finite: {nonfinite}")
     if torch.allclose(got, expected.to("cpu", torch.float64), rtol=rtol, atol=atol):
         return
     for label, wrong in mistakes.items():
         if torch.allclose(got, wrong.to("cpu", torch.float64), rtol=rtol, atol=atol):
             raise Fail(label)
-    raise Fail(f"wrong values, and not a mistake this check knows: {first_difference(got, expected)}")
+    raise Fail(f"{what}wrong values, and not a mistake this check knows: {first_difference(got, expected)}")
 
 
 def first_difference(got: torch.Tensor, expected: torch.Tensor) -> str:
