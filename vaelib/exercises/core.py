@@ -68,13 +68,27 @@ def call(fn, *args):
     except NotImplementedError as err:
         raise Fail(f"not implemented yet. {err}".strip()) from None
     except Exception as err:  # the student's bug, reported rather than raised
-        if "in-place operation" in str(err) and "leaf Variable" in str(err):
-            raise Fail(in_place_message(fn, None)) from None
+        if "in-place operation" in str(err) and "leaf Variable" in str(err):  # autograd refused it
+            raise Fail(in_place_message(fn, written_leaf(fn, args))) from None
         raise Fail(f"raised {type(err).__name__}: {err}") from None
     for i, copy, shape, dtype in before:
         if not unchanged(args[i], copy, shape, dtype):
             raise Fail(in_place_message(fn, i))
     return result
+
+
+def written_leaf(fn, args) -> int | None:
+    """Which argument fn wrote into, where autograd refused the write into a leaf that requires grad: the one
+    whose replacement by a plain copy lets the call through (None if no single one does)."""
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor) and a.requires_grad and a.is_leaf:
+            try:
+                fn(*args[:i], a.detach().clone(), *args[i + 1:])
+            except Exception as err:
+                if "in-place operation" in str(err) and "leaf Variable" in str(err):
+                    continue
+            return i
+    return None
 
 
 def unchanged(tensor: torch.Tensor, copy: torch.Tensor, shape, dtype) -> bool:
@@ -89,6 +103,8 @@ def unchanged(tensor: torch.Tensor, copy: torch.Tensor, shape, dtype) -> bool:
 def argument_names(fn) -> list[str]:
     """The names of fn's positional parameters, as the student wrote them (none if they cannot be read)."""
     try:
+        if isinstance(fn, torch.nn.Module):
+            fn = fn.forward  # its __call__ takes *args
         return [p.name for p in inspect.signature(fn).parameters.values()
                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):

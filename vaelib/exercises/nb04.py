@@ -316,7 +316,7 @@ def _check_capped(got: torch.Tensor, logits: torch.Tensor, x: torch.Tensor) -> N
             and pixel0.max() - pixel0.min() < 0.1:
         raise Fail(f"log_px_z caps the log-probability of a pixel the decoder is confidently wrong about (logit "
                    f"+-40) at {pixel0.mean().item():.1f} nats where it is {true[0].item():.0f}: a clamp of the "
-                   f"probabilities, or a small constant inside a log (log(p + 1e-7)), does that, and gives such "
+                   f"probabilities or the logits, or a small constant inside a log (log(p + 1e-7)), does that, and gives such "
                    f"pixels no gradient. Work from the logits: log sigmoid(l) and log(1 - sigmoid(l)) with softplus")
 
 
