@@ -540,8 +540,8 @@ fig.suptitle(f"Decoder means on the line from the code of test image {a} (a 1) t
 #    from a Gaussian? Then test your guess. With two latent dimensions the true posterior can be
 #    computed on a grid. `vaelib.exact.posterior_grid(model, x, half_width, spacing)` returns
 #    $\log p(z\mid x)$ on a square grid; its docstring says how the points are laid out. A spacing of
-#    0.02 resolves all but the narrowest posteriors, whose std is near 0.01. Measure how far each is from the Gaussian with its own
-#    mean and covariance.
+#    0.02 resolves all but the narrowest posteriors, whose std is near 0.01. Measure how far each is from
+#    the Gaussian with its own mean and covariance.
 
 # %% [markdown]
 # 4. Give the autoencoder a prior after training: fit a Gaussian $\mathcal N(m, C)$ to its codes

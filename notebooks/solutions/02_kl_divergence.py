@@ -403,4 +403,5 @@ holds(abs(one_sample.var().item() - variance) < 0.05 * variance, "the measured v
 
 # %% [markdown] tags=["answer"]
 # With one sample per image, the estimated KL of this one latent dimension is off by about the standard
-# deviation printed above. That noise enters the loss and its gradient; the closed form removes this term's noise at no cost.
+# deviation printed above. That noise enters the loss and its gradient; the closed form removes this term's
+# noise at no cost.

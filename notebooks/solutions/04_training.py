@@ -104,7 +104,8 @@ holds((mean_of_draws - digit).abs().max() < 4 * (0.25 / n_draws) ** 0.5,
 #
 # The encoder takes an image through two hidden layers. Two linear *heads* then give $\mu$ and $\log\sigma^2$ of
 # $q_\phi(z\mid x)$. The reparametrised draw $z$ goes through the decoder, which returns logits. The sizes are
-# those of the course this one grew from (appendix notebook 9): $D = 784$ pixels, hidden widths 256 and 128, $L = 2$.
+# those of the course this one grew from (appendix notebook 9): $D = 784$ pixels, hidden widths 256 and 128,
+# $L = 2$.
 #
 # **Your turn.** Write `forward`. It returns the logits, $\mu$ and $\log\sigma^2$ for a batch `x`. Draw
 # $\varepsilon$ from the `generator` it is given: a seeded generator then makes every run draw the same noise.
@@ -188,8 +189,8 @@ holds(abs(-terms[0].mean().item() - 784 * math.log(2)) < 10, "the untrained loss
 # ### Why from logits
 #
 # Many VAE scripts end the decoder in a sigmoid and take the binary cross-entropy (BCE) of the probabilities.
-# In float32, $\sigma(\ell)$ rounds to exactly 1 from $\ell = 17$, and to 0 only below about $-88$. PyTorch's BCE then
-# clamps $\log 0$ at $-100$. For a pixel the decoder gets confidently wrong:
+# In float32, $\sigma(\ell)$ rounds to exactly 1 from $\ell = 17$, and to 0 only below about $-88$. PyTorch's
+# BCE then clamps $\log 0$ at $-100$. For a pixel the decoder gets confidently wrong:
 
 # %% tags=["nbval-check-output"]
 one = torch.tensor(1.0)
@@ -344,10 +345,11 @@ nudged.load_state_dict(nudged_start)
 first_page, first_library = CourseVAE().to(device), VAE().to(device)
 first_page.load_state_dict(start)
 first_library.load_state_dict(start)
-generator, train_x = torch.Generator(device).manual_seed(0), data.train_x.to(device)
-x = binarise(train_x[torch.randperm(len(train_x), generator=generator, device=device)[:100]], generator)
-first_step = {"the page": train_step(first_page, torch.optim.Adam(first_page.parameters(), fused=FUSED), x,
-                                     generator).item(),
+first_generator, train_x = torch.Generator(device).manual_seed(0), data.train_x.to(device)
+first_x = binarise(train_x[torch.randperm(len(train_x), generator=first_generator, device=device)[:100]],
+                   first_generator)
+first_step = {"the page": train_step(first_page, torch.optim.Adam(first_page.parameters(), fused=FUSED), first_x,
+                                     first_generator).item(),
               "vaelib.train": train(first_library, data, TrainConfig(steps=1, device=str(device))).train_neg_elbo[0]}
 # One epoch in all, so the rate decays over its last quarter: epoch 1 of the 20-epoch run below differs.
 runs = {"the page": (page, train_on_page(page, data, epochs=1))}
@@ -552,8 +554,8 @@ plot.plot_prior_samples(course, n=64);
 #
 # 1. *KL warm-up* weights the KL term by a $\beta$ rising from 0 to 1 (Bowman et al. 2016 used a sigmoid-shaped
 #    rise, Sønderby et al. 2016 a linear one). Ours rises linearly over the first `warmup_steps` optimiser steps,
-#    and is 1 from then on. The decoder then
-#    learns to use the code before the KL term pulls the code towards the prior. `step` counts the steps taken
+#    and is 1 from then on. The decoder then learns to use the code before the KL term pulls the code towards
+#    the prior. `step` counts the steps taken
 #    before this one: $\beta = 0$ at the first step, and $\beta$ first reaches 1 at `step == warmup_steps`.
 #    Write the loss of one batch from the per-image terms. The next cell checks it.
 

@@ -568,8 +568,8 @@ holds(elsewhere[unsure].float().mean() < elsewhere.float().mean(),
 #    from a Gaussian? Then test your guess. With two latent dimensions the true posterior can be
 #    computed on a grid. `vaelib.exact.posterior_grid(model, x, half_width, spacing)` returns
 #    $\log p(z\mid x)$ on a square grid; its docstring says how the points are laid out. A spacing of
-#    0.02 resolves all but the narrowest posteriors, whose std is near 0.01. Measure how far each is from the Gaussian with its own
-#    mean and covariance.
+#    0.02 resolves all but the narrowest posteriors, whose std is near 0.01. Measure how far each is from
+#    the Gaussian with its own mean and covariance.
 
 # %% [markdown] tags=["answer"]
 # **Answer.** A natural guess: digits whose codes lie where two classes meet. Such a digit might be
