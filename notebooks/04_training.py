@@ -22,8 +22,8 @@
 #
 # In this notebook you write the VAE and train it. You write four pieces: the model's forward pass, the
 # loss of each image, one training step and the learning-rate schedule. Each is checked as soon as it is
-# written. Then the loop on this page trains the course model with your pieces: 20 epochs of Adam, about 80
-# seconds on a free CPU core. Notebooks 5–8 study that model. Figure 1 of notebook 1 draws it as a graphical model
+# written. Then the loop on this page trains the course model with your pieces: 20 epochs of Adam, a few
+# minutes on a CPU. Notebooks 5 and 6 study that model. Figure 1 of notebook 1 draws it as a graphical model
 # and as networks; here we build the networks.
 #
 # Training maximises the ELBO averaged over a batch of $B$ images, each with one draw of $z$:
@@ -104,7 +104,8 @@ holds((mean_of_draws - digit).abs().max() < 4 * (0.25 / n_draws) ** 0.5,
 #
 # The encoder takes an image through two hidden layers. Two linear *heads* then give $\mu$ and $\log\sigma^2$ of
 # $q_\phi(z\mid x)$. The reparametrised draw $z$ goes through the decoder, which returns logits. The sizes are
-# the original course's: $D = 784$ pixels, hidden widths 256 and 128, $L = 2$.
+# those of the course this one grew from (appendix notebook 9): $D = 784$ pixels, hidden widths 256 and 128,
+# $L = 2$.
 #
 # **Your turn.** Write `forward`. It returns the logits, $\mu$ and $\log\sigma^2$ for a batch `x`. Draw
 # $\varepsilon$ from the `generator` it is given: a seeded generator then makes every run draw the same noise.
@@ -185,9 +186,9 @@ holds(abs(-terms[0].mean().item() - 784 * math.log(2)) < 10, "the untrained loss
 # %% [markdown]
 # ### Why from logits
 #
-# The original course's decoder ended in a sigmoid, and its loss took the binary cross-entropy (BCE) of the
-# probabilities. In float32, $\sigma(\ell)$ rounds to exactly 1 or 0 once $|\ell|$ is large. PyTorch's BCE then
-# clamps $\log 0$ at $-100$. For a pixel the decoder gets confidently wrong:
+# Many VAE scripts end the decoder in a sigmoid and take the binary cross-entropy (BCE) of the probabilities.
+# In float32, $\sigma(\ell)$ rounds to exactly 1 from $\ell = 17$, and to 0 only below about $-88$. PyTorch's
+# BCE then clamps $\log 0$ at $-100$. For a pixel the decoder gets confidently wrong:
 
 # %% tags=["nbval-check-output"]
 one = torch.tensor(1.0)
@@ -324,8 +325,9 @@ def train_on_page(model, data, epochs, lr=1e-3, B=100, seed=0):
 # ### The page's loop and `vaelib.train`
 #
 # `vaelib.train.train` runs the same loop. It draws the same random numbers in the same order, computes the same
-# loss and takes the same Adam steps on the same schedule. So from the same weights and seed, the two must report
-# the same losses, up to float rounding. One epoch of each, and a third run explained below:
+# loss and takes the same Adam steps on the same schedule. So from the same weights and seed, one step gives the
+# same loss up to float rounding. Over many steps, Adam amplifies rounding. One step of each, then one epoch of
+# each, and a third run explained below:
 
 # %%
 seed_everything(0)
@@ -335,11 +337,25 @@ library, nudged = VAE().to(device), VAE().to(device)
 library.load_state_dict(start)  # the same initial weights
 nudged_start = {name: torch.nextafter(w, w + 1) for name, w in start.items()}  # one unit in the last place up
 nudged.load_state_dict(nudged_start)
+# The first step alone, from the same weights: the loop's first batch and noise, one Adam step.
+first_page, first_library = CourseVAE().to(device), VAE().to(device)
+first_page.load_state_dict(start)
+first_library.load_state_dict(start)
+first_generator, train_x = torch.Generator(device).manual_seed(0), data.train_x.to(device)
+first_x = binarise(train_x[torch.randperm(len(train_x), generator=first_generator, device=device)[:100]],
+                   first_generator)
+first_step = {"the page": train_step(first_page, torch.optim.Adam(first_page.parameters(), fused=FUSED), first_x,
+                                     first_generator).item(),
+              "vaelib.train": train(first_library, data, TrainConfig(steps=1, device=str(device))).train_neg_elbo[0]}
+# One epoch in all, so the rate decays over its last quarter: epoch 1 of the 20-epoch run below differs.
 runs = {"the page": (page, train_on_page(page, data, epochs=1))}
 for name, model in [("vaelib.train", library), ("vaelib.train, nudged", nudged)]:
     runs[name] = (model, train(model, data, TrainConfig(epochs=1, device=str(device))))  # seed 0, the same schedule
 
 # %%
+print(f"first step's loss: the page {first_step['the page']:.6f}, vaelib.train {first_step['vaelib.train']:.6f}")
+holds(abs(first_step["the page"] - first_step["vaelib.train"]) < 1e-5 * first_step["vaelib.train"],
+      "one step from the same weights: the page's loss and vaelib.train's agree to 1 part in 100,000")
 print(f"{'after one epoch':21s} {'train -ELBO':>11s} {'test -ELBO':>10s}  largest weight difference from vaelib.train")
 for name, (model, h) in runs.items():
     gap = max((p - q).abs().max().item() for p, q in zip(model.parameters(), library.parameters()))
@@ -347,26 +363,23 @@ for name, (model, h) in runs.items():
 nudge = max((w - start[name]).abs().max().item() for name, w in nudged_start.items())
 print(f"(nudged: every initial weight one unit in the last place up, by at most {nudge:.0e})")
 ours, theirs = runs["the page"][1], runs["vaelib.train"][1]
-holds(all(abs(p[-1] - q[-1]) < 1e-3 * abs(q[-1]) for p, q in [(ours.train_neg_elbo, theirs.train_neg_elbo),
+# Adam turns rounding into drift: in the committed run the nudged row drifted 1.5 parts in 1,000, a seventh of this.
+holds(all(abs(p[-1] - q[-1]) < 1e-2 * abs(q[-1]) for p, q in [(ours.train_neg_elbo, theirs.train_neg_elbo),
                                                                (ours.test_neg_elbo, theirs.test_neg_elbo)]),
-      "from the same weights and seed, the page's losses and vaelib.train's agree to 1 part in 1,000")
+      "after one epoch, the page's losses and vaelib.train's still agree to 1 part in 100")
 
 # %% [markdown]
-# The two loops differ in where they do the work, not in what they compute. The library binarises each batch
-# into three buffers it reuses, where the page makes new tensors. It also computes $\log q(z\mid x)$, which a
-# closed-form KL does not need, and records the KL of every step. It can stop and resume, and shows a progress
-# bar. Timed side by side, an epoch of the page's loop took 1.05 times the library's (`benchmarks/README.md`).
-# The buffers are the one trick left off the page: they would save it 1 to 2 % of an epoch.
+# The two loops differ in where they do the work, not in what they compute. The library reuses its batch
+# buffers and records the KL of every step. It can also stop and resume.
 #
 # The weights drift apart, though. The page's softplus and the library's `binary_cross_entropy_with_logits`
-# round differently in the last bit, and Adam's steps amplify such differences. The third row shows how far. It
-# is the library's own run, with every initial weight nudged by one unit in the last place. Any two Adam runs
-# that round differently drift apart like this.
+# round differently in the last bit, and Adam's steps amplify such differences. The third row shows what
+# rounding alone does: the library's own run, with every initial weight nudged by one unit in the last place.
 #
 # ## The course model
 #
 # The page's loop trains the course model: 20 epochs from seed 0, with your functions. It is the longest cell of
-# the notebook, about 80 seconds on a free CPU core.
+# the notebook, a few minutes on a CPU.
 
 # %%
 epochs = 1 if SMOKE else 20
@@ -376,7 +389,7 @@ course_history = train_on_page(course_page, data, epochs)
 
 # %% [markdown]
 # Its weights go into a `vaelib.model.VAE`, whose layers have the same names. `save_course_model` stores them
-# with the training history; notebooks 5–8 read them back with `course_model`.
+# with the training history; notebooks 5 and 6 read them back with `course_model`.
 
 # %%
 course = VAE().to(device)
@@ -511,8 +524,8 @@ holds(plug_in.mean() > elbo.mean() and above > 0.1,
 # Test digits the model never saw (a seeded random choice), each above the decoder's means at its code,
 # $\sigma(\text{logits}(\mu_\phi(x)))$. Then decoder means at codes drawn from the prior, $z\sim\mathcal N(0, I)$.
 # With two numbers per image, the reconstructions keep the rough shape but lose the writer's details. Some change
-# class: here a 3 comes back as a 5, a 4 as an 8. The decoder means at prior draws are blurred typical digits. Notebook 5 counts how often codes
-# lie among another class's.
+# class: look for a digit whose reconstruction reads as another. The decoder means at prior draws are blurred
+# typical digits. Notebook 5 counts how often codes lie among another class's.
 
 # %%
 shown = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(1))[:16]
@@ -527,7 +540,7 @@ plot.plot_prior_samples(course, n=64);
 # - The VAE is a small `nn.Module`: an encoder with two heads, a reparametrised draw and a decoder that returns
 #   logits. Its loss sums the log-likelihood over pixels; a mean over pixels trains a $\beta = 784$ VAE.
 # - A training step is four calls; the schedule holds the rate, then decays it over the last quarter.
-# - The page's loop trained the course model, with the same losses as `vaelib.train` and at its speed.
+# - The page's loop trained the course model. Its first step's loss is `vaelib.train`'s, up to rounding.
 #   Most of the test loss is distortion: two numbers per image keep a digit's rough shape, not always its class.
 # - For the same work, more images reduce the gradient's variance more than more samples of $z$, for encoder and
 #   decoder alike. Evaluation must still sample $z$.
@@ -535,9 +548,10 @@ plot.plot_prior_samples(course, n=64);
 # %% [markdown]
 # ## Exercises
 #
-# 1. *KL warm-up* (Bowman et al. 2016; Sønderby et al. 2016) weights the KL term by $\beta$ rising
-#    linearly from 0 to 1 over the first `warmup_steps` optimiser steps, and 1 from then on. The decoder then
-#    learns to use the code before the KL term pulls the code towards the prior. `step` counts the steps taken
+# 1. *KL warm-up* weights the KL term by a $\beta$ rising from 0 to 1 (Bowman et al. 2016 used a sigmoid-shaped
+#    rise, Sønderby et al. 2016 a linear one). Ours rises linearly over the first `warmup_steps` optimiser steps,
+#    and is 1 from then on. The decoder then learns to use the code before the KL term pulls the code towards
+#    the prior. `step` counts the steps taken
 #    before this one: $\beta = 0$ at the first step, and $\beta$ first reaches 1 at `step == warmup_steps`.
 #    Write the loss of one batch from the per-image terms. The next cell checks it.
 
@@ -555,5 +569,5 @@ def my_warmup_loss(log_px_z, kl, step, warmup_steps):
 check_warmup_loss(my_warmup_loss)
 
 # %% [markdown]
-# With two latent dimensions there is little for warm-up to rescue (notebook 5 finds both in use). Notebook 7,
-# exercise 4, puts it to work where it can matter, with 50 latent dimensions, over three training seeds.
+# With two latent dimensions there is little for warm-up to rescue: notebook 5 finds the codes spread along both.
+# Notebook 7, exercise 4, tries a staged warm-up where it can matter, with 50 latent dimensions, over three seeds.

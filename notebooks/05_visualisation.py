@@ -253,7 +253,7 @@ for j in range(L):
           f"(prior 1) = Var(mu) {variance_of_mu[j]:.3f} + E[sigma^2] {mean_variance[j]:.4f}")
 share = variance_of_mu.sum() / aggregate_variance.sum()
 holds(share > 0.9, f"the spread of the means is more than 90% of the aggregate variance ({share:.1%})", full_only=True)
-holds((aggregate_variance - 1).abs().max() < 0.3, "the aggregate variance is within 0.3 of 1 in each dimension",
+holds((aggregate_variance - 1).abs().max() < 0.5, "the aggregate variance is within 0.5 of 1 in each dimension",
       full_only=True);
 
 # %% [markdown]
@@ -467,18 +467,15 @@ holds(all(a["distance"] > 3 * v["distance"] for v, a in rows.values()),
       full_only=True);
 
 # %% [markdown]
-# In reconstruction the autoencoder is ahead on average, but not for every seed. Three seeds cannot
-# settle which is better, so whatever the KL term costs in reconstruction lies within the spread
-# between seeds.
+# In reconstruction, three seeds cannot settle which is better. Whatever the KL term costs in
+# reconstruction lies within the spread between seeds.
 
 # %%
 better, se = compare([a for v, a in rows.values()], [v for v, a in rows.values()], key="distortion_each")
-print(f"the autoencoder reconstructs better by {', '.join(f'{b:+.2f}' for b in better)} nats, seed by seed "
+print(f"VAE minus autoencoder distortion, seed by seed: {', '.join(f'{b:+.2f}' for b in better)} nats "
       f"(on the same test images; standard error over the images {se:.2f})")
 # settled (vaelib.study) names a direction only when every seed is beyond three image standard errors
 # and the seeds' mean is beyond three of its own standard errors; 0 means neither direction stands.
-holds(better.mean() > 0 and better.min() < 0, "the autoencoder is ahead on average but not for every seed",
-      full_only=True)
 holds(settled(better, se) == 0, "three seeds do not settle which reconstructs better", full_only=True);
 
 # %% [markdown]
@@ -543,8 +540,8 @@ fig.suptitle(f"Decoder means on the line from the code of test image {a} (a 1) t
 #    from a Gaussian? Then test your guess. With two latent dimensions the true posterior can be
 #    computed on a grid. `vaelib.exact.posterior_grid(model, x, half_width, spacing)` returns
 #    $\log p(z\mid x)$ on a square grid; its docstring says how the points are laid out. A spacing of
-#    0.02 resolves the narrowest posteriors. Measure how far each is from the Gaussian with its own
-#    mean and covariance.
+#    0.02 resolves all but the narrowest posteriors, whose std is near 0.01. Measure how far each is from
+#    the Gaussian with its own mean and covariance.
 
 # %% [markdown]
 # 4. Give the autoencoder a prior after training: fit a Gaussian $\mathcal N(m, C)$ to its codes

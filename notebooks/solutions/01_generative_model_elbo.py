@@ -153,22 +153,6 @@ print("x:", tuple(x.shape))
 holds(set(x.unique().tolist()) == {0.0, 1.0}, "the binarised digits hold only 0 and 1");
 
 # %% [markdown]
-# The same Bernoulli formula does not fit grey levels. For $x\in[0,1]$, $p^x(1-p)^{1-x}$ is not a density:
-# its integral over $x$ is $(2p-1)/\log\frac{p}{1-p}$, at most $\tfrac12$. A "log-likelihood" of grey images
-# computed with it is not comparable with this course's numbers or the papers'. The *continuous Bernoulli*
-# of Loaiza-Ganem & Cunningham (2019) adds the missing normaliser. By quadrature:
-
-# %%
-grey = torch.linspace(0, 1, 100_001, dtype=torch.float64)  # grey levels x
-ps = [0.1, 0.5, 0.9, 0.99]
-integrals = [torch.trapezoid(p**grey * (1 - p) ** (1 - grey), grey).item() for p in ps]
-closed = [(2 * p - 1) / math.log(p / (1 - p)) if p != 0.5 else 0.5 for p in ps]
-for p, integral in zip(ps, integrals):
-    print(f"p = {p:4}: integral over x in [0, 1] of p^x (1 - p)^(1 - x) = {integral:.6f}")
-holds(all(abs(i - c) < 1e-9 and i <= 0.5 for i, c in zip(integrals, closed)),
-      "each integral is (2p - 1) / log(p / (1 - p)), at most 1/2, so not a density");
-
-# %% [markdown]
 # ## The generative process
 #
 # The VAE's model of an image is
@@ -293,24 +277,40 @@ holds((log_px_z / (784 * math.log(0.5)) - 1).abs().max() < 0.05,
 
 # %% [markdown]
 # The logit form matters most in training. Binary cross-entropy of probabilities, after a sigmoid, loses
-# the gradient for pixels the decoder is confidently wrong about. Take a black pixel ($x = 1$) at logit
-# $-150$: the decoder is sure it is white. The gradient of the logit form is $x - \sigma(\ell) = 1$, a full
-# push the right way. Cross-entropy of $\sigma(\ell)$ clamps its log at $-100$ and gives 0. A pixel at
-# logit $+150$ is confidently right, and both give 0 there, as they should. Notebook 4 returns to this where
-# the training loss is written.
+# the gradient for pixels the decoder is confidently wrong about. In float32 this starts early: $\sigma(17)$
+# rounds to exactly 1. Take a white pixel ($x = 0$) at logit $17$: the decoder is sure it is black. The logit
+# form scores it $-17$, with gradient $x - \sigma(\ell) = -1$, a full push the right way. Cross-entropy of
+# $\sigma(\ell)$ clamps $\log 0$ at $-100$ and gives gradient 0. A pixel at logit $-17$ is confidently right, and
+# both give a gradient near 0 there, as they should. Notebook 4 returns to this where the training loss is written.
 
 # %%
-pixel = torch.tensor([[-150.0, 150.0]], requires_grad=True)  # one black pixel scored wrong, one right
-black = torch.ones(1, 2)
-by_logits = log_likelihood(pixel, black)  # (1,): the two pixels' log-probabilities, summed
-by_probabilities = -F.binary_cross_entropy(torch.sigmoid(pixel), black, reduction="sum")
+pixel = torch.tensor([[17.0, -17.0]], requires_grad=True)  # one white pixel scored wrong, one right
+white = torch.zeros(1, 2)
+by_logits = log_likelihood(pixel, white)  # (1,): the two pixels' log-probabilities, summed
+by_probabilities = -F.binary_cross_entropy(torch.sigmoid(pixel), white, reduction="sum")
 (from_logits,) = torch.autograd.grad(by_logits.sum(), pixel)
 (from_probabilities,) = torch.autograd.grad(by_probabilities, pixel)
 print(f"log p(x|z): from logits {by_logits.item():.1f}, from probabilities {by_probabilities.item():.1f}")
 # + 0.0 below prints a -0.0 as 0.0
 print(f"gradient:   from logits {from_logits.tolist()}, from probabilities {(from_probabilities + 0.0).tolist()}")
-holds(from_logits[0, 0] == 1 and from_probabilities[0, 0] == 0,
-      "at logit -150 the logit form pushes the wrong pixel with gradient 1; cross-entropy of probabilities gives 0");
+holds((from_logits[0, 0] + 1).abs() < 1e-6 and from_probabilities[0, 0] == 0,
+      "at logit 17 the logit form pushes the wrong pixel with gradient -1; cross-entropy of probabilities gives 0");
+
+# %% [markdown]
+# This Bernoulli formula does not fit grey levels. For $x\in[0,1]$, $p^x(1-p)^{1-x}$ is not a density:
+# its integral over $x$ is $(2p-1)/\log\frac{p}{1-p}$, at most $\tfrac12$. A "log-likelihood" of grey images
+# computed with it is not comparable with this course's numbers or the papers'. The *continuous Bernoulli*
+# of Loaiza-Ganem & Cunningham (2019) adds the missing normaliser. By quadrature:
+
+# %%
+grey = torch.linspace(0, 1, 100_001, dtype=torch.float64)  # grey levels x
+ps = [0.1, 0.5, 0.9, 0.99]
+integrals = [torch.trapezoid(p**grey * (1 - p) ** (1 - grey), grey).item() for p in ps]
+closed = [(2 * p - 1) / math.log(p / (1 - p)) if p != 0.5 else 0.5 for p in ps]
+for p, integral in zip(ps, integrals):
+    print(f"p = {p:4}: integral over x in [0, 1] of p^x (1 - p)^(1 - x) = {integral:.6f}")
+holds(all(abs(i - c) < 1e-9 and i <= 0.5 for i, c in zip(integrals, closed)),
+      "each integral is (2p - 1) / log(p / (1 - p)), at most 1/2, so not a density");
 
 # %% [markdown]
 # ## The approximate posterior: mean field and the encoder
@@ -472,12 +472,12 @@ holds(all(elbo_q < log_px for elbo_q, _ in rows), "every ELBO lies below log p(x
 # The closed-form ELBO must agree with its definition as an expectation. We draw $z\sim q$ and form the log
 # importance weights $\log w = \log p(x\mid z) + \log p(z) - \log q(z)$. Their mean is the Monte Carlo ELBO.
 # The log of the mean of $w$ estimates $\log p(x)$. Jensen's inequality is the gap between the two. We use
-# a $q$ a little wider than the posterior, for a reason given in the comment.
+# a $q$ with twice the posterior's covariance. A $q$ with less than half the target's variance in some
+# direction gives importance weights of infinite variance, and then the standard error (SE) means nothing.
 
 # %%
 n_mc = 20_000 if SMOKE else 1_000_000
-# Importance weights from a Gaussian whose variance is below half the target's in some direction have
-# infinite variance, and then the standard error (SE) means nothing: so q is twice as wide as p(z|x).
+# q: twice the covariance of p(z|x), off-centre
 q = MultivariateNormal(posterior.mean + torch.tensor([0.3, -0.2], dtype=torch.float64), 2 * S)
 z_mc = draw(q, n_mc, torch.Generator().manual_seed(8))  # (S, 2)
 log_w = log_px_given_z(z_mc) + prior.log_prob(z_mc) - q.log_prob(z_mc)  # (S,)

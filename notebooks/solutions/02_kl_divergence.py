@@ -224,8 +224,8 @@ holds((KL >= 0).all(), "KL >= 0 everywhere on the grid")
 holds((MU[row, col], SIGMA[row, col]) == (0, 1) and KL.min() == 0, "its minimum, 0, is at mu = 0, sigma = 1 (q = p)");
 
 # %% [markdown]
-# The same grid as a picture (left), with contour lines at the levels written on them, and three slices at
-# fixed $\mu$ (right):
+# The same grid as a picture (left), with contour lines at the levels written on them. On the right, three
+# slices at fixed $\mu$, over a wider range of $\sigma$ and on log axes:
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
@@ -238,18 +238,23 @@ fig.colorbar(image, ax=ax1, label="KL(q || p) (nats), clipped at 6")
 ax1.set(xlabel=r"mean $\mu$ of $q$", ylabel=r"standard deviation $\sigma$ of $q$",
         title=r"KL$(\mathcal{N}(\mu,\sigma^2)\,\|\,\mathcal{N}(0,1))$")
 ax1.legend(loc="upper right", fontsize=8)
+sigma_wide = torch.logspace(-3, 3, 601, dtype=torch.float64)  # 0.001 to 1000
 for m in [0.0, 1.0, 2.0]:
-    ax2.plot(sigma_axis, kl_one_dim(torch.tensor(m, dtype=torch.float64), sigma_axis), label=rf"$\mu = {m:g}$")
+    ax2.plot(sigma_wide, kl_one_dim(torch.tensor(m, dtype=torch.float64), sigma_wide), label=rf"$\mu = {m:g}$")
+narrow_side, wide_side = sigma_wide[sigma_wide < 0.2], sigma_wide[sigma_wide > 5]
+ax2.plot(narrow_side, -torch.log(narrow_side), "k:", label=r"$-\log\sigma$")
+ax2.plot(wide_side, wide_side**2 / 2, "k--", label=r"$\sigma^2/2$")
 ax2.axvline(1, color="grey", ls=":", label=r"$\sigma = 1$ (the prior's)")
-ax2.set(xlabel=r"standard deviation $\sigma$ of $q$", ylabel="KL (nats)", ylim=(0, 6), title="Slices at fixed mean")
-ax2.legend()
+ax2.set(xscale="log", yscale="log", xlabel=r"standard deviation $\sigma$ of $q$ (log scale)",
+        ylabel="KL (nats, log scale)", ylim=(1e-2, 1e6), title="Slices at fixed mean")
+ax2.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
 # The right panel shows the two ways to pay at $\mu = 0$, where $\mathrm{KL} = \tfrac12\sigma^2 - \tfrac12 - \log\sigma$.
-# A $q$ much narrower than the prior costs about $-\log\sigma$: each tenfold narrowing adds $\log 10 \approx 2.3$
-# nats. A much wider one costs about $\sigma^2/2$. Then each tenfold widening multiplies the KL by 100, to
-# within 10%.
+# A $q$ much narrower than the prior costs about $-\log\sigma$ (dotted): each tenfold narrowing adds
+# $\log 10 \approx 2.3$ nats. A much wider one costs about $\sigma^2/2$ (dashed), a line of slope 2 on these
+# axes. Each tenfold widening multiplies the KL by 100, to within 10%.
 
 # %%
 narrow = kl_one_dim(torch.zeros(3, dtype=torch.float64), torch.tensor([1e-1, 1e-2, 1e-3], dtype=torch.float64))
@@ -398,4 +403,5 @@ holds(abs(one_sample.var().item() - variance) < 0.05 * variance, "the measured v
 
 # %% [markdown] tags=["answer"]
 # With one sample per image, the estimated KL of this one latent dimension is off by about the standard
-# deviation printed above. That noise enters the loss and its gradient; the closed form removes it at no cost.
+# deviation printed above. That noise enters the loss and its gradient; the closed form removes this term's
+# noise at no cost.
