@@ -120,7 +120,8 @@ print("error ratio per halving of h:", [f"{r:.1f}" for r in ratios.tolist()],
 holds((ratios > 4).all(), "the error falls faster than h^2: more than fourfold at every halving", full_only=True)
 
 # %% [markdown]
-# Ours does better: the error falls about tenfold or more per halving. Still, no spacing can be trusted in advance: the coarse ones are wider than many posteriors. So
+# Ours does better: the error falls about tenfold or more per halving. Still, no spacing can be trusted
+# in advance: the coarse ones are wider than many posteriors. So
 # `converged_log_px` refines the grid image by image, only where each image's mass lies. It stops when
 # two conditions hold: the estimate moves by less than $0.01$ nats, and the spacing is fine enough to
 # resolve that image's posterior. The first alone can stop on two equally wrong estimates.
@@ -634,7 +635,7 @@ ax.grid(alpha=0.3);
 # %% [markdown]
 # Figure 5 shows the worst digits again, with each image's best Gaussian $q^*_x$ (dashed) beside the
 # encoder's (solid). The encoder's $q_\phi$ sits far from each posterior; $q^*_x$ moves onto it and covers
-# it. So nearly all of these gaps was the encoder's. The small rest is the Gaussian family's: a diagonal
+# it. So nearly all of these gaps were the encoder's. The small rest is the Gaussian family's: a diagonal
 # Gaussian cannot tilt with a tilted posterior (exercise 1).
 
 # %%

@@ -170,7 +170,8 @@ holds(torch.allclose(by_hand, mixture.log_prob(z)) and torch.allclose(mog_toy.pr
 # ## Fifteen models
 #
 # Five settings, each from three seeds, on the course's 784-256-128-2 network with notebook 7's budget,
-# 6,000 steps (half notebook 4's): the plain VAE (notebook 7's $L = 2$ models), IWAE-trained with $K = 5$ and $K = 20$, 8 planar layers after the
+# 6,000 steps (half notebook 4's): the plain VAE (notebook 7's $L = 2$ models), IWAE-trained with $K = 5$
+# and $K = 20$, 8 planar layers after the
 # Gaussian, and a learned prior of 10 Gaussians. They were trained once and are loaded here.
 
 # %%
@@ -403,8 +404,8 @@ for name in [name for name in OBJECTIVES if name in runs]:
 # At 20 passes the IWAE-trained models beat the VAE: by 3.3 nats with $K = 5$ and 4.8 with $K = 50$. They
 # keep more latent dimensions active, 36 and 40 against 14. That is the direction of Burda et al.'s table
 # (1.22 and 1.98 nats better; 22 and 25 active units against 19). Ours are 7 to 10 nats short of the published
-# figures: the budget is 164 times smaller. The 2-D trade appears at $K = 50$: its ELBO is 3.3 nats worse than the VAE's, its $\log p_\theta(x)$ 4.8
-# better. At $K = 5$ the two ELBOs are 0.40 nats apart. Each row is one seed.
+# figures: the budget is 164 times smaller. The 2-D trade appears at $K = 50$: its ELBO is 3.3 nats worse
+# than the VAE's, its $\log p_\theta(x)$ 4.8 better. At $K = 5$ the two ELBOs are 0.40 nats apart. Each row is one seed.
 #
 # In this one seed, the tighter bound gave more than the extra samples. The control, with $\mathrm{IWAE}_5$'s
 # decoder work, gains 1.33 nats on the VAE; $\mathrm{IWAE}_5$ gains 1.93 more. Its active units fall in
@@ -432,8 +433,8 @@ else:
 #   ELBO falls by 21 to 23, for every seed. The model improves while its encoder fits the posterior worse.
 #   Compare models trained with different objectives by $\log p_\theta(x)$, never by their ELBOs. Each step
 #   costs about $K$ times the VAE's decoder work.
-# - **A planar-flow posterior** halves the VAE's approximation gap, but in 2-D that gap is a tenth of a nat. The
-#   amortisation gap dominates for every model, and the flow leaves it no smaller.
+# - **A planar-flow posterior** halves the VAE's approximation gap, but in 2-D that gap is a tenth of a nat.
+#   The amortisation gap dominates for every model, and the flow leaves it no smaller.
 # - **A learned mixture prior** changes $\log p_\theta(x)$ by nothing the seeds agree on.
 # - **In 50-D**, at 20 passes and one seed, IWAE beats the VAE by 3.3 nats with $K = 5$ and 4.8 with
 #   $K = 50$, with more active units, as Burda et al. found at 3,280 passes. In that seed a VAE given $K = 5$'s
