@@ -1,0 +1,251 @@
+"""PyTorch's thread count adapted, while the course runs, to the load the machine is under.
+
+Why. PyTorch's CPU operations split their work over an OpenMP pool (GNU libgomp in the pip wheels
+for x86 Linux) and end every parallel operation at a barrier. A thread that has nothing to do
+waits for the next operation by spinning (libgomp: GOMP_SPINCOUNT, 300,000 spins when
+OMP_WAIT_POLICY is unset) before it sleeps. The course's model is small: a training step is some
+hundred parallel operations of a few microseconds each, so the second thread spins almost all the
+time. On a quiet machine that is what makes two threads 1.4 times faster than one. When another
+process keeps a core busy, the scheduler shares that core between it and the spinning thread, the
+barrier at the end of each operation waits for a thread that is off the CPU, and training runs 3 to
+8 times slower than on one thread (benchmarks/README.md, "Threads beside other work"). Waiting
+passively (OMP_WAIT_POLICY=PASSIVE) avoids the collapse but pays a wake-up on every operation,
+half the quiet speed; and both variables are read once, when libgomp is loaded by ``import torch``,
+which a notebook does before it imports vaelib. No static setting wins both cases.
+
+What. ``torch.set_num_threads`` works at any time, so vaelib measures instead of guessing. Now and
+then (at the first check, then after 1, 2, 4 and at most every 8 seconds of work while the answer
+stays the same) :func:`check` times a small fixed piece of work shaped like one training step of
+the course's model at batch 100 (matrix products and element-wise operations, no random numbers,
+no autograd) at one thread and at the thread count vaelib started with, alternating, and keeps the
+faster; the other must be more than 5% faster to take over. A probe costs about 20 ms of work on a
+quiet machine.
+
+Where. :func:`check` returns at once unless a probe is due. vaelib calls it from every optimiser
+step in the process (a global step pre-hook of ``torch.optim``, so a training loop written in a
+notebook is covered too), before every notebook cell in IPython or Jupyter, and from the loops of
+the IWAE estimate and the exact quadrature. It acts in the main thread only: OpenMP's thread count
+belongs to the thread that sets it.
+
+Yours wins. Nothing adapts when OMP_NUM_THREADS or MKL_NUM_THREADS is set, when VAELIB_FIT_THREADS=0
+or VAELIB_ADAPT_THREADS=0, when vaelib started with one thread (a one-CPU quota, see vaelib.cpus), or
+once anything else has changed torch's thread count (``torch.set_num_threads`` in your code): from
+then on vaelib leaves the count alone for the rest of the process.
+
+The thread count changes no number the course computes on this project's machine (tests/test_threads.py
+trains and scores at one and two threads and compares bit for bit); libraries may round differently
+with other counts on other machines, as between any two machines.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+
+import torch
+
+FIRST_INTERVAL = 1.0  # seconds from one probe to the next, while the answer changes
+LONGEST_INTERVAL = 8.0  # the interval doubles up to this while the answer stays the same
+HYSTERESIS = 0.05  # another count must be this much faster than the one in force to replace it
+REPEATS = 2  # timed repeats of the work per candidate, interleaved
+WORK_PER_REPEAT = 2  # pieces of work per timed repeat (a piece is ~1 ms on two quiet cores)
+ABORT_FACTOR = 2.0  # a count is dropped from a probe once it has taken this many times the best so far
+
+
+class _State:
+    """The adaptation's state in this process (one, for the main thread)."""
+
+    def __init__(self):
+        self.installed = False
+        self.on = False  # adapting now
+        self.why_off = "not installed"
+        self.most = 1  # the thread count vaelib started with (after vaelib.cpus.fit_threads)
+        self.applied = None  # the count this module last put in force
+        self.due = 0.0  # time.perf_counter() at which the next probe may run
+        self.interval = FIRST_INTERVAL
+        self.probes = 0
+        self.last = None  # the last probe: {threads: seconds per repeat}
+        self.main = threading.main_thread().ident
+
+
+STATE = _State()
+_WORK = None
+
+
+def candidates(most: int) -> list[int]:
+    """The thread counts a probe compares: 1, half of the start count and the start count."""
+    return sorted({1, max(1, most // 2), most})
+
+
+def user_setting() -> str | None:
+    """Why the user's setting forbids adapting, or None. Environment only; see STATE.why_off for the rest."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(name, "").strip():
+            return f"{name} is set"
+    for name in ("VAELIB_FIT_THREADS", "VAELIB_ADAPT_THREADS"):
+        if os.environ.get(name, "").strip() == "0":
+            return f"{name}=0"
+    return None
+
+
+def install() -> None:
+    """Start adapting (vaelib's import calls this once, after vaelib.cpus.fit_threads). Never raises."""
+    if STATE.installed:
+        return
+    STATE.installed = True
+    try:
+        reason = user_setting()
+        STATE.most = torch.get_num_threads()
+        STATE.applied = STATE.most
+        if reason is None and STATE.most < 2:
+            reason = "one thread to start with"
+        if reason is not None:
+            STATE.why_off = reason
+            return
+        STATE.on, STATE.why_off, STATE.due = True, None, 0.0
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        register_optimizer_step_pre_hook(_optimizer_hook)
+        _register_ipython()
+    except Exception as error:  # an optimisation, never worth failing an import over
+        STATE.on, STATE.why_off = False, f"could not install: {error!r}"
+
+
+def check() -> int:
+    """Probe now if a probe is due, and put the faster thread count in force; return the count in force.
+
+    Cheap when no probe is due (a clock read). Does nothing outside the main thread, or when adapting
+    is off (see the module's docstring).
+    """
+    if not STATE.on or time.perf_counter() < STATE.due or threading.get_ident() != STATE.main:
+        return STATE.applied if STATE.applied is not None else torch.get_num_threads()
+    try:
+        return _probe()
+    except Exception as error:
+        STATE.on, STATE.why_off = False, f"probe failed: {error!r}"
+        return torch.get_num_threads()
+
+
+def status() -> dict:
+    """What the adaptation is doing: on, why not, the start count, the count in force, the last probe."""
+    return {"adapting": STATE.on, "why_not": STATE.why_off, "start_threads": STATE.most,
+            "threads": torch.get_num_threads(), "probes": STATE.probes, "last_probe": STATE.last,
+            "next_probe_in_s": max(0.0, STATE.due - time.perf_counter()) if STATE.on else None}
+
+
+def _optimizer_hook(optimizer, args, kwargs) -> None:
+    if STATE.on and time.perf_counter() >= STATE.due and _on_cpu(optimizer):
+        check()
+
+
+def _on_cpu(optimizer) -> bool:
+    """Whether the optimiser's parameters are on the CPU (on a GPU the CPU's threads hardly matter)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            return param.device.type == "cpu"
+    return False
+
+
+def _register_ipython() -> None:
+    """Probe (when due) before each cell of an IPython or Jupyter session, so that a cell's own loop starts
+    with a fresh answer."""
+    try:
+        from IPython import get_ipython
+    except Exception:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "events"):
+        shell.events.register("pre_run_cell", _cell_hook)
+
+
+def _cell_hook(*_args) -> None:
+    check()
+
+
+def _probe() -> int:
+    current = torch.get_num_threads()
+    if current != STATE.applied:
+        # Someone else set the thread count (torch.set_num_threads in the user's code): theirs wins.
+        STATE.on, STATE.why_off = False, f"the thread count was set elsewhere ({STATE.applied} -> {current})"
+        return current
+    counts = candidates(STATE.most)
+    # One thread first, the yardstick: it never waits for another thread, so it cannot crawl; a count
+    # that takes ABORT_FACTOR times the best repeat so far is dropped at once. Then the order alternates.
+    order = list(counts)
+    times, steps = {n: [] for n in counts}, _work_steps()
+    for repeat in range(REPEATS):
+        for n in (order if repeat % 2 == 0 else order[::-1]):
+            if times[n] is None:  # dropped: too slow
+                continue
+            torch.set_num_threads(n)
+            steps[0]()  # one parallel operation, untimed: wakes the pool after a change
+            others = [min(times[m]) for m in counts if m != n and times[m]]
+            took = _time_steps(steps, WORK_PER_REPEAT, ABORT_FACTOR * min(others) if others else math.inf)
+            if took == math.inf:
+                times[n] = None
+            else:
+                times[n].append(took)
+    seconds = {n: sum(t) / len(t) if t else math.inf for n, t in times.items()}
+    best = min(counts, key=seconds.get)
+    keep = current if current in seconds else STATE.most
+    choice = best if seconds[best] * (1 + HYSTERESIS) < seconds[keep] else keep
+    torch.set_num_threads(choice)
+    STATE.interval = min(2 * STATE.interval, LONGEST_INTERVAL) if choice == STATE.applied and STATE.probes else FIRST_INTERVAL
+    STATE.applied, STATE.probes = choice, STATE.probes + 1
+    STATE.last = {n: (round(s, 6) if s < math.inf else None) for n, s in seconds.items()}
+    STATE.due = time.perf_counter() + STATE.interval
+    return choice
+
+
+def _time_steps(steps, pieces: int, limit: float) -> float:
+    """Seconds to run `pieces` pieces of work, or inf as soon as they pass `limit` seconds (checked
+    between operations, so that a count that crawls costs little more than the limit)."""
+    started = time.perf_counter()
+    for _ in range(pieces):
+        for step in steps:
+            step()
+            if time.perf_counter() - started > limit:
+                return math.inf
+    return time.perf_counter() - started
+
+
+def _work_steps() -> list:
+    """One piece of work shaped like a training step of the course's model (784-256-128-2 and back, batch
+    100), as a list of operations: the forward products, the element-wise terms of the Bernoulli
+    log-likelihood over 100 x 784 pixels, and the backward products; no autograd, no random numbers, the
+    same buffers every time."""
+    global _WORK
+    if _WORK is not None:
+        return _WORK
+
+    def filled(rows, cols, scale=0.05):  # fixed values: no generator is touched
+        return torch.linspace(-scale, scale, rows * cols).reshape(rows, cols)
+
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, wherever the first probe runs
+        B, widths = 100, [784, 256, 128, 4, 2, 128, 256, 784]
+        weights = [filled(a, b) for a, b in zip(widths, widths[1:]) if (a, b) != (4, 2)]
+        biases = [torch.zeros(w.shape[1]) for w in weights]
+        acts = [torch.linspace(0, 1, B * 784).reshape(B, 784)] + [torch.empty(B, w.shape[1]) for w in weights]
+        grads = [torch.empty(B, w.shape[1]) for w in weights]
+        wgrads = [torch.empty_like(w) for w in weights]
+        pixels = torch.empty(B, 784)
+    steps = [lambda: torch.mul(acts[0], 1.0, out=pixels)]  # one cheap parallel operation (the wake-up)
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        source = acts[i] if i != 3 else acts[3][:, :2]  # the decoder starts from z, 2 of the 4 encoder outputs
+        steps.append(lambda i=i, w=w, b=b, source=source: torch.addmm(b, source, w, out=acts[i + 1]))
+        if i != len(weights) - 1 and i != 2:
+            steps.append(lambda i=i: acts[i + 1].relu_())
+    logits, x = acts[-1], acts[0]
+    steps += [lambda: torch.abs(logits, out=pixels).neg_().exp_().add_(1).log_().sum(),
+              lambda: torch.sigmoid(logits, out=grads[-1]).sub_(x)]
+    for i in range(len(weights) - 1, -1, -1):
+        source = acts[i] if i != 3 else acts[3][:, :2]
+        steps.append(lambda i=i, source=source: torch.mm(source.t(), grads[i], out=wgrads[i]))
+        if i > 0:
+            into = grads[i - 1] if i != 3 else grads[2][:, :2]
+            if i == 3:
+                steps.append(lambda: grads[2].zero_())
+            steps.append(lambda i=i, into=into: torch.mm(grads[i], weights[i].t(), out=into))
+    _WORK = steps
+    return steps
