@@ -105,8 +105,7 @@ def install() -> None:
             STATE.why_off = reason
             return
         STATE.on, STATE.why_off, STATE.due = True, None, 0.0
-        from torch.optim.optimizer import register_optimizer_step_pre_hook
-        register_optimizer_step_pre_hook(_optimizer_hook)
+        _register_optimizer_hook()
         _register_ipython()
     except Exception as error:  # an optimisation, never worth failing an import over
         STATE.on, STATE.why_off = False, f"could not install: {error!r}"
@@ -145,6 +144,12 @@ def _on_cpu(optimizer) -> bool:
         for param in group["params"]:
             return param.device.type == "cpu"
     return False
+
+
+def _register_optimizer_hook() -> None:
+    """Probe (when due) before every optimiser step in the process, vaelib's or a notebook's own loop."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    register_optimizer_step_pre_hook(_optimizer_hook)
 
 
 def _register_ipython() -> None:
