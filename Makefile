@@ -40,8 +40,13 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python -m vaelib train
 
+# In parallel (pytest-xdist): one worker per CPU this process may use (vaelib/cpus.py counts the quota and the
+# affinity mask; read without importing torch), at most 4; none on one CPU. Each notebook runs whole in one worker
+# and the long ones start first (tests/conftest.py); each process fits its threads to the load (vaelib.threads).
+CHECK_WORKERS = $$($(BIN)/python -c "import runpy; n = runpy.run_path('vaelib/cpus.py')['usable_cpus'](); print(min(n, 4) if n > 1 else 0)")
+
 check: $(STAMP)
-	VAELIB_SMOKE=1 VAELIB_DOWNLOAD=0 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
+	VAELIB_SMOKE=1 VAELIB_DOWNLOAD=0 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest -n $(CHECK_WORKERS) --dist loadgroup --no-loadscope-reorder tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider

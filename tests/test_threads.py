@@ -218,12 +218,12 @@ def test_the_thread_count_changes_no_number(sample_data, monkeypatch):
             try:
                 torch.manual_seed(0)
                 model = VAE()
-                history = train(model, sample_data, TrainConfig(steps=60, progress=False))
+                history = train(model, sample_data, TrainConfig(steps=20, progress=False))
             finally:
                 if hook is not None:
                     hook.remove()
             weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-            results[label] = (weights, history.test_neg_elbo, per_image_iwae(model, sample_data.test_x[:50], 64))
+            results[label] = (weights, history.test_neg_elbo, per_image_iwae(model, sample_data.test_x[:20], 32))
     finally:
         torch.set_num_threads(before)
     for label in ("2", "switching"):
