@@ -15,6 +15,7 @@ from vaelib.config import TrainConfig
 from vaelib.model import VAE
 from vaelib.train import per_image_iwae, train
 
+REGISTER_FIRST_FORWARD = threads._register_first_forward  # before any fixture replaces it
 VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "VAELIB_FIT_THREADS", "VAELIB_ADAPT_THREADS")
 
 
@@ -28,6 +29,7 @@ def fresh(monkeypatch):
     hooks = []
     monkeypatch.setattr(threads, "_register_optimizer_hook", lambda: hooks.append(threads._optimizer_hook))
     monkeypatch.setattr(threads, "_register_ipython", lambda: None)
+    monkeypatch.setattr(threads, "_register_first_forward", lambda: hooks.append("first forward"))
     yield hooks
     torch.set_num_threads(before)
 
@@ -40,7 +42,7 @@ def fake_times(monkeypatch, per_count: dict):
         n = torch.get_num_threads()
         calls.append(n)
         took = per_count[n]
-        return math.inf if took > limit else took
+        return (limit, False) if took > limit else (took, True)
 
     monkeypatch.setattr(threads, "_time_steps", timed)
     return calls
@@ -75,7 +77,7 @@ def test_one_thread_to_start_with_means_nothing_to_adapt(fresh):
 def test_install_registers_the_optimiser_hook_once(fresh):
     installed_at(2)
     threads.install()
-    assert threads.STATE.on and fresh == [threads._optimizer_hook]
+    assert threads.STATE.on and fresh == [threads._optimizer_hook, "first forward"]
 
 
 def test_a_probe_keeps_the_faster_count(fresh, monkeypatch):
@@ -85,7 +87,7 @@ def test_a_probe_keeps_the_faster_count(fresh, monkeypatch):
     threads.STATE.due = 0.0
     fake_times(monkeypatch, {1: 0.010, 2: 0.040})  # a busy core: two threads crawl
     assert threads.check() == 1 and torch.get_num_threads() == 1
-    assert threads.STATE.last == {1: 0.010, 2: None}  # dropped as soon as it passed twice the best
+    assert threads.STATE.last == {1: 0.010, 2: 0.020}  # stopped as soon as it passed twice the best
 
 
 def test_another_count_must_be_more_than_five_percent_faster(fresh, monkeypatch):
@@ -178,9 +180,10 @@ def test_the_optimiser_hook_probes_when_due_and_only_for_a_model_on_the_cpu(fres
 def test_time_steps_stops_past_its_limit():
     ran = []
     steps = [lambda: ran.append(1)] * 10
-    assert threads._time_steps(steps, 2, -1.0) == math.inf
-    assert ran == [1]  # stopped after the first operation
-    assert 0 <= threads._time_steps(steps, 2, math.inf) < 1
+    took, finished = threads._time_steps(steps, 2, -1.0)
+    assert not finished and took >= 0 and ran == [1]  # stopped after the first operation
+    took, finished = threads._time_steps(steps, 2, math.inf)
+    assert finished and 0 <= took < 1 and len(ran) == 21
 
 
 def test_the_probe_work_is_a_real_step_of_the_course_model_and_draws_no_random_numbers():
@@ -230,3 +233,48 @@ def test_the_thread_count_changes_no_number(sample_data, monkeypatch):
         assert torch.equal(results[label][0], results["1"][0]), label
         assert results[label][1] == results["1"][1], label
         assert torch.equal(results[label][2], results["1"][2]), label
+
+
+def test_more_threads_must_be_fifteen_percent_faster_to_take_over(fresh, monkeypatch):
+    installed_at(2)
+    fake_times(monkeypatch, {1: 0.010, 2: 0.040})
+    assert threads.check() == 1
+    threads.STATE.due = 0.0
+    fake_times(monkeypatch, {1: 0.010, 2: 0.0090})  # two threads 11 % faster: stay at one
+    assert threads.check() == 1
+    threads.STATE.due = 0.0
+    fake_times(monkeypatch, {1: 0.010, 2: 0.0080})  # 25 % faster: back to two
+    assert threads.check() == 2
+
+
+def test_a_costly_probe_waits_longer_for_the_next(fresh, monkeypatch):
+    installed_at(2)
+    fake_times(monkeypatch, {1: 0.010, 2: 0.040})
+    clock = iter(100 + 0.1 * k for k in range(1000))  # every reading of the clock 0.1 s later
+    readings = []
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: readings.append(next(clock)) or readings[-1])
+    threads.check()
+    assert len(readings) == 3  # check's test of `due`, the probe's start, its end
+    assert threads.STATE.due == pytest.approx(readings[2] + threads.COST_RATIO * (readings[2] - readings[1]))
+
+
+def test_the_first_forward_hook_probes_once_then_goes(fresh, monkeypatch):
+    installed_at(2)
+    calls = fake_times(monkeypatch, {1: 0.010, 2: 0.040})
+    from torch.nn.modules import module
+    before = dict(module._global_forward_pre_hooks)
+    REGISTER_FIRST_FORWARD()
+    layer = torch.nn.Linear(3, 1)
+    layer(torch.zeros(1, 3))
+    assert calls and torch.get_num_threads() == 1  # probed at the first call
+    assert module._global_forward_pre_hooks == before  # and gone
+
+
+def test_a_switch_up_is_timed_twice(fresh, monkeypatch):
+    installed_at(2)
+    fake_times(monkeypatch, {1: 0.010, 2: 0.040})
+    threads.check()
+    threads.STATE.due = 0.0
+    calls = fake_times(monkeypatch, {1: 0.010, 2: 0.007})
+    assert threads.check() == 2
+    assert calls == [1, 2, 2, 1, 1, 2, 2, 1]  # a second round before going back to two threads

@@ -48,9 +48,12 @@ import torch
 
 FIRST_INTERVAL = 1.0  # seconds from one probe to the next, while the answer changes
 LONGEST_INTERVAL = 8.0  # the interval doubles up to this while the answer stays the same
-HYSTERESIS = 0.05  # another count must be this much faster than the one in force to replace it
+HYSTERESIS = 0.05  # fewer threads must be this much faster than the count in force to replace it
+HYSTERESIS_UP = 0.15  # and more threads this much: a wrong switch up costs far more than a wrong switch down
 REPEATS = 2  # timed repeats of the work per candidate, interleaved
-WORK_PER_REPEAT = 2  # pieces of work per timed repeat (a piece is ~1 ms on two quiet cores)
+WORK_PER_REPEAT = 1  # pieces of work per timed repeat (a piece is 1 to 1.5 ms on two quiet cores)
+COST_RATIO = 50  # the next probe waits at least this many times the last probe's duration (overhead <= 2 %)
+HISTORY = 50  # probes kept in STATE.history, for status()
 ABORT_FACTOR = 2.0  # a count is dropped from a probe once it has taken this many times the best so far
 
 
@@ -67,6 +70,8 @@ class _State:
         self.interval = FIRST_INTERVAL
         self.probes = 0
         self.last = None  # the last probe: {threads: seconds per repeat}
+        self.history = []  # the last HISTORY probes: (seconds since install, {threads: seconds}, choice)
+        self.started = time.perf_counter()
         self.main = threading.main_thread().ident
 
 
@@ -106,6 +111,7 @@ def install() -> None:
             return
         STATE.on, STATE.why_off, STATE.due = True, None, 0.0
         _register_optimizer_hook()
+        _register_first_forward()
         _register_ipython()
     except Exception as error:  # an optimisation, never worth failing an import over
         STATE.on, STATE.why_off = False, f"could not install: {error!r}"
@@ -130,6 +136,7 @@ def status() -> dict:
     """What the adaptation is doing: on, why not, the start count, the count in force, the last probe."""
     return {"adapting": STATE.on, "why_not": STATE.why_off, "start_threads": STATE.most,
             "threads": torch.get_num_threads(), "probes": STATE.probes, "last_probe": STATE.last,
+            "history": list(STATE.history),
             "next_probe_in_s": max(0.0, STATE.due - time.perf_counter()) if STATE.on else None}
 
 
@@ -150,6 +157,20 @@ def _register_optimizer_hook() -> None:
     """Probe (when due) before every optimiser step in the process, vaelib's or a notebook's own loop."""
     from torch.optim.optimizer import register_optimizer_step_pre_hook
     register_optimizer_step_pre_hook(_optimizer_hook)
+
+
+def _register_first_forward() -> None:
+    """Probe at the first call of any nn.Module, before the first forward pass of a training run or an evaluation
+    runs at a thread count that may crawl; the hook removes itself after that first probe (a global forward
+    hook costs every module call a few microseconds)."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    def first_forward(module, args):
+        check()
+        if STATE.probes or not STATE.on:
+            handle.remove()
+
+    handle = register_module_forward_pre_hook(first_forward)
 
 
 def _register_ipython() -> None:
@@ -174,45 +195,60 @@ def _probe() -> int:
         # Someone else set the thread count (torch.set_num_threads in the user's code): theirs wins.
         STATE.on, STATE.why_off = False, f"the thread count was set elsewhere ({STATE.applied} -> {current})"
         return current
+    started = time.perf_counter()
     counts = candidates(STATE.most)
-    # One thread first, the yardstick: it never waits for another thread, so it cannot crawl; a count
-    # that takes ABORT_FACTOR times the best repeat so far is dropped at once. Then the order alternates.
-    order = list(counts)
-    times, steps = {n: [] for n in counts}, _work_steps()
-    for repeat in range(REPEATS):
-        for n in (order if repeat % 2 == 0 else order[::-1]):
-            if times[n] is None:  # dropped: too slow
-                continue
-            torch.set_num_threads(n)
-            steps[0]()  # one parallel operation, untimed: wakes the pool after a change
-            others = [min(times[m]) for m in counts if m != n and times[m]]
-            took = _time_steps(steps, WORK_PER_REPEAT, ABORT_FACTOR * min(others) if others else math.inf)
-            if took == math.inf:
-                times[n] = None
-            else:
-                times[n].append(took)
-    seconds = {n: sum(t) / len(t) if t else math.inf for n, t in times.items()}
+    times, dropped = {n: [] for n in counts}, set()
+    _time_counts(counts, times, dropped)
+    seconds = {n: sum(t) / len(t) for n, t in times.items()}
+    if min(counts, key=seconds.get) > current:
+        dropped.clear()  # more threads look faster: time every count again before switching up
+        _time_counts(counts, times, dropped)
+        seconds = {n: sum(t) / len(t) for n, t in times.items()}
     best = min(counts, key=seconds.get)
     keep = current if current in seconds else STATE.most
-    choice = best if seconds[best] * (1 + HYSTERESIS) < seconds[keep] else keep
+    margin = HYSTERESIS_UP if best > keep else HYSTERESIS
+    choice = best if seconds[best] * (1 + margin) < seconds[keep] else keep
     torch.set_num_threads(choice)
     STATE.interval = min(2 * STATE.interval, LONGEST_INTERVAL) if choice == STATE.applied and STATE.probes else FIRST_INTERVAL
+    now = time.perf_counter()
     STATE.applied, STATE.probes = choice, STATE.probes + 1
-    STATE.last = {n: (round(s, 6) if s < math.inf else None) for n, s in seconds.items()}
-    STATE.due = time.perf_counter() + STATE.interval
+    STATE.last = {n: round(s, 6) for n, s in seconds.items()}
+    STATE.history = STATE.history[-(HISTORY - 1):] + [(round(now - STATE.started, 2), STATE.last, choice)]
+    STATE.due = now + max(STATE.interval, COST_RATIO * (now - started))
     return choice
 
 
-def _time_steps(steps, pieces: int, limit: float) -> float:
-    """Seconds to run `pieces` pieces of work, or inf as soon as they pass `limit` seconds (checked
-    between operations, so that a count that crawls costs little more than the limit)."""
+def _time_counts(counts: list[int], times: dict, dropped: set) -> None:
+    """REPEATS timed repeats of the work at each count, appended to times[count]. One thread first, the yardstick:
+    it never waits for another thread, so it cannot crawl; then the order alternates. A repeat that passes
+    ABORT_FACTOR times the best repeat of another count is stopped there, counted at the time it had taken,
+    and its count is not timed again in this probe (a count that crawls costs little)."""
+    for repeat in range(REPEATS):
+        for n in (counts if repeat % 2 == 0 else counts[::-1]):
+            if n in dropped:
+                continue
+            torch.set_num_threads(n)
+            if n > 1:
+                _work_steps()[0]()  # one parallel operation, untimed: wakes the pool after a change
+            others = [min(times[m]) for m in counts if m != n and times[m]]
+            took, finished = _time_steps(_work_steps(), WORK_PER_REPEAT,
+                                         ABORT_FACTOR * min(others) if others else math.inf)
+            times[n].append(took)
+            if not finished:
+                dropped.add(n)
+
+
+def _time_steps(steps, pieces: int, limit: float) -> tuple[float, bool]:
+    """Seconds to run `pieces` pieces of work, and True; or, as soon as they pass `limit` seconds (checked
+    between operations), the seconds so far and False."""
     started = time.perf_counter()
     for _ in range(pieces):
         for step in steps:
             step()
-            if time.perf_counter() - started > limit:
-                return math.inf
-    return time.perf_counter() - started
+            took = time.perf_counter() - started
+            if took > limit:
+                return took, False
+    return time.perf_counter() - started, True
 
 
 def _work_steps() -> list:
