@@ -190,6 +190,22 @@ def measure(case: str, name: str, args, limits_factory, tmp: Path) -> dict:
     return result
 
 
+def others_cpus(seconds: float) -> float:
+    """CPUs that processes other than this one and its children used over the next `seconds`."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before, mine = busy_ticks(), tree_ticks(os.getpid())
+    time.sleep(seconds)
+    return ((busy_ticks() - before) - (tree_ticks(os.getpid()) - mine)) / hz / seconds
+
+
+def wait_quiet(timeout: float, threshold: float = 0.2, window: float = 5.0) -> float:
+    """Wait until other processes use under `threshold` CPUs over `window` seconds, or `timeout` has passed."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout and others_cpus(window) >= threshold:
+        pass
+    return round(time.perf_counter() - started, 1)
+
+
 def summarise(runs: list[dict]) -> dict:
     table = {}
     for case in dict.fromkeys(r["case"] for r in runs):
@@ -230,10 +246,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--iwae-k", type=int, default=1000)
-    parser.add_argument("--iwae-images", type=int, default=200)
-    parser.add_argument("--exact-images", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1600, help="1,600: `python -m vaelib train --data sample`'s 20 epochs")
+    parser.add_argument("--iwae-k", type=int, default=1000, help="1,000: the IWAE estimate at the end of a run")
+    parser.add_argument("--iwae-images", type=int, default=500)
+    parser.add_argument("--exact-images", type=int, default=2000, help="2,000: all of the sample's test images")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each run, wait up to this long for other processes to use under 0.2 CPUs "
+                             "(over 5 s); the wait and the CPUs they used during the run are recorded")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     limits_factory = None
@@ -253,7 +272,9 @@ def main() -> int:
             for repeat in range(args.repeats):
                 order = args.settings[repeat % len(args.settings):] + args.settings[:repeat % len(args.settings)]
                 for name in order:
+                    waited = wait_quiet(args.wait_quiet)
                     run = measure(case, name, args, limits_factory, Path(tmp))
+                    run["waited_for_quiet_s"] = waited
                     run["repeat"] = repeat
                     runs.append(run)
                     print(f"{case:5s} {name:9s} train {run['train']:8,.0f}  iwae {run['iwae']:6,.0f}  exact "

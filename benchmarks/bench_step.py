@@ -224,9 +224,10 @@ def phases(model_step, batches, generator, steps: int) -> dict:
     from vaelib.train import batch_terms
     times = {"batch": [], "forward and loss": [], "backward": [], "Adam": []}
     batches.shuffle()
+    per_epoch = len(batches.images) // batches.B
     for i in range(steps):
         t0 = time.perf_counter()
-        x = batches(i % 100)
+        x = batches(i % per_epoch)
         t1 = time.perf_counter()
         neg_log_px_z, kl = batch_terms(model, x, generator)
         loss = (neg_log_px_z + kl) / x.shape[0]
