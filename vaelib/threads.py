@@ -14,18 +14,23 @@ half the quiet speed; and both variables are read once, when libgomp is loaded b
 which a notebook does before it imports vaelib. No static setting wins both cases.
 
 What. ``torch.set_num_threads`` works at any time, so vaelib measures instead of guessing. Now and
-then (at the first check, then after 1, 2, 4 and at most every 8 seconds of work while the answer
-stays the same) :func:`check` times a small fixed piece of work shaped like one training step of
-the course's model at batch 100 (matrix products and element-wise operations, no random numbers,
-no autograd) at one thread and at the thread count vaelib started with, alternating, and keeps the
-faster; the other must be more than 5% faster to take over. A probe costs about 20 ms of work on a
-quiet machine.
+then :func:`check` times a small fixed piece of work shaped like one training step of the course's
+model at batch 100 (its matrix products and element-wise passes; no random numbers, no autograd) at
+one thread and at the count vaelib started with (and half of it, on more than 3 cores), interleaved,
+and keeps the fastest. One thread is timed first: it never waits for another thread, so it is the
+yardstick, and a count that takes twice as long is stopped at once, which keeps a probe cheap
+where more threads crawl. Fewer threads take over when 5% faster; more threads only when 15% faster
+in two rounds, since a wrong switch up costs far more than a wrong switch down. A probe takes about
+5 ms of work on two quiet cores. Probes follow each other after 1, 2, 4, then every 8 seconds while
+the answer holds (back to 1 s when it changes), and never sooner than 50 times the last probe's own
+duration, so they cost at most about 2% of the time however busy the machine.
 
-Where. :func:`check` returns at once unless a probe is due. vaelib calls it from every optimiser
-step in the process (a global step pre-hook of ``torch.optim``, so a training loop written in a
-notebook is covered too), before every notebook cell in IPython or Jupyter, and from the loops of
-the IWAE estimate and the exact quadrature. It acts in the main thread only: OpenMP's thread count
-belongs to the thread that sets it.
+Where. :func:`check` returns at once unless a probe is due. vaelib calls it at the first call of any
+``nn.Module`` (then that hook removes itself), from every optimiser step in the process (a global step
+pre-hook of ``torch.optim``, so a training loop written in a notebook is covered too), before every
+cell in IPython or Jupyter, and from the loops of the IWAE estimate (vaelib.elbo.iwae_bound) and the
+exact quadrature (vaelib.exact.Tiling.tile_log_mass). It acts in the main thread only: OpenMP's
+thread count belongs to the thread that sets it. :func:`status` says what it did.
 
 Yours wins. Nothing adapts when OMP_NUM_THREADS or MKL_NUM_THREADS is set, when VAELIB_FIT_THREADS=0
 or VAELIB_ADAPT_THREADS=0, when vaelib started with one thread (a one-CPU quota, see vaelib.cpus), or
