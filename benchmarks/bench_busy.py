@@ -280,6 +280,9 @@ def main() -> int:
                     print(f"{case:5s} {name:9s} train {run['train']:8,.0f}  iwae {run['iwae']:6,.0f}  exact "
                           f"{run['exact']:6,.0f} images/s; threads {run['threads_at_start']} -> {run['threads_at_end']}; "
                           f"others {run['others_cpus']:.2f} CPUs; {run['wall_s']} s", flush=True)
+                    if run["adaptation"].get("history"):
+                        print("      probes (s, threads chosen): " + ", ".join(
+                            f"{t:.1f} {c}" for t, _, c in run["adaptation"]["history"][:12]), flush=True)
     table = summarise(runs)
     print()
     print(markdown(table))

@@ -228,16 +228,23 @@ def _time_counts(counts: list[int], times: dict, dropped: set) -> None:
     it never waits for another thread, so it cannot crawl; then the order alternates. A repeat that passes
     ABORT_FACTOR times the best repeat of another count is stopped there, counted at the time it had taken,
     and its count is not timed again in this probe (a count that crawls costs little)."""
+    steps = _work_steps()
     for repeat in range(REPEATS):
         for n in (counts if repeat % 2 == 0 else counts[::-1]):
             if n in dropped:
                 continue
             torch.set_num_threads(n)
-            if n > 1:
-                _work_steps()[0]()  # one parallel operation, untimed: wakes the pool after a change
             others = [min(times[m]) for m in counts if m != n and times[m]]
-            took, finished = _time_steps(_work_steps(), WORK_PER_REPEAT,
-                                         ABORT_FACTOR * min(others) if others else math.inf)
+            limit = ABORT_FACTOR * min(others) if others else math.inf
+            if n > 1:
+                # Untimed: the first piece at n wakes the pool's threads (after one thread they sleep), and
+                # the libraries' per-thread buffers; each later repeat needs one parallel operation to wake it.
+                took, finished = _time_steps(steps, 1, limit) if not times[n] else _time_steps(steps[:1], 1, limit)
+                if not finished:
+                    times[n].append(took)
+                    dropped.add(n)
+                    continue
+            took, finished = _time_steps(steps, WORK_PER_REPEAT, limit)
             times[n].append(took)
             if not finished:
                 dropped.add(n)
