@@ -22,7 +22,7 @@ import torch
 import vaelib.elbo
 from vaelib.data import load_mnist
 from vaelib.model import VAE
-from vaelib.train import per_image_iwae
+from vaelib.evaluate import per_image_iwae
 
 
 def log_one_plus_exp_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-import vaelib.model
+import vaelib.priors
 from vaelib.elbo import posterior_log_weights
 from vaelib.model import load_checkpoint
 from vaelib.priors import direct_mixture_log_prob, mixture_log_prob
@@ -55,11 +55,11 @@ def main(argv=None) -> int:
     vae = load_checkpoint(HERE / "compare_50d" / "vae" / "model.pt").eval()
 
     def chunk(model, density):
-        vaelib.model.mixture_log_prob = density  # what VAE.log_prior calls
+        vaelib.priors.mixture_log_prob = density  # what the prior's log_prob calls
         try:
             return seconds(lambda: posterior_log_weights(model, x, 53, torch.Generator().manual_seed(1)), 3)
         finally:
-            vaelib.model.mixture_log_prob = mixture_log_prob
+            vaelib.priors.mixture_log_prob = mixture_log_prob
 
     cases = {
         "density, expanded (float64)": lambda: seconds(lambda: mixture_log_prob(z, means, logvars, logits), 5),

@@ -32,7 +32,8 @@ from vaelib.config import TrainConfig, seed_everything
 from vaelib.data import load_mnist
 from vaelib.exact import converged_log_px
 from vaelib.model import VAE, load_checkpoint
-from vaelib.train import per_image_iwae, train
+from vaelib.evaluate import per_image_iwae
+from vaelib.train import train
 
 RESULTS = Path(__file__).parent / "results" / "exact_timing.json"
 

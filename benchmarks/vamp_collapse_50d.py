@@ -19,6 +19,9 @@ benchmarks/results/vamp_collapse_50d.json.
    saturated units in the encoder's last layer; and the VampPrior with ReLU layers in place of tanh (a ReLU
    unit counts as saturated where it outputs 0).
 
+   These runs are two passes long, seed 0 only: too short to judge a start. vamp_start_clamp_50d.py runs five
+   passes from three seeds, where Tomczak & Welling's start escaped the collapse in the third pass for most seeds.
+
     VAELIB_DATA=/path/to/mnist-full python benchmarks/vamp_collapse_50d.py [--steps 1200]
 
 One thread; about 5 minutes here.
@@ -38,7 +41,8 @@ from vaelib.data import load_mnist
 from vaelib.diagnostics import active_units
 from vaelib.model import VAE, load_checkpoint
 from vaelib.priors import VampPrior
-from vaelib.train import Batches, evaluate_terms, make_optimizer, steps_per_epoch, train_step
+from vaelib.evaluate import evaluate_terms
+from vaelib.train import Batches, make_optimizer, steps_per_epoch, train_step
 
 HERE = Path(__file__).resolve().parent / "results"
 MODEL, RESULTS = HERE / "compare_50d" / "vamp" / "model.pt", HERE / "vamp_collapse_50d.json"

@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -20,20 +20,19 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/03_reparameterisation.ipynb)
 #
-# To train the encoder we need the gradient of the ELBO with respect to its parameters $\phi$, and the
+# Training the encoder needs the gradient of the ELBO with respect to its parameters $\phi$. The
 # reconstruction term is an expectation under a distribution that itself depends on $\phi$:
 #
 # $$\nabla_\phi\,\mathbb E_{q_\phi(z)}\big[f(z)\big] = \nabla_\phi\int q_\phi(z)\,f(z)\,\mathrm dz,
 # \qquad f(z) = \log p_\theta(x\mid z).$$
 #
-# For the decoder's $\theta$ this is easy: the distribution does not depend on $\theta$, so the gradient moves
-# inside the expectation and a sample average estimates it. For $\phi$ it does not: $f$ has no $\phi$ in it,
-# and a number drawn by a random generator has no derivative with respect to the parameters it was drawn
-# with. This notebook
+# For the decoder's $\theta$ this is easy. The distribution does not depend on $\theta$, so the gradient moves
+# inside the expectation, and a sample average estimates it. For $\phi$ it does not: $f$ has no $\phi$ in it,
+# and a random draw has no derivative with respect to the parameters it was drawn with. This notebook
 #
 # 1. recalls how PyTorch computes gradients (automatic differentiation);
-# 2. builds two unbiased estimators of $\nabla_\phi\mathbb E_{q_\phi}[f]$ for a toy $f$ whose true gradient we
-#    know: the score-function (REINFORCE) estimator and the reparametrised one;
+# 2. builds two unbiased estimators of $\nabla_\phi\mathbb E_{q_\phi}[f]$ for a toy $f$ with a known gradient:
+#    the score-function (REINFORCE) estimator and the reparametrised one, which you write;
 # 3. measures how much larger the score-function estimator's variance is;
 # 4. checks autograd against finite differences on the ELBO of a tiny VAE.
 
@@ -58,8 +57,9 @@ from torch.distributions import Normal
 
 from vaelib.config import ModelConfig, seed_everything, smoke
 from vaelib.elbo import bernoulli_log_likelihood, kl_standard_normal
-from vaelib.exercises import check_rsample_tril
-from vaelib.model import VAE, reparameterize
+from vaelib.evidence import holds
+from vaelib.exercises import check_reparameterize, check_rsample_tril
+from vaelib.model import VAE
 
 SMOKE = smoke()  # VAELIB_SMOKE=1 (as in `make check`) shrinks the Monte Carlo sample counts
 n_mc = 20_000 if SMOKE else 1_000_000  # S, samples for the unbiasedness check
@@ -69,44 +69,45 @@ Z_MAX = 4  # a Monte Carlo check fails when the estimate is more than 4 standard
 # %% [markdown]
 # ## Automatic differentiation in PyTorch, briefly
 #
-# A tensor created with `requires_grad=True` makes PyTorch record every operation applied to it in a graph.
-# Calling `.backward()` on a scalar result walks that graph from the output back to the inputs, applying the
-# chain rule at each step (*reverse-mode* differentiation), and stores $\partial(\text{output})/\partial(\text{input})$
-# in each input's `.grad`. One backward pass gives the derivative with respect to every input at once, which
-# is what makes training networks with millions of weights possible. Example:
-# $y = a^2\sin a$, with $\mathrm dy/\mathrm da = 2a\sin a + a^2\cos a$.
+# A tensor created with `requires_grad=True` makes PyTorch record every operation on it in a graph. Calling
+# `.backward()` on a scalar result walks that graph back to the inputs, applying the chain rule at each step
+# (*reverse mode*). It stores $\partial(\text{output})/\partial(\text{input})$ in each input's `.grad`. One
+# backward pass gives the derivative with respect to every input at once. That is what makes training
+# networks with millions of weights possible. Example: $y = a^2\sin a$, with
+# $\mathrm dy/\mathrm da = 2a\sin a + a^2\cos a$.
 
-# %% tags=["nbval-check-output"]
+# %%
 a = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
 y = a**2 * torch.sin(a)
 y.backward()  # fills a.grad with dy/da
 by_hand = 2 * a * torch.sin(a) + a**2 * torch.cos(a)
-torch.testing.assert_close(a.grad, by_hand.detach())
-print(f"autograd {a.grad.item():.6f}, by hand {by_hand.item():.6f}; y records its history: {y.grad_fn is not None}")
+print(f"autograd {a.grad.item():.6f}, by hand {by_hand.item():.6f}")
+holds(torch.allclose(a.grad, by_hand.detach()) and y.grad_fn is not None,
+      "autograd's dy/da equals the derivative by hand, and y records its history");
 
 # %% [markdown]
 # Sampling is where the graph breaks. `Normal(mu, sigma).sample()` returns a plain number: it records no
 # dependence on `mu` or `sigma`, so no gradient can reach them through it. `rsample()` instead returns
-# $\mu + \sigma\varepsilon$ computed from a parameter-free $\varepsilon$, and stays in the graph; that is the
+# $\mu + \sigma\varepsilon$, computed from a parameter-free $\varepsilon$, and stays in the graph. That is the
 # reparametrisation trick, which the rest of the notebook justifies.
 
-# %% tags=["nbval-check-output"]
+# %%
 mu = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
 logvar = torch.tensor(math.log(0.25), dtype=torch.float64, requires_grad=True)  # sigma = 0.5
 q = Normal(mu, torch.exp(0.5 * logvar))
-print("sample() is in the graph: ", q.sample().requires_grad)
-print("rsample() is in the graph:", q.rsample().requires_grad)
+holds(not q.sample().requires_grad, "sample() is not in the graph")
+holds(q.rsample().requires_grad, "rsample() is in the graph");
 
 # %% [markdown]
 # ## A toy problem with a known gradient
 #
-# Take $q_\phi(z) = \mathcal N(\mu, \sigma^2)$ with parameters $\phi = (\mu, \log\sigma^2)$, as the encoder outputs them,
-# and $f(z) = (z - 3)^2$. Then $\mathbb E_q[f] = (\mu - 3)^2 + \sigma^2$ (bias squared plus variance), so
+# Take $q_\phi(z) = \mathcal N(\mu, \sigma^2)$ with parameters $\phi = (\mu, \log\sigma^2)$, as the encoder outputs
+# them, and $f(z) = (z - 3)^2$. Then $\mathbb E_q[f] = (\mu - 3)^2 + \sigma^2$ (bias squared plus variance), so
 #
 # $$\frac{\partial}{\partial\mu}\mathbb E_q[f] = 2(\mu - 3), \qquad \frac{\partial}{\partial\log\sigma^2}\mathbb E_q[f] = \sigma^2 .$$
 #
-# At $\mu = 1$, $\sigma = 0.5$ the true gradient is $(-4, 0.25)$. We check the expectation with $S$ samples (to
-# within `Z_MAX` standard errors, as in notebook 2) and the gradient by differentiating the closed form:
+# At $\mu = 1$, $\sigma = 0.5$ the true gradient is $(-4, 0.25)$. We check the expectation with $S$ samples,
+# to within `Z_MAX` standard errors (SE) as in notebook 2, and the gradient on the closed form:
 
 # %%
 def f(z):
@@ -118,63 +119,82 @@ z = mu.detach() + 0.5 * torch.randn(n_mc, generator=g, dtype=torch.float64)  # (
 expected_f = (mu - 3) ** 2 + logvar.exp()  # closed form of E_q[f]
 estimate, se = f(z).mean(), f(z).std() / n_mc**0.5
 print(f"E_q[f]: closed form {expected_f.item():.4f}, Monte Carlo {estimate.item():.4f} ± {se.item():.4f}")
-assert abs(estimate - expected_f) < Z_MAX * se
 true_grad = torch.stack(torch.autograd.grad(expected_f, (mu, logvar)))
-torch.testing.assert_close(true_grad, torch.tensor([2 * (1.0 - 3), 0.25], dtype=torch.float64))
+holds(abs(estimate - expected_f) < Z_MAX * se, f"the Monte Carlo E_q[f] lies within {Z_MAX} SE of the closed form")
+holds(torch.allclose(true_grad, torch.tensor([2 * (1.0 - 3), 0.25], dtype=torch.float64)),
+      "the closed form's gradient is (-4, 0.25)");
 
 # %% [markdown]
 # ## The score-function (REINFORCE) estimator
 #
 # Differentiate under the integral and use $\nabla_\phi q_\phi = q_\phi\,\nabla_\phi\log q_\phi$ (the
-# *log-derivative trick*) to turn the result back into an expectation under $q$:
+# *log-derivative trick*). The result is again an expectation under $q$:
 #
 # $$\nabla_\phi\,\mathbb E_{q_\phi}[f] = \int f(z)\,\nabla_\phi q_\phi(z)\,\mathrm dz = \int q_\phi(z)\,f(z)\,\nabla_\phi\log q_\phi(z)\,\mathrm dz
 # = \mathbb E_{q_\phi}\big[f(z)\,\nabla_\phi\log q_\phi(z)\big].$$
 #
-# It needs only *values* of $f$, never its derivative, so it works for discrete $z$ and for any $f$. For our Gaussian
-# the *score* $\nabla_\phi\log q_\phi(z)$ is
-# $\partial_\mu\log q = (z-\mu)/\sigma^2$ and $\partial_{\log\sigma^2}\log q = -\tfrac12 + (z-\mu)^2/(2\sigma^2)$; autograd agrees:
+# It needs only *values* of $f$, never its derivative. So it works for discrete $z$ and for any $f$. For our
+# Gaussian the *score* $\nabla_\phi\log q_\phi(z)$ is $\partial_\mu\log q = (z-\mu)/\sigma^2$ and
+# $\partial_{\log\sigma^2}\log q = -\tfrac12 + (z-\mu)^2/(2\sigma^2)$:
 
-# %% tags=["nbval-check-output"]
+# %%
 z0 = torch.tensor(1.8, dtype=torch.float64)  # any fixed point
 score = torch.stack(torch.autograd.grad(Normal(mu, torch.exp(0.5 * logvar)).log_prob(z0), (mu, logvar)))
 sigma2 = logvar.exp().detach()
 by_hand = torch.stack([(z0 - mu.detach()) / sigma2, -0.5 + (z0 - mu.detach()) ** 2 / (2 * sigma2)])
-torch.testing.assert_close(score, by_hand)
 print("score at z = 1.8:", [round(v, 6) for v in score.tolist()])
+holds(torch.allclose(score, by_hand), "autograd's score equals the formulas");
 
 # %% [markdown]
 # ## The reparametrised estimator
 #
-# Write the sample as a differentiable function of the parameters and of noise that does not depend on them:
-# $z = g_\phi(\varepsilon) = \mu + \sigma\,\varepsilon$ with $\varepsilon\sim\mathcal N(0, 1)$. This $z$ has exactly the
-# distribution $\mathcal N(\mu, \sigma^2)$, so $\mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}[f(g_\phi(\varepsilon))]$, and now the
-# distribution no longer depends on $\phi$, so the gradient moves inside:
+# Write the sample as a differentiable function of the parameters and of noise that does not depend on
+# them: $z = g_\phi(\varepsilon) = \mu + \sigma\,\varepsilon$ with $\varepsilon\sim\mathcal N(0, 1)$. This $z$ has
+# exactly the distribution $\mathcal N(\mu, \sigma^2)$, so $\mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}[f(g_\phi(\varepsilon))]$.
+# Now the distribution no longer depends on $\phi$, and the gradient moves inside:
 #
 # $$\nabla_\phi\,\mathbb E_{q_\phi}[f] = \mathbb E_{\varepsilon}\big[f'(z)\,\nabla_\phi g_\phi(\varepsilon)\big],
 # \qquad \frac{\partial z}{\partial\mu} = 1, \quad \frac{\partial z}{\partial\log\sigma^2} = \tfrac12\sigma\varepsilon .$$
 #
-# `vaelib.reparameterize(mu, logvar, eps)` computes $z = \mu + \exp(\tfrac12\log\sigma^2)\,\varepsilon$. Its draws
-# have the right mean and standard deviation (each within `Z_MAX` standard errors), and autograd through it
+# **Your turn.** Write the draw from what the encoder outputs, `mu` and `logvar` $= \log\sigma^2$, and the
+# noise `eps` you are given. The next cell checks the draw and its gradients, and names the usual mistakes.
+# From then on the notebook runs your function.
+
+# %% tags=["solution"]
+def my_reparameterize(mu, logvar, eps):
+    """z = mu + sigma * eps, a draw of N(mu, diag(sigma^2)) from eps ~ N(0, I), differentiable in mu and logvar.
+
+    Shapes: mu, logvar, eps all (B, L) (or any one shape) -> z of the same shape.
+    """
+    raise NotImplementedError(
+        'Hint: logvar = log sigma^2; what is sigma in terms of logvar? Use the eps '
+        'given (draw nothing inside), so that gradients reach mu and logvar.'
+    )
+
+
+# %% tags=["nbval-check-output"]
+reparameterize = check_reparameterize(my_reparameterize).use()
+
+# %% [markdown]
+# The draws have the right mean and standard deviation, each within `Z_MAX` SE. Autograd through them
 # gives the chain rule above:
 
 # %%
 eps = torch.randn(n_mc, generator=g, dtype=torch.float64)
 z = reparameterize(mu, logvar, eps)  # (S,), in the graph
 print(f"mean {z.mean().item():.4f} (mu = 1), std {z.std().item():.4f} (sigma = 0.5), from {n_mc:,} draws")
-assert abs(z.mean() - 1) < Z_MAX * 0.5 / n_mc**0.5 and abs(z.std() - 0.5) < Z_MAX * 0.5 / (2 * n_mc) ** 0.5
 grad_mu, grad_logvar = torch.autograd.grad(f(z[0]), (mu, logvar))
 chain_rule = torch.stack([2 * (z[0] - 3), 2 * (z[0] - 3) * 0.5 * 0.5 * eps[0]]).detach()
-torch.testing.assert_close(torch.stack([grad_mu, grad_logvar]), chain_rule)
+holds(abs(z.mean() - 1) < Z_MAX * 0.5 / n_mc**0.5 and abs(z.std() - 0.5) < Z_MAX * 0.5 / (2 * n_mc) ** 0.5,
+      f"the draws' mean and standard deviation lie within {Z_MAX} SE of mu and sigma")
+holds(torch.allclose(torch.stack([grad_mu, grad_logvar]), chain_rule), "autograd through the draw gives the chain rule");
 
 # %% [markdown]
 # ## Both estimators are unbiased
 #
-# To study the estimators we need the gradient contributed by *each* sample separately. We give every sample
-# its own copy of $(\mu, \log\sigma^2)$; the gradient of the sum with respect to copy $i$ is then sample $i$'s
-# estimate. The score-function version detaches $z$ (a plain sample) and differentiates $f(z)\log q_\phi(z)$;
-# the reparametrised version differentiates $f(z)$ through $z$. Both use the same noise, so they are compared
-# on the very same draws. First the reparametrised one:
+# To study the estimators we need the gradient contributed by *each* sample. So every sample gets its own
+# copy of $(\mu, \log\sigma^2)$: the gradient of the sum with respect to copy $i$ is sample $i$'s estimate.
+# The reparametrised version differentiates $f(z)$ through $z$:
 
 # %%
 def per_sample_params(n):
@@ -189,8 +209,8 @@ def reparameterised_grads(eps, fn=f):
     return torch.stack([mu_n.grad, logvar_n.grad], -1).reshape(*eps.shape, 2)
 
 # %% [markdown]
-# The score-function version computes the same $z$ from the same noise, but detaches it: from here on it is a
-# plain number, and the gradient comes from $\log q_\phi(z)$ alone.
+# The score-function version computes the same $z$ from the same noise, then detaches it. From there on it
+# is a plain number, and the gradient comes from $\log q_\phi(z)$ alone. Both see the very same draws.
 
 # %%
 def score_function_grads(eps, fn=f):
@@ -201,36 +221,33 @@ def score_function_grads(eps, fn=f):
     return torch.stack([mu_n.grad, logvar_n.grad], -1).reshape(*eps.shape, 2)
 
 # %% [markdown]
-# Averaged over $S$ samples, each estimator must land within `Z_MAX` standard errors of the true gradient:
+# Averaged over $S$ samples, each estimator lands within `Z_MAX` SE of the true gradient:
 
 # %%
 estimators = {"score function": score_function_grads(eps), "reparametrised": reparameterised_grads(eps)}  # (S, 2) each
 print(f"true gradient: d/dmu = {true_grad[0].item():+.4f}, d/dlogvar = {true_grad[1].item():+.4f}  ({n_mc:,} samples)")
 for name, grads in estimators.items():
     mean, se = grads.mean(0), grads.std(0) / n_mc**0.5
-    cells = [f"{m:+.4f} ± {s:.4f} ({(m - t) / s:+.1f} SE)"
-             for m, s, t in zip(mean.tolist(), se.tolist(), true_grad.tolist())]
+    cells = [f"{m:+.4f} ± {s:.4f} ({(m - t) / s:+.1f} SE)" for m, s, t in zip(mean.tolist(), se.tolist(), true_grad.tolist())]
     print(f"{name:15s} d/dmu = {cells[0]},  d/dlogvar = {cells[1]}")
-    assert ((mean - true_grad).abs() < Z_MAX * se).all()
+holds(all(((e.mean(0) - true_grad).abs() < Z_MAX * e.std(0) / n_mc**0.5).all() for e in estimators.values()),
+      f"both estimators lie within {Z_MAX} SE of the true gradient");
 
 # %% [markdown]
 # Both are right on average, but their standard errors differ on the very same draws. The ratio of their
-# per-sample variances is the number of score-function samples that match the variance of one
-# reparametrised sample:
+# per-sample variances is the number of score-function samples that match one reparametrised sample:
 
 # %%
 variance_ratio = estimators["score function"].var(0) / estimators["reparametrised"].var(0)
-print(f"variance ratio, score function / reparametrised: "
-      f"d/dmu {variance_ratio[0]:.0f}x, d/dlogvar {variance_ratio[1]:.0f}x")
-assert (variance_ratio > 1).all()
+print(f"variance ratio, score function / reparametrised: d/dmu {variance_ratio[0]:.0f}x, d/dlogvar {variance_ratio[1]:.0f}x")
+holds((variance_ratio > 1).all(), "the score-function estimator has the larger variance, for both parameters");
 
 # %% [markdown]
 # ## Variance against the number of samples
 #
-# An average of $S$ independent per-sample estimates has variance $\mathrm{Var}_1/S$, so both estimators improve
-# at the same rate, a slope of $-1$ on a log-log plot, and the gap between them stays the constant factor
-# printed above. We measure the variance directly, from `n_repeats` independent repetitions of each
-# $S$-sample average:
+# An average of $S$ independent per-sample estimates has variance $\mathrm{Var}_1/S$. So both estimators improve
+# at the same rate, a slope of $-1$ on a log-log plot, and the gap between them stays the factor printed
+# above. We measure the variance directly, from `n_repeats` independent repetitions of each $S$-sample average:
 
 # %%
 S_values = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
@@ -241,7 +258,7 @@ for name, grads_fn in [("score function", score_function_grads), ("reparametrise
     measured[name] = torch.stack([grads[:, :S].mean(1).var(0) for S in S_values])  # (len(S_values), 2)
 
 # %% [markdown]
-# The measured variances (dots) against the prediction $\mathrm{Var}_1/S$ (dashed), where $\mathrm{Var}_1$ is the
+# The measured variances (dots) against the prediction $\mathrm{Var}_1/S$ (dashed). $\mathrm{Var}_1$ is the
 # per-sample variance from the unbiasedness check above:
 
 # %%
@@ -259,81 +276,81 @@ fig.suptitle(f"Variance of the S-sample average, each measured over {n_repeats} 
 plt.show()
 
 # %% [markdown]
-# The slope of each line of dots, fitted by least squares on the log-log scale, and how far the dots stray
-# from the dashed prediction:
+# Each line of dots has slope $-1$, to within 0.25. The fit is by least squares on the log-log scale; the
+# cell also prints how far the dots stray from the dashed prediction.
 
 # %%
 log_S = S_axis.log() - S_axis.log().mean()
+slopes = {}
 for name, variances in measured.items():
-    slopes = (log_S.unsqueeze(1) * variances.log()).sum(0) / log_S.pow(2).sum()  # (2,), one per parameter
+    slopes[name] = (log_S.unsqueeze(1) * variances.log()).sum(0) / log_S.pow(2).sum()  # (2,), one per parameter
     stray = variances / (estimators[name].var(0) / S_axis.unsqueeze(1))  # measured / predicted
-    print(f"{name:15s} slopes: d/dmu {slopes[0]:+.2f}, d/dlogvar {slopes[1]:+.2f}; "
+    print(f"{name:15s} slopes: d/dmu {slopes[name][0]:+.2f}, d/dlogvar {slopes[name][1]:+.2f}; "
           f"measured / predicted from {stray.min():.2f} to {stray.max():.2f}")
-    assert ((slopes + 1).abs() < 0.25).all()
+holds(all(((s + 1).abs() < 0.25).all() for s in slopes.values()), "every slope is -1, to within 0.25");
 
 # %% [markdown]
-# Why is the score-function estimator so much noisier? It uses only the value $f(z)$. The score
-# $\nabla_\phi\log q_\phi(z)$ has mean zero under $q$, and here $f\ge 0$, so each sample's $f(z)\,\nabla_\phi\log q_\phi(z)$
-# points wherever that sample's score points, and the true direction emerges only on average, from high-$f$ samples
-# weighing more. The reparametrised estimator uses the derivative $f'(z)$, the slope of $f$ at each sample.
-# On the draws above: the mean score, and how often a single sample's estimate of $\partial/\partial\mu$ has
-# the true gradient's sign:
+# Why is the score-function estimator so much noisier? It uses only the value $f(z)$. The score has mean zero
+# under $q$, and here $f\ge 0$. So each sample's $f(z)\,\nabla_\phi\log q_\phi(z)$ points wherever that sample's
+# score points. The true direction emerges only on average, from high-$f$ samples weighing more. The
+# reparametrised estimator uses $f'(z)$, the slope of $f$ at each sample. On the draws above:
 
 # %%
 sigma = 0.5
 scores = torch.stack([eps / sigma, -0.5 + eps**2 / 2], -1)  # (S, 2): d log q / d(mu, logvar) at each z
 mean, se = scores.mean(0), scores.std(0) / n_mc**0.5
 print(f"mean score: {mean[0]:+.4f} ± {se[0]:.4f} (d/dmu), {mean[1]:+.4f} ± {se[1]:.4f} (d/dlogvar)")
-assert (mean.abs() < Z_MAX * se).all()
 right_sign = {name: (grads[:, 0].sign() == true_grad[0].sign()).double().mean() for name, grads in estimators.items()}
 for name, share in right_sign.items():
     print(f"{name:15s}: {share:.3%} of single-sample estimates of d/dmu have the true sign")
-assert right_sign["reparametrised"] > right_sign["score function"]
+holds((mean.abs() < Z_MAX * se).all(), f"the mean score is 0, to within {Z_MAX} SE")
+holds(right_sign["reparametrised"] > right_sign["score function"],
+      "more single reparametrised estimates than score-function ones have the true sign");
 
 # %% [markdown]
-# The reparametrisation's price: $z$ must be a continuous, differentiable function of $\phi$ and
-# $\varepsilon$, and $f$ must be continuous in $z$ and Lipschitz (more generally: with a derivative
-# bounded by something whose average under $q$ is finite), so that, by dominated convergence, the
-# derivative of the average is the average of the derivatives. Differentiable almost everywhere is
-# not enough on its own: a step function is differentiable almost everywhere with derivative 0, yet
-# $\mathbb E[\mathbf 1\{z > 0\}]$ changes with $\mu$. A ReLU decoder is continuous and Lipschitz, with
-# kinks that a continuous $z$ hits with probability zero, so for a VAE with a Gaussian $q$ both hold.
+# The reparametrisation has a price. The draw $z$ must be a differentiable function of $\phi$ and
+# $\varepsilon$. And $f$ must be continuous in $z$, with a derivative bounded by something whose average under
+# $q$ is finite (Lipschitz will do). Then, by dominated convergence, the derivative of the average is the
+# average of the derivatives. Differentiable almost everywhere is not enough on its own. A step function has
+# derivative 0 almost everywhere, yet $\mathbb E[\mathbf 1\{z > 0\}]$ changes with $\mu$. A ReLU decoder is
+# continuous and Lipschitz. Its kinks are hit with probability zero by a continuous $z$. So for a VAE with a
+# Gaussian $q$ both conditions hold.
 #
 # ## The trick inside the VAE
 #
-# In `VAE.forward` the encoder's $(\mu, \log\sigma^2)$ go through `reparameterize` before the decoder, with one
-# draw of $\varepsilon$ per image: each training step estimates the reconstruction term and its gradient from a
-# single sample (notebook 4 measures whether one is enough). With a plain sample and no score-function
-# term, autograd would give the encoder no gradient at all from the reconstruction term. We check on a small VAE, counting the encoder's weight and
-# bias tensors that receive a non-zero gradient of $\log p(x\mid z)$, with $z$ reparametrised and with $z$ a plain
-# sample of the same value:
+# In `VAE.forward` the encoder's $(\mu, \log\sigma^2)$ go through the reparametrised draw before the decoder,
+# with one $\varepsilon$ per image. So each training step estimates the reconstruction term and its gradient
+# from a single sample (notebook 4 measures whether one is enough). With a plain sample instead, the encoder
+# gets no gradient at all from the reconstruction term. On a small VAE, we count the encoder's tensors that
+# receive a non-zero gradient of $\log p(x\mid z)$, with your draw and with a plain sample of the same value:
 
-# %% tags=["nbval-check-output"]
+# %%
 seed_everything(0)
 tiny = VAE(ModelConfig(x_dim=6, hidden=(5,), z_dim=2)).double()  # D = 6 pixels, one hidden layer of 5 units, L = 2
 x = torch.bernoulli(torch.full((3, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
 eps_x = torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)  # (B, L)
 mu_x, logvar_x = tiny.encode(x)
 encoder = [*tiny.encoder.parameters(), *tiny.mu_head.parameters(), *tiny.logvar_head.parameters()]
+reached = {}
 for name, z_x in [("reparametrised z", reparameterize(mu_x, logvar_x, eps_x)),
                   ("plain sample z  ", reparameterize(mu_x, logvar_x, eps_x).detach())]:
     tiny.zero_grad()
     bernoulli_log_likelihood(tiny.decode(z_x), x).sum().backward(retain_graph=True)
-    reached = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in encoder)
-    print(f"{name}: {reached} of the encoder's {len(encoder)} tensors receive a gradient")
-    assert reached == (len(encoder) if name.startswith("reparametrised") else 0)
+    reached[name] = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in encoder)
+    print(f"{name}: {reached[name]} of the encoder's {len(encoder)} tensors receive a gradient")
+holds(list(reached.values()) == [len(encoder), 0], "every encoder tensor gets a gradient through the draw, none through a plain sample");
 
 # %% [markdown]
 # ## Checking autograd against finite differences
 #
-# Autograd is exact up to rounding, but our *use* of it could be wrong (a stray `.detach()`, a wrong reduction).
-# An independent check is the central finite difference
+# Autograd is exact up to rounding, but our *use* of it could be wrong: a stray `.detach()`, a wrong
+# reduction. An independent check is the central finite difference
 #
-# $$\frac{\partial F}{\partial u_k} \approx \frac{F(u + h e_k) - F(u - h e_k)}{2h},$$
+# $$\frac{\partial F}{\partial u_k} \approx \frac{F(u + h e_k) - F(u - h e_k)}{2h}.$$
 #
-# whose error is a truncation term of order $h^2$ plus a rounding term of order $\epsilon_{\text{mach}}|F|/h$. We take
-# $F$ to be the one-sample ELBO of the tiny VAE, summed over its images, as a function of the encoder's outputs
-# $(\mu, \log\sigma^2)$ with the noise held fixed, and compare one entry by hand, in float64 with $h = 10^{-6}$:
+# Its error is a truncation term of order $h^2$ plus a rounding term of order $\epsilon_{\text{mach}}|F|/h$. We
+# take $F$ to be the one-sample ELBO of the tiny VAE, summed over its images, as a function of the encoder's
+# outputs $(\mu, \log\sigma^2)$ with the noise held fixed. One entry by hand, in float64 with $h = 10^{-6}$:
 
 # %%
 def elbo_of(mu, logvar):
@@ -350,37 +367,36 @@ rounding = torch.finfo(torch.float64).eps * elbo_of(mu0, logvar0).sum().abs().it
 difference = (central - autograd_mu[0, 1]).abs().item()
 print(f"d ELBO / d mu[0, 1]: autograd {autograd_mu[0, 1].item():.10f}, central difference {central.item():.10f}")
 print(f"difference {difference:.0e}; rounding scale eps_mach |F| / h = {rounding:.0e}")
-assert difference < 10 * rounding
+holds(difference < 10 * rounding, "autograd and the central difference agree to within ten times the rounding scale");
 
 # %% [markdown]
-# `torch.autograd.gradcheck` does this for every entry of every input, comparing the whole Jacobian that backward
-# computes with the one from central differences. It passes for the ELBO with respect to both `mu` and `logvar`:
+# `torch.autograd.gradcheck` does this for every entry of every input. It compares the whole Jacobian that
+# backward computes with the one from central differences, for the ELBO with respect to `mu` and `logvar`:
 
-# %% tags=["nbval-check-output"]
-passed = torch.autograd.gradcheck(elbo_of, (mu0, logvar0), eps=1e-6, atol=1e-7)
-print("gradcheck of the ELBO w.r.t. (mu, logvar):", passed)
+# %%
+holds(torch.autograd.gradcheck(elbo_of, (mu0, logvar0), eps=1e-6, atol=1e-7),
+      "gradcheck passes for the ELBO with respect to (mu, logvar)");
 
 # %% [markdown]
 # ## Summary
 #
-# - $\nabla_\phi\mathbb E_{q_\phi}[f]$ is not $\mathbb E_{q_\phi}[\nabla_\phi f]$ (which is 0, since $f$ has no $\phi$ in it):
-#   the distribution the samples come from depends on $\phi$. The score-function estimator moves the
-#   gradient inside by differentiating $\log q_\phi$; the reparametrisation moves $\phi$ into $f$.
-# - The score-function estimator $f(z)\nabla_\phi\log q_\phi(z)$ is unbiased and general, but on the toy problem
-#   its variance was larger than the reparametrised estimator's by the factors printed above.
-# - The reparametrisation $z = \mu + \sigma\odot\varepsilon$ moves $\phi$ out of the distribution; the estimator
-#   $f'(z)\nabla_\phi z$ is unbiased too. The variances of both fall like $1/S$ with $S$ samples.
-# - Autograd differentiates through `reparameterize`; gradcheck confirms it against finite differences.
+# - $\nabla_\phi\mathbb E_{q_\phi}[f]$ is not $\mathbb E_{q_\phi}[\nabla_\phi f]$, which is 0 since $f$ has no $\phi$ in it:
+#   the samples' distribution depends on $\phi$. The score-function estimator differentiates $\log q_\phi$
+#   instead; the reparametrisation moves $\phi$ into $f$.
+# - The score-function estimator $f(z)\nabla_\phi\log q_\phi(z)$ is unbiased and general. On the toy problem its
+#   variance was larger than the reparametrised estimator's, by the factors printed above.
+# - The reparametrisation $z = \mu + \exp(\tfrac12\log\sigma^2)\odot\varepsilon$ moves $\phi$ out of the
+#   distribution, and $f'(z)\nabla_\phi z$ is unbiased too. Both variances fall like $1/S$ with $S$ samples.
+# - Autograd differentiates through the draw; gradcheck confirms it against finite differences.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. The page reparametrised a Gaussian with a diagonal covariance. A full covariance $\Sigma = CC^\top$, with
-#    $C$ lower triangular with a positive diagonal (the Cholesky factor of $\Sigma$), lets the latent dimensions
-#    be correlated. Implement `my_rsample_tril(mu, scale_tril, eps)`: a reparametrised draw of
-#    $\mathcal N(\mu, CC^\top)$ for each example, where `scale_tril` holds $C$, built from the given noise
-#    $\varepsilon\sim\mathcal N(0, I)$ so that gradients reach both $\mu$ and $C$. The next cell checks the draw and
-#    its gradients.
+# 1. The page reparametrised a Gaussian with a diagonal covariance. A full covariance $\Sigma = CC^\top$ lets the
+#    latent dimensions be correlated; $C$ is lower triangular with a positive diagonal (the Cholesky factor of
+#    $\Sigma$). Implement `my_rsample_tril(mu, scale_tril, eps)`: a reparametrised draw of $\mathcal N(\mu, CC^\top)$
+#    for each example, where `scale_tril` holds $C$. Build it from the given noise $\varepsilon\sim\mathcal N(0, I)$,
+#    so that gradients reach both $\mu$ and $C$. The next cell checks the draw and its gradients.
 
 # %% tags=["solution"]
 def my_rsample_tril(mu, scale_tril, eps):
@@ -395,7 +411,7 @@ def my_rsample_tril(mu, scale_tril, eps):
     )
 
 
-# %%
+# %% tags=["nbval-check-output"]
 check_rsample_tril(my_rsample_tril)
 
 # %% [markdown]

@@ -13,7 +13,8 @@ from torch import nn
 from vaelib import config, diagnostics, exact, plot, runs, study
 from vaelib.config import ModelConfig, TrainConfig, float64_device, pick_device
 from vaelib.model import VAE, load_checkpoint, save_checkpoint
-from vaelib.train import History, per_image_iwae, per_image_terms, save_course_model, train
+from vaelib.evaluate import per_image_iwae, per_image_terms
+from vaelib.train import History, save_course_model, train
 
 
 def fake_accelerator(monkeypatch, found):

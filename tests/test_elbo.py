@@ -11,6 +11,7 @@ from vaelib.config import ModelConfig
 from vaelib.elbo import (IWAE, bernoulli_log_likelihood, elbo_terms, iwae_bound, iwae_dreg_terms, iwae_terms,
                          kl_standard_normal, log_normal)
 from vaelib.model import VAE
+from vaelib.priors import StandardNormal
 
 
 def test_kl_matches_torch_distributions():
@@ -44,8 +45,9 @@ def test_log_normal_matches_torch_distributions():
 class LinearGaussian(torch.nn.Module):
     """p(z) = N(0, I), p(x|z) = N(Wz + b, s2 I): log p(x) = log N(x; b, W W^T + s2 I) exactly.
 
-    It quacks like a VAE for iwae_bound: encode(x) gives a deliberately imperfect q(z|x), sample_posterior
-    draws from it, decode(z) gives the mean, and the likelihood is swapped in by monkeypatching.
+    It follows vaelib.model.LatentVariableModel as iwae_bound uses it: posterior_params(x) gives a deliberately
+    imperfect q(z|x), draw_posterior draws from it, decode(z) gives the mean, and the likelihood is swapped in by
+    monkeypatching.
     """
 
     def __init__(self, D=6, L=2, s2=0.5, seed=0):
@@ -60,13 +62,16 @@ class LinearGaussian(torch.nn.Module):
         mean = torch.linalg.solve(precision, self.W.T @ (x - self.b).T / self.s2).T
         return mean + 0.3, torch.full_like(mean, math.log(0.3))
 
-    def sample_posterior(self, x, k, generator=None):
+    def posterior_params(self, x):
         mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn((k, *mu.shape), generator=generator, dtype=x.dtype)
+        return {"mu": mu, "logvar": logvar}
+
+    def draw_posterior(self, params, k, generator=None):
+        mu, logvar = params["mu"], params["logvar"]
+        z = mu + torch.exp(0.5 * logvar) * torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype)
         return z, log_normal(z, mu, logvar)
 
-    def log_prior(self, z):
-        return log_normal(z)
+    prior = StandardNormal(2)
 
     def decode(self, z):
         return z @ self.W.T + self.b
@@ -139,7 +144,7 @@ def test_iwae_with_one_sample_is_the_one_sample_elbo_in_value_and_gradients(vari
     is in closed form, so there the ELBO is written out here: log p(x|z) + log N(z; 0, I) - log q(z|x)."""
     model, x = tiny_vae(**VARIANTS[variant]), tiny_images()
     iwae = iwae_terms(model, x, 1, seeded()).iwae
-    if model.analytic_kl:
+    if model.closed_form_kl:
         mu, logvar = model.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=seeded(), dtype=mu.dtype)
         elbo = Bernoulli(logits=model.decode(z)).log_prob(x).sum(-1) + Normal(0.0, 1.0).log_prob(z).sum(-1) \
@@ -154,7 +159,7 @@ def test_iwae_with_one_sample_is_the_one_sample_elbo_in_value_and_gradients(vari
 
 def reference_prior(model):
     """p(z) of a Gaussian-posterior VAE as torch.distributions give it."""
-    if model.prior is None:
+    if model.closed_form_kl:
         return Independent(Normal(torch.zeros(2, dtype=torch.float64), 1.0), 1)
     if model.config.prior == "vamp":
         mu, logvar = model.encode(model.prior.pseudo_inputs)

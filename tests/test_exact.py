@@ -14,7 +14,8 @@ from vaelib.elbo import bernoulli_log_likelihood
 from vaelib.exact import (Tiling, bernoulli_log_px_z, converged_log_px, grid_axis, grid_points, log_px_grid,
                           posterior_grid)
 from vaelib.model import VAE
-from vaelib.train import per_image_iwae, train
+from vaelib.evaluate import per_image_iwae
+from vaelib.train import train
 
 
 class LinearGaussian:
@@ -379,7 +380,7 @@ def test_quadrature_integrates_against_a_learned_prior(prior):
 
     double = copy.deepcopy(model).double()
     with torch.no_grad():
-        means, logvars, logits = double.prior_components()
+        means, logvars, logits = double.prior.components()
         p_z = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(means, torch.exp(0.5 * logvars)), 1))
         axis = torch.arange(-400, 401, dtype=torch.float64) * 0.02
         z = grid_points(axis, axis)
@@ -416,7 +417,7 @@ def test_covering_half_width_holds_codes_that_a_learned_prior_put_far_out():
     assert a >= 17 and a == int(a)
 
     with torch.no_grad():
-        means, logvars, logits = model.double().prior_components()
+        means, logvars, logits = model.double().prior.components()
         p_z = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(means, torch.exp(0.5 * logvars)), 1))
         axis1, axis2 = 13.5 + torch.arange(-300, 301, dtype=torch.float64) * 0.02, -11.5 + torch.arange(-300, 301, dtype=torch.float64) * 0.02
         z = grid_points(axis1, axis2)

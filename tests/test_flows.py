@@ -8,7 +8,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from vaelib.config import ModelConfig
-from vaelib.flows import constrained_u, planar
+from vaelib.flows import constrained_u, layers_of, planar
 from vaelib.model import VAE
 
 
@@ -62,7 +62,7 @@ def test_the_constraint_keeps_every_layer_invertible_however_u_is_set():
 def invert(model, z, h):
     """The flow's inverse for one image, layer by layer: a = w . z_(l-1) solves a + (w . u_hat) tanh(a + b) = w . z_l,
     whose left side increases in a, by bisection. Shapes: (G, L), (1, H) -> (G, L)."""
-    for u, w, b in reversed(model.flow.layer_parameters(h)):
+    for u, w, b in reversed(layers_of(model.flow.head(h), model.config.z_dim)):
         u_hat, w, b = constrained_u(u, w)[0], w[0], b[0]
         c, target = (w * u_hat).sum(), z @ w
         low, high = target - c.abs() - 1, target + c.abs() + 1
@@ -114,7 +114,7 @@ def test_the_density_integrates_to_one_and_a_histogram_of_samples_matches_it():
 
 def test_the_flow_is_amortised_each_image_has_its_own_and_forward_decodes_its_z():
     model, x = planar_vae(), images(2)
-    (u1, w1, b1), *_ = model.flow.layer_parameters(model.encoder(x))
+    (u1, w1, b1), *_ = layers_of(model.flow.head(model.encoder(x)), model.config.z_dim)
     assert not torch.equal(u1[0], u1[1]) and not torch.equal(w1[0], w1[1]) and b1[0] != b1[1]
     z, _ = model.sample_posterior(x, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(model(x, torch.Generator().manual_seed(4))[0], model.decode(z))

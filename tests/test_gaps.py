@@ -8,7 +8,7 @@ import torch
 from vaelib.config import ModelConfig
 from vaelib.elbo import posterior_log_weights
 from vaelib.exact import log_px_grid, posterior_grid
-from vaelib.gaps import fit_local, local_elbo, local_log_weights, local_parameters, posterior_moments_start
+from vaelib.gaps import fit_local, local_elbo, local_parameters, posterior_moments_start
 from vaelib.model import VAE
 
 FAMILIES = {"gaussian": {}, "planar": {"posterior": "planar", "flow_layers": 3}, "mog": {"prior": "mog"},
@@ -24,7 +24,7 @@ def small_model(seed: int = 0, **config) -> VAE:
 def test_the_encoders_local_parameters_give_the_models_own_log_weights(sample_data, family):
     model, x = small_model(**FAMILIES[family]), sample_data.test_x[:6]
     expected = posterior_log_weights(model, x, 5, torch.Generator().manual_seed(7))
-    got = local_log_weights(model, x, local_parameters(model, x), 5, torch.Generator().manual_seed(7))
+    got = posterior_log_weights(model, x, 5, torch.Generator().manual_seed(7), local_parameters(model, x))
     torch.testing.assert_close(got, expected.detach())
 
 
@@ -81,8 +81,8 @@ def test_the_posterior_moments_start_of_a_flow_is_the_identity_flow(sample_data)
     model, x = small_model(**FAMILIES["planar"]), sample_data.test_x[:3]
     log_post, z1, z2 = posterior_grid(model, x, 6.0, 0.05)
     start = posterior_moments_start(model, x, log_post, z1, z2)
-    eps_draws = local_log_weights(model, x, {**start, "flow": None}, 7, torch.Generator().manual_seed(4))
-    flow_draws = local_log_weights(model, x, start, 7, torch.Generator().manual_seed(4))
+    eps_draws = posterior_log_weights(model, x, 7, torch.Generator().manual_seed(4), {**start, "flow": None})
+    flow_draws = posterior_log_weights(model, x, 7, torch.Generator().manual_seed(4), start)
     torch.testing.assert_close(flow_draws, eps_draws, atol=1e-5, rtol=1e-5)  # the same q: no layer moves z
 
 

@@ -94,7 +94,7 @@ def test_checkpoint_round_trip_of_the_variants(tmp_path, variant):
     x = torch.rand(3, 784)
     draws = [m.sample_posterior(x, 2, torch.Generator().manual_seed(1)) for m in (model, loaded)]
     torch.testing.assert_close(draws[0], draws[1])
-    torch.testing.assert_close(loaded.log_prior(draws[0][0]), model.log_prior(draws[0][0]))
+    torch.testing.assert_close(loaded.prior.log_prob(draws[0][0]), model.prior.log_prob(draws[0][0]))
     with pytest.raises(CheckpointError, match="posterior='gaussian'|prior='normal'"):
         load_checkpoint(tmp_path / "m.pt", ModelConfig(hidden=(16,)))
 

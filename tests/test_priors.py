@@ -33,7 +33,7 @@ def test_mixture_log_prior_is_mixture_same_family():
     model = mixture_vae()
     z = torch.randn(5, 7, 2, generator=torch.Generator().manual_seed(1)) * 5  # any batch shape (..., L)
     expected = reference(model.prior.means, model.prior.logvars, model.prior.logits).log_prob(z)
-    torch.testing.assert_close(model.log_prior(z), expected)
+    torch.testing.assert_close(model.prior.log_prob(z), expected)
 
 
 def test_mixture_log_prob_of_far_out_codes_under_narrow_components():
@@ -65,8 +65,8 @@ def test_vamp_prior_is_the_mixture_of_the_encoders_gaussians_at_the_pseudo_input
     mu, logvar = model.encode(model.prior.pseudo_inputs)  # q(z|u_c), c = 1..4
     z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
     expected = reference(mu, logvar, torch.zeros(4)).log_prob(z)
-    torch.testing.assert_close(model.log_prior(z), expected)
-    model.log_prior(z).sum().backward()  # learned: the pseudo-inputs and the encoder both get gradients
+    torch.testing.assert_close(model.prior.log_prob(z), expected)
+    model.prior.log_prob(z).sum().backward()  # learned: the pseudo-inputs and the encoder both get gradients
     assert model.prior.pseudo_inputs.grad.abs().sum() > 0 and model.mu_head.weight.grad.abs().sum() > 0
 
 
@@ -74,7 +74,7 @@ def test_sample_draws_from_the_learned_prior():
     """Each component's share of 40,000 draws within 4.5 binomial standard errors of its weight, and its draws
     with the component's mean and variance; model.sample decodes the very same z."""
     model, n = mixture_vae(), 40_000
-    z = model.sample_prior(n, torch.Generator().manual_seed(2))
+    z = model.prior.sample(n, torch.Generator().manual_seed(2))
     nearest = torch.cdist(z, torch.tensor(MEANS)).argmin(1)
     for c, weight in enumerate(WEIGHTS):
         share = (nearest == c).float().mean().item()
@@ -85,7 +85,7 @@ def test_sample_draws_from_the_learned_prior():
         torch.testing.assert_close(mine.mean(0), model.prior.means[c].detach(), atol=5 * standard_error, rtol=0)
         torch.testing.assert_close(mine.std(0), std, rtol=0.05, atol=0)
     torch.testing.assert_close(model.sample(5, torch.Generator().manual_seed(3)),
-                               torch.sigmoid(model.decode(model.sample_prior(5, torch.Generator().manual_seed(3)))))
+                               torch.sigmoid(model.decode(model.prior.sample(5, torch.Generator().manual_seed(3)))))
 
 
 @pytest.mark.parametrize("prior", ["normal", "mog", "vamp"])

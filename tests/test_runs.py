@@ -114,3 +114,12 @@ def test_a_damaged_cached_model_is_trained_anew_not_an_error(stores, sample_data
     (runs.cache_dir() / runs.settings_key(settings) / damage).write_text("damaged")
     assert runs.trained(settings, fit).source == "trained" and fit.calls == 2
     assert runs.trained(settings, fit).source == "cache"  # the retrained model replaced the damaged one
+
+
+def test_a_path_is_shown_from_the_nearer_of_the_checkout_and_the_runs_folder(tmp_path, monkeypatch):
+    """A runs folder above the checkout (VAELIB_RUNS=/somewhere/runs) must not show the checkout's own path."""
+    monkeypatch.setattr(runs, "PRETRAINED", tmp_path / "checkout" / "vaelib" / "pretrained")
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path / "runs"))
+    assert runs.shown(tmp_path / "checkout" / "vaelib" / "pretrained" / "abc") == "vaelib/pretrained/abc"
+    assert runs.shown(tmp_path / "runs" / "cache" / "abc") == "runs/cache/abc"
+    assert runs.shown(tmp_path.parent / "elsewhere" / "abc") == "abc"

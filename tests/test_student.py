@@ -13,6 +13,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+import torch
 from nbclient import NotebookClient
 
 import vaelib.exercises
@@ -161,11 +162,65 @@ def test_a_solution_cell_without_a_function_or_a_hint_is_refused():
         make_student.stub_cell("# Hint: x\nx = 1\n")
     with pytest.raises(ValueError, match="no '# Hint: ...' line"):
         make_student.stub_cell("def f(x):\n    return x\n")
+    with pytest.raises(ValueError, match="defines no function"):  # a class with no hinted method asks for nothing
+        make_student.stub_cell("class A:\n    def f(self, x):\n        return x\n")
+
+
+CLASS_CELL = '''class CourseVAE(nn.Module):
+    """A VAE."""
+
+    def __init__(self, D=784, L=2):
+        super().__init__()
+        self.encoder = nn.Linear(D, L)  # Hint-free: __init__ stays
+
+    @torch.no_grad()
+    def forward(self, x, generator=None):
+        """One pass: logits, mu, logvar."""
+        # Hint: the encoder, the heads,
+        #       then the decoder.
+        h = self.encoder(x)
+        return h, h, h
+
+    def encode(self, x):
+        return self.encoder(x)
+'''
+
+CLASS_STUB = '''class CourseVAE(nn.Module):
+    """A VAE."""
+
+    def __init__(self, D=784, L=2):
+        super().__init__()
+        self.encoder = nn.Linear(D, L)  # Hint-free: __init__ stays
+
+    @torch.no_grad()
+    def forward(self, x, generator=None):
+        """One pass: logits, mu, logvar."""
+        raise NotImplementedError('Hint: the encoder, the heads, then the decoder.')
+
+    def encode(self, x):
+        return self.encoder(x)
+'''
+
+
+def test_a_method_with_a_hint_becomes_a_stub_and_the_other_methods_of_its_class_stay():
+    assert make_student.stub_cell(CLASS_CELL) == (CLASS_STUB, 1)
+    namespace = {}
+    exec("import torch\nfrom torch import nn\n" + CLASS_STUB, namespace)
+    model = namespace["CourseVAE"](D=3)  # __init__ still builds the layers
+    assert model.encode(torch.ones(1, 3)).shape == (1, 2)
+    with pytest.raises(NotImplementedError, match="Hint: the encoder"):
+        model(torch.ones(1, 3))
+
+
+def test_a_cell_with_a_class_and_a_function_stubs_both():
+    source = CLASS_CELL + "\n\ndef my_step(model):\n    # Hint: one line.\n    return model\n"
+    stub, n = make_student.stub_cell(source)
+    assert n == 2 and stub == CLASS_STUB + "\n\ndef my_step(model):\n    raise NotImplementedError('Hint: one line.')\n"
 
 
 def solution_functions(source: Path) -> list[str]:
     cells = [c for c in jupytext.read(source).cells if make_student.is_solution(c)]
-    return [n.name for c in cells for n in ast.parse(c.source).body if isinstance(n, ast.FunctionDef)]
+    return [fn.name for c in cells for fn, _ in make_student.exercise_functions(c.source)]
 
 
 def test_make_student_stubs_every_solution_function_of_every_notebook(tmp_path):
@@ -182,35 +237,42 @@ def test_make_student_stubs_every_solution_function_of_every_notebook(tmp_path):
 
 
 def exercises():
-    """(notebook, solution cell, the cell after it) for every solution cell in notebooks/."""
+    """(notebook, solution cell, the cell after it, the earlier exercises' (solution, check) pairs) for every
+    solution cell in notebooks/: a later exercise may use what an earlier one's check cell defined."""
     for source in SOURCES:
         cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+        earlier = []
         for i, cell in enumerate(cells):
             if make_student.is_solution(cell):
-                yield pytest.param(source, cell.source, cells[i + 1].source if i + 1 < len(cells) else "",
-                                   id=f"{source.stem}-{i}")
+                check = cells[i + 1].source if i + 1 < len(cells) else ""
+                yield pytest.param(source, cell.source, check, list(earlier), id=f"{source.stem}-{i}")
+                earlier.append((cell.source, check))
 
 
-def run_check(source: Path, solution: str, check: str) -> str:
-    """Run a notebook's imports, a solution (or stub) cell and its check cell; return what was printed."""
+def run_check(source: Path, solution: str, check: str, earlier=()) -> str:
+    """Run a notebook's imports, its earlier exercises (solved) with their checks, then a solution (or stub) cell
+    and its check cell; return what the last check printed."""
     imports = [n for c in jupytext.read(source).cells if c.cell_type == "code"
                for n in ast.parse(c.source).body if isinstance(n, (ast.Import, ast.ImportFrom))]
     namespace = {}
     exec(compile(ast.Module(imports, type_ignores=[]), str(source), "exec"), namespace)
+    with contextlib.redirect_stdout(io.StringIO()):
+        for before in earlier:
+            exec("\n".join(before), namespace)
     exec(solution, namespace)
     with contextlib.redirect_stdout(io.StringIO()) as out:
         exec(check, namespace)
     return out.getvalue()
 
 
-@pytest.mark.parametrize("source, solution, check", list(exercises()))
-def test_each_notebook_solution_passes_its_check_and_its_stub_fails_it(source, solution, check):
+@pytest.mark.parametrize("source, solution, check, earlier", list(exercises()))
+def test_each_notebook_solution_passes_its_check_and_its_stub_fails_it(source, solution, check, earlier):
     checkers = re.findall(r"\b(check_\w+)\(", check)
     assert checkers and all(hasattr(vaelib.exercises, c) for c in checkers), (
         f"the cell after a solution in {source.name} must call a checker from vaelib.exercises")
-    assert run_check(source, solution, check).startswith("✓ ")
+    assert run_check(source, solution, check, earlier).startswith("✓ ")
     stub, _ = make_student.stub_cell(solution)
-    assert re.match(r"✗ \w+: not implemented yet\. Hint: ", run_check(source, stub, check))
+    assert re.match(r"✗ \w+: not implemented yet\. Hint: ", run_check(source, stub, check, earlier))
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -104,7 +104,7 @@ def test_fit_trains_the_iwae_objective_it_is_given(sample_data, tmp_path, monkey
     monkeypatch.setenv("VAELIB_PRETRAINED", "0")
     monkeypatch.setenv("VAELIB_PROGRESS", "0")
     config = ModelConfig(hidden=(16,), z_dim=2)
-    model, _ = fit(sample_data, config, 5, seed=3, objective="iwae", k=3)
+    model, _ = fit(sample_data, config, 5, seed=3, objective="iwae", iwae_train_k=3)
     cfg = TrainConfig(steps=5, seed=3, model=config, objective="iwae", iwae_train_k=3, progress=False)
     seed_everything(3)
     direct = VAE(config)
@@ -127,4 +127,4 @@ def test_fit_keys_the_iwae_gradient_and_refuses_iwae_settings_without_iwae(sampl
     dreg = TrainConfig(steps=5, model=config, objective="iwae", iwae_train_k=3, gradient="dreg")
     assert settings_key(fit_settings(plain, "sample")) != settings_key(fit_settings(dreg, "sample"))
     with pytest.raises(ValueError, match="objective='iwae'"):
-        fit(sample_data, config, 5, k=20)
+        fit(sample_data, config, 5, iwae_train_k=20)

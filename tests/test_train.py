@@ -8,7 +8,8 @@ import torch
 
 from vaelib.config import ModelConfig, TrainConfig
 from vaelib.model import VAE
-from vaelib.train import TrainingDiverged, evaluate, lr_factor, make_optimizer, train
+from vaelib.evaluate import evaluate_terms
+from vaelib.train import TrainingDiverged, lr_factor, make_optimizer, train
 
 
 def small_run(data, steps=150, seed=0, **kw):
@@ -20,7 +21,7 @@ def small_run(data, steps=150, seed=0, **kw):
 
 def test_training_lowers_the_test_loss_well_below_its_start(sample_data):
     torch.manual_seed(0)
-    start = evaluate(VAE(ModelConfig(hidden=(64, 32), z_dim=2)), sample_data.test_x)
+    start, _ = evaluate_terms(VAE(ModelConfig(hidden=(64, 32), z_dim=2)), sample_data.test_x)
     _, history = small_run(sample_data, steps=240)
     assert start > 500  # an untrained decoder: about 784 log 2 = 543 nats
     assert history.test_neg_elbo[-1] < 0.45 * start
@@ -37,7 +38,7 @@ def test_same_seed_same_numbers_and_another_seed_others(sample_data):
 
 def test_evaluation_is_the_same_at_every_call(sample_data):
     model, _ = small_run(sample_data, steps=20)
-    assert evaluate(model, sample_data.test_x) == evaluate(model, sample_data.test_x)
+    assert evaluate_terms(model, sample_data.test_x) == evaluate_terms(model, sample_data.test_x)
 
 
 def test_decay_schedule_holds_then_falls_linearly_to_zero():
@@ -94,7 +95,7 @@ def test_course_model_loads_what_save_course_model_saved_or_trains_one_and_says_
 
 def test_evaluation_terms_are_the_per_image_mean_of_elbo_terms(sample_data):
     from vaelib.elbo import elbo_terms
-    from vaelib.train import EVAL_SEED, evaluate_terms
+    from vaelib.evaluate import EVAL_SEED
 
     model, _ = small_run(sample_data, steps=20)
     x = sample_data.test_x[:300]
@@ -244,7 +245,7 @@ def variant_run(data, name, steps=40, seed=0):
 
 @pytest.mark.parametrize("name", VARIANT_RUNS)
 def test_every_variant_trains_evaluates_and_repeats_its_numbers(sample_data, name):
-    from vaelib.train import per_image_iwae, per_image_terms
+    from vaelib.evaluate import per_image_iwae, per_image_terms
 
     model, history = variant_run(sample_data, name)
     x = sample_data.test_x[:200]
@@ -252,7 +253,7 @@ def test_every_variant_trains_evaluates_and_repeats_its_numbers(sample_data, nam
     log_px = per_image_iwae(model, x, 20)
     assert history.test_neg_elbo[-1] < 0.85 * 543  # well below an untrained decoder's 784 log 2 nats
     assert torch.isfinite(terms.elbo).all() and (log_px > terms.elbo - 5).float().mean() > 0.9  # IWAE_20 >~ ELBO
-    assert evaluate(model, x) == -terms.elbo.mean().item()
+    assert evaluate_terms(model, x)[0] == -terms.elbo.mean().item()
     again, history_again = variant_run(sample_data, name)
     assert history_again.test_neg_elbo == history.test_neg_elbo
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

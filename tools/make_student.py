@@ -7,7 +7,8 @@ source. In the student version, written to notebooks/NN_name.py and .ipynb (what
 opens):
 - a code cell tagged `solution` keeps each function's decorators, signature and docstring, and its
   body becomes `raise NotImplementedError("Hint: ...")`, the hint taken from the function's
-  `# Hint: ...` comment and wrapped to fit the editor;
+  `# Hint: ...` comment and wrapped to fit the editor; in a class, each method with a `# Hint: ...`
+  of its own becomes such a stub, and the other methods (`__init__`, say) stay as they are;
 - a cell tagged `answer` (the worked answer to an open exercise) is left out;
 - every other cell is the same. Without outputs by default; with --with-outputs (what `make notebooks`
   runs) each cell keeps the output of the executed instructor notebook, so the two versions cannot
@@ -86,15 +87,32 @@ def _stub(lines: list[str], fn: ast.FunctionDef, hint: str) -> list[str]:
     return kept + raise_line(" " * first.col_offset, hint)
 
 
-def stub_cell(source: str) -> tuple[str, int]:
-    """A solution cell's source with each top-level function stubbed, and the number of functions."""
+FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def exercise_functions(source: str) -> list[tuple[ast.FunctionDef, str | None]]:
+    """What a solution cell asks for, in order, each with its own hint (None: the cell's): every top-level
+    function, and every method of a top-level class whose own lines hold a '# Hint: ...'."""
     lines = source.splitlines(keepends=True)
-    functions = [n for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    own_hint = lambda fn: (HINT.findall("".join(lines[first_line(fn) - 1:fn.end_lineno])) or [None])[0]
+    found = []
+    for node in ast.parse(source).body:
+        if isinstance(node, FUNCTION):
+            found.append((node, own_hint(node)))
+        elif isinstance(node, ast.ClassDef):
+            found += [(m, own_hint(m)) for m in node.body if isinstance(m, FUNCTION) and own_hint(m)]
+    return found
+
+
+def stub_cell(source: str) -> tuple[str, int]:
+    """A solution cell's source with each exercise function (exercise_functions) stubbed, and their number."""
+    lines = source.splitlines(keepends=True)
+    functions = exercise_functions(source)
     if not functions:
-        raise ValueError(f"a cell tagged solution defines no function:\n{source}")
+        raise ValueError(f"a cell tagged solution defines no function (nor a method with a hint):\n{source}")
     out, done = [], 0  # done: lines of the source already copied or replaced
-    for fn in functions:
-        hints = HINT.findall("".join(lines[first_line(fn) - 1:fn.end_lineno])) or HINT.findall(source)
+    for fn, hint in functions:
+        hints = [hint] if hint else HINT.findall(source)
         if not hints:
             raise ValueError(f"{fn.name}: the solution cell has no '# Hint: ...' line")
         out += lines[done:first_line(fn) - 1] + _stub(lines, fn, hint_text(hints[0]))

@@ -5,13 +5,14 @@ Kingma & Welling (2014), "Auto-Encoding Variational Bayes", on binarised MNIST, 
 
 from .config import ModelConfig, TrainConfig, pick_device, seed_everything, smoke
 from .data import MNISTData, load_mnist
-from .elbo import bernoulli_log_likelihood, elbo_terms, iwae_bound, kl_standard_normal, log_normal
-from .model import VAE, reparameterize
+from .elbo import bernoulli_log_likelihood, elbo_terms, iwae_bound, kl_standard_normal, log_normal, reparameterize
+from .model import VAE, build_model
+from . import train as _train  # noqa: F401,E402  registers the training objectives (vaelib.registry.OBJECTIVES)
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "TrainConfig", "pick_device", "seed_everything", "smoke", "MNISTData",
            "load_mnist", "bernoulli_log_likelihood", "elbo_terms", "iwae_bound", "kl_standard_normal",
-           "log_normal", "VAE", "reparameterize"]
+           "log_normal", "VAE", "build_model", "reparameterize"]
 
 from .cpus import fit_threads  # noqa: E402  one torch thread per CPU the process may use (quota, affinity)
 fit_threads()

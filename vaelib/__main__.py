@@ -13,23 +13,21 @@ import csv
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .config import ModelConfig, TrainConfig, pick_device, seed_everything
+from .config import ModelConfig, TrainConfig, allowed, pick_device, seed_everything
 from .data import DataError, load_mnist
-from .model import VAE, CheckpointError, atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
-from .train import TrainingDiverged, TrainingInterrupted, per_image_elbo, per_image_iwae, steps_per_epoch, train
+from .evaluate import evaluating, per_image_iwae, per_image_terms
+from .model import CheckpointError, atomic_write, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from .train import TrainingDiverged, TrainingInterrupted, steps_per_epoch, train
 
 RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
 TRAIN_STATE = "train_state.pt"
-# What --resume takes from the run itself; giving any of these with --resume is an error.
-RUN_SETTINGS = ("data", "data_dir", "epochs", "steps", "z_dim", "hidden", "activation", "batch_size", "lr",
-                "optimizer", "lr_schedule", "beta", "seed", "iwae_k", "out", "overwrite", "objective", "iwae_train_k",
-                "gradient", "posterior", "flow_layers", "prior", "prior_components")
+CONFIGS = (TrainConfig, ModelConfig)  # their options, in this order, are `train`'s (vaelib.config.option)
 
 
 def positive_int(text: str) -> int:
@@ -39,43 +37,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+def options(config_class) -> list:
+    """The fields of a settings dataclass that are command-line options."""
+    return [f for f in fields(config_class) if f.metadata.get("cli", True)]
+
+
+def flag(f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+# What --resume takes from the run itself; giving any of these with --resume is an error.
+RUN_SETTINGS = [f.name for c in CONFIGS for f in options(c) if f.name != "device"] + ["data_dir", "out", "overwrite"]
+FLAGS = {f.name: flag(f) for c in CONFIGS for f in options(c)}
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class, **defaults) -> None:
+    """One option per field of config_class, with the field's default, help and choices; `defaults` overrides."""
+    for f in options(config_class):
+        meta, kwargs = f.metadata, {"dest": f.name, "default": defaults.get(f.name, f.default), "help": f.metadata["help"]}
+        if meta["choices"] is not None:
+            kwargs["choices"] = list(allowed(meta["choices"]))
+        elif f.default is not None and not isinstance(f.default, tuple):
+            kwargs["type"] = type(f.default)
+        parser.add_argument(flag(f), **{**kwargs, **meta["argparse"]})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vaelib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a VAE and write metrics, weights and figures to --out")
-    add_data_options(t, default="auto")
-    budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, default=20)
-    budget.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
-    t.add_argument("--z-dim", type=int, default=2, help="L, the latent dimensions")
-    t.add_argument("--hidden", type=int, nargs="+", default=[256, 128], metavar="H",
-                   help="encoder widths; the decoder mirrors them (default 256 128; Burda et al. 2016's "
-                        "784-200-200-50: --hidden 200 200 --z-dim 50 --activation tanh)")
-    t.add_argument("--activation", choices=["relu", "tanh"], default="relu")
-    t.add_argument("--posterior", choices=["gaussian", "planar"], default="gaussian",
-                   help="q(z|x): the encoder's Gaussian, or that Gaussian followed by planar flow layers")
-    t.add_argument("--flow-layers", type=positive_int, default=4, metavar="N", help="planar layers (default 4)")
-    t.add_argument("--prior", choices=["normal", "mog", "vamp"], default="normal",
-                   help="p(z): N(0, I), a learned mixture of Gaussians, or the VampPrior (learned pseudo-inputs)")
-    t.add_argument("--prior-components", type=positive_int, default=10, metavar="C",
-                   help="Gaussians of the mog prior, pseudo-inputs of the vamp prior (default 10)")
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--lr", type=float, default=None, help="default 1e-3 for adam, 5e-3 for sgd")
-    t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    t.add_argument("--lr-schedule", choices=["decay", "constant"], default="decay",
-                   help="decay: constant, then linear to 0 over the last quarter of the steps")
-    t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (1: the ELBO)")
-    t.add_argument("--objective", choices=["elbo", "iwae"], default="elbo",
-                   help="the bound training maximises: the ELBO, or the K-sample IWAE bound (Burda et al. 2016)")
-    t.add_argument("--iwae-train-k", type=positive_int, default=5, metavar="K",
-                   help="importance samples per image of the iwae objective (default 5)")
-    t.add_argument("--gradient", choices=["plain", "dreg"], default="plain",
-                   help="the iwae objective's encoder gradient: plain, or doubly reparametrised (Tucker et al. 2019; "
-                        "better for large K, Gaussian posterior only)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the accelerator PyTorch reports, else cpu)")
-    t.add_argument("--iwae-k", type=int, default=1000, help="importance samples for log p(x) at the end")
+    t = sub.add_parser("train", help="train a model and write metrics, weights and figures to --out")
+    add_config_options(t, TrainConfig, lr=None)  # lr's default depends on the optimizer (train_config)
+    add_config_options(t, ModelConfig)
+    t.add_argument("--data-dir", **DATA_DIR)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<date-time>)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -83,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="a line per epoch instead of a progress bar")
     e = sub.add_parser("evaluate", help="reload a trained model and print test metrics as JSON")
     e.add_argument("model", type=Path, help="a model.pt written by `train`")
-    add_data_options(e, default=None, help="default: the source the model was trained on")
+    e.add_argument("--data", choices=["auto", "mnist", "sample"], default=None,
+                   help="default: the source the model was trained on")
+    e.add_argument("--data-dir", **DATA_DIR)
     e.add_argument("--iwae-k", type=int, default=1000)
     e.add_argument("--limit", type=positive_int, default=None,
                    help="N test images drawn at random with a fixed seed (the same N every time), not all")
@@ -95,11 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_data_options(parser, default, help="auto: full MNIST if present or downloadable, else the offline sample"):
-    parser.add_argument("--data", choices=["auto", "mnist", "sample"], default=default, help=help)
-    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                        help="where full MNIST is, as torchvision.datasets.MNIST(DIR) keeps it (DIR/MNIST/raw); "
-                             "default $VAELIB_DATA, else ~/.cache/vaelib; missing files are downloaded there")
+DATA_DIR = dict(type=Path, default=None, metavar="DIR",
+                help="where full MNIST is, as torchvision.datasets.MNIST(DIR) keeps it (DIR/MNIST/raw); "
+                     "default $VAELIB_DATA, else ~/.cache/vaelib; missing files are downloaded there")
 
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
@@ -114,14 +107,13 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def train_config(args) -> TrainConfig:
-    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 5e-3)
-    model = ModelConfig(hidden=tuple(args.hidden), z_dim=args.z_dim, activation=args.activation,
-                        posterior=args.posterior, flow_layers=args.flow_layers, prior=args.prior,
-                        prior_components=args.prior_components)
-    return TrainConfig(data=args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=lr,
-                       optimizer=args.optimizer, lr_schedule=args.lr_schedule, beta=args.beta, seed=args.seed,
-                       device=args.device, iwae_k=args.iwae_k, progress=not args.no_progress, model=model,
-                       objective=args.objective, iwae_train_k=args.iwae_train_k, gradient=args.gradient)
+    """The TrainConfig the options describe (lr: 1e-3 for adam, 5e-3 for sgd, unless given)."""
+    chosen = {f.name: getattr(args, f.name) for c in CONFIGS for f in options(c)}
+    if chosen["lr"] is None:
+        chosen["lr"] = 1e-3 if args.optimizer == "adam" else 5e-3
+    model = ModelConfig(**{f.name: chosen[f.name] for f in options(ModelConfig)})
+    return TrainConfig(**{f.name: chosen[f.name] for f in options(TrainConfig)}, model=model,
+                       progress=not args.no_progress)
 
 
 def cmd_train(args) -> dict:
@@ -134,7 +126,7 @@ def cmd_train(args) -> dict:
     data = load_mnist(cfg.data, args.data_dir)
     steps_per_epoch(len(data.train_x), cfg.batch_size)  # a batch larger than the training set: refused now
     seed_everything(cfg.seed)
-    model = VAE(cfg.model).to(device)
+    model = build_model(cfg.model).to(device)
     origin = {"data_source": data.source, "data_dir": str(args.data_dir) if args.data_dir else None,
               "device": str(device)}
     return run(model, data, cfg, out, origin)
@@ -144,8 +136,8 @@ def cmd_resume(args) -> dict:
     """Continue the run in args.resume where it stopped, with the settings it was started with."""
     given = [name for name in RUN_SETTINGS if getattr(args, name) != PARSER_DEFAULTS[name]]
     if given:
-        raise SystemExit(f"error: --resume continues a run with its own settings; leave out --"
-                         f"{', --'.join(n.replace('_', '-') for n in given)}")
+        raise SystemExit(f"error: --resume continues a run with its own settings; leave out "
+                         f"{', '.join(FLAGS.get(n, '--' + n.replace('_', '-')) for n in given)}")
     out, state = args.resume, read_state(args.resume)
     origin = state["origin"]
     if args.device is not None and str(pick_device(args.device)) != origin["device"]:
@@ -153,7 +145,7 @@ def cmd_resume(args) -> dict:
                          f"numbers come from that device's generator; pass --device {origin['device']}")
     cfg = TrainConfig(**{**state["config"], "device": origin["device"], "progress": not args.no_progress})
     data = load_mnist(origin["data_source"], origin["data_dir"])
-    model = VAE(cfg.model).to(origin["device"])
+    model = build_model(cfg.model).to(origin["device"])
     print(f"vaelib: resuming {out} after step {state['step']:,} of {state['total']:,}")
     return run(model, data, cfg, out, origin, resume=state)
 
@@ -260,17 +252,13 @@ def save_figures(model, data, history, out: Path) -> list[str]:
     matplotlib.use("Agg")
     from . import plot
 
-    was_training = model.training
-    model.eval()  # the model stays on its device; the plots copy their inputs there
-    try:
+    with evaluating(model):  # the model stays on its device; the plots copy their inputs there
         figures = {"elbo_history": plot.plot_history(history),
                    "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
                    "prior_samples": plot.plot_prior_samples(model)}
         if model.config.z_dim == 2:
             figures["latent_grid"] = plot.plot_latent_grid(model)
             figures["embedding"] = plot.plot_embedding(model, data.test_x, data.test_y)
-    finally:
-        model.train(was_training)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         matplotlib.pyplot.close(fig)
@@ -286,7 +274,7 @@ def cmd_evaluate(args) -> dict:
     chosen = test_subset(len(data.test_x), args.limit)
     x, labels = data.test_x[chosen].to(device), data.test_y[chosen]
     seed_everything(args.seed)
-    elbo = per_image_elbo(model, x)
+    elbo = per_image_terms(model, x).elbo
     log_px, se = per_image_iwae(model, x, args.iwae_k, progress=not args.no_progress, return_se=True)
     result = {"model": str(args.model), "data_source": data.source, "n_test": len(x),
               "test_elbo": elbo.mean().item(), "iwae_k": args.iwae_k, "test_log_px_iwae": log_px.mean().item()}

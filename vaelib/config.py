@@ -15,27 +15,63 @@ from dataclasses import dataclass, field, fields
 import torch
 
 
+def option(default, help: str = "", *, choices=None, later: bool = False, flag: str | None = None,
+           cli: bool = True, **argparse_extra):
+    """A settings field that is also a command-line option (vaelib.__main__ derives its parser from these).
+    choices: a tuple, or the name of a vaelib.registry table whose keys they are; later: added after trained models
+    were committed, so left out of settings and checkpoints at its default (their keys stay the same, vaelib.runs);
+    flag: the option's name when not --field-name; cli: False for fields that are not options.
+    """
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    metadata = dict(help=help, choices=choices, later=later, flag=flag, cli=cli, argparse=argparse_extra)
+    return field(**factory, metadata=metadata)
+
+
+def allowed(spec) -> tuple:
+    """The values an option's `choices` allows: the tuple itself, or the keys of a vaelib.registry table."""
+    if isinstance(spec, str):
+        from . import registry
+
+        return tuple(getattr(registry, spec.upper()))
+    return tuple(spec)
+
+
+def validate_choices(config) -> None:
+    """Refuse a field whose value is not among its choices, naming them."""
+    for f in fields(config):
+        if f.metadata.get("choices") is None:
+            continue
+        values, value = allowed(f.metadata["choices"]), getattr(config, f.name)
+        if value not in values:
+            names = " or ".join(", ".join(map(repr, values)).rsplit(", ", 1))
+            raise ValueError(f"{f.name} must be {names}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
-    x_dim: int = 784  # D: pixels of a 28 x 28 image
-    hidden: tuple[int, ...] = (256, 128)  # encoder widths; the decoder mirrors them
-    z_dim: int = 2  # L: latent dimensions (2 lets us draw the latent space)
-    activation: str = "relu"  # "relu" | "tanh" (Burda et al. 2016's 784-200-200-50 model uses tanh)
-    posterior: str = "gaussian"  # q(z|x): "gaussian" | "planar" (that Gaussian, then planar flow layers)
-    flow_layers: int = 4  # planar layers, with posterior="planar"
-    prior: str = "normal"  # p(z): "normal" N(0, I) | "mog" a learned mixture of Gaussians | "vamp" the VampPrior
-    prior_components: int = 10  # C: Gaussians of the "mog" prior, pseudo-inputs of the "vamp" prior
+    x_dim: int = option(784, "D: pixels of a 28 x 28 image", cli=False)
+    hidden: tuple[int, ...] = option((256, 128), "encoder widths; the decoder mirrors them (Burda et al. 2016's "
+                                     "784-200-200-50: --hidden 200 200 --z-dim 50 --activation tanh)",
+                                     nargs="+", type=int, metavar="H")
+    z_dim: int = option(2, "L, the latent dimensions (2 lets us draw the latent space)")
+    activation: str = option("relu", "between the layers (Burda et al.'s model uses tanh)", choices=("relu", "tanh"))
+    posterior: str = option("gaussian", "q(z|x): the encoder's Gaussian, or that Gaussian followed by planar "
+                            "flow layers", choices=("gaussian", "planar"), later=True)
+    flow_layers: int = option(4, "planar layers, with --posterior planar", later=True, metavar="N")
+    prior: str = option("normal", "p(z): N(0, I), a learned mixture of Gaussians (mog), or the VampPrior "
+                        "(learned pseudo-inputs)", choices=("normal", "mog", "vamp"), later=True)
+    prior_components: int = option(10, "C: Gaussians of the mog prior, pseudo-inputs of the vamp prior",
+                                   later=True, metavar="C")
+    arch: str = option("mlp", "the encoder's and decoder's network (vaelib.registry.NETWORKS)",
+                       choices="networks", later=True)
+    kind: str = option("vae", "the kind of model (vaelib.registry.KINDS)", choices="kinds", later=True,
+                       flag="--model")
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden):
             raise ValueError(f"all sizes must be positive, got {self}")
-        if self.activation not in ("relu", "tanh"):
-            raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
-        if self.posterior not in ("gaussian", "planar"):
-            raise ValueError(f"posterior must be 'gaussian' or 'planar', got {self.posterior!r}")
-        if self.prior not in ("normal", "mog", "vamp"):
-            raise ValueError(f"prior must be 'normal', 'mog' or 'vamp', got {self.prior!r}")
+        validate_choices(self)
         if self.flow_layers < 1 or self.prior_components < 1:
             raise ValueError(f"flow_layers and prior_components must be at least 1, got {self.flow_layers} "
                              f"and {self.prior_components}")
@@ -43,40 +79,51 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    data: str = "auto"  # "auto" | "mnist" | "sample" (see vaelib.data)
-    epochs: int = 20  # passes over the training set (ignored when steps is set)
-    steps: int | None = None  # optimiser steps; overrides epochs when given
-    batch_size: int = 100  # B, as in the original notebook
-    lr: float = 1e-3  # Adam's usual step size; plain SGD wants about 5e-3
-    optimizer: str = "adam"  # "adam" | "sgd" (the original's hand-written descent)
-    lr_schedule: str = "decay"  # "decay": constant, then linear to 0 over the last quarter | "constant"
-    seed: int = 0  # seeds the weights, the shuffling, the binarisation and eps
-    device: str | None = None  # None: $VAELIB_DEVICE, else the accelerator here (CUDA, MPS), else CPU
-    beta: float = 1.0  # weight of the KL term in the loss; 1 is the ELBO (notebook 7 varies it)
-    iwae_k: int = 1000  # importance samples for the final log p(x) estimate
-    progress: bool = field(default_factory=lambda: progress_bars())  # tqdm bars unless VAELIB_PROGRESS=0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objective: str = "elbo"  # what training maximises: "elbo" | "iwae", the K-sample bound of Burda et al. 2016
-    iwae_train_k: int = 5  # K, importance samples per image of the "iwae" objective
-    gradient: str = "plain"  # the "iwae" objective's encoder gradient: "plain" | "dreg" (vaelib.elbo says which when)
+    data: str = option("auto", "auto: full MNIST if present or downloadable, else the offline sample "
+                       "(vaelib.data)", choices=("auto", "mnist", "sample"))
+    epochs: int = option(20, "passes over the training set (ignored when steps is set)")
+    steps: int | None = option(None, "optimiser steps; overrides epochs when given", type=int)
+    batch_size: int = option(100, "B, as in the original notebook")
+    lr: float = option(1e-3, "Adam's usual step size; plain SGD wants about 5e-3 (default on the command line: "
+                       "1e-3 for adam, 5e-3 for sgd)")
+    optimizer: str = option("adam", "adam, or sgd (the original's hand-written descent)", choices=("adam", "sgd"))
+    lr_schedule: str = option("decay", "decay: constant, then linear to 0 over the last quarter of the steps",
+                              choices=("decay", "constant"))
+    seed: int = option(0, "seeds the weights, the shuffling, the binarisation and eps")
+    device: str | None = option(None, "cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the "
+                                "accelerator PyTorch reports, else cpu)")
+    beta: float = option(1.0, "weight of the KL term in the loss; 1 is the ELBO (notebook 7 varies it)")
+    iwae_k: int = option(1000, "importance samples for the final log p(x) estimate")
+    progress: bool = option(lambda: progress_bars(), "tqdm bars unless VAELIB_PROGRESS=0", cli=False)
+    model: ModelConfig = option(ModelConfig, cli=False)
+    objective: str = option("elbo", "what training maximises: the ELBO, or the K-sample IWAE bound of Burda et "
+                            "al. 2016 (vaelib.registry.OBJECTIVES)", choices="objectives", later=True)
+    iwae_train_k: int = option(5, "K, importance samples per image of the iwae objective", later=True,
+                               metavar="K")
+    gradient: str = option("plain", "the iwae objective's encoder gradient: plain, or doubly reparametrised "
+                           "(dreg: Tucker et al. 2019; better for large K, Gaussian posterior only)",
+                           choices=("plain", "dreg"), later=True)
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
             self.model = ModelConfig(**self.model)
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.lr_schedule not in ("decay", "constant"):
-            raise ValueError(f"lr_schedule must be 'decay' or 'constant', got {self.lr_schedule!r}")
+        validate_choices(self)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.beta < 0:
             raise ValueError("epochs, batch_size and lr must be positive, and beta not negative")
-        if self.objective not in ("elbo", "iwae") or self.gradient not in ("plain", "dreg") or self.iwae_train_k < 1:
-            raise ValueError(f"objective must be 'elbo' or 'iwae', gradient 'plain' or 'dreg', and iwae_train_k at "
-                             f"least 1; got {self.objective!r}, {self.gradient!r} and {self.iwae_train_k}")
+        if self.iwae_train_k < 1:
+            raise ValueError(f"the iwae objective needs iwae_train_k at least 1 sample per image, got {self.iwae_train_k}")
+        self.refuse_mismatches()
+
+    def refuse_mismatches(self) -> None:
+        """Settings that do not go together, refused with what to do."""
         if self.objective == "iwae" and self.beta != 1:
             raise ValueError("beta weights the ELBO's KL term, which the IWAE bound does not have: "
                              "leave beta at 1 with objective 'iwae' (--objective iwae)")
+        if self.objective != "iwae" and self.iwae_train_k != TrainConfig.iwae_train_k:
+            raise ValueError("iwae_train_k sets the IWAE objective's samples per image: leave it out with objective "
+                             f"{self.objective!r}, or pass objective='iwae' (--objective iwae)")
         if self.gradient == "dreg" and self.objective != "iwae":
             raise ValueError("gradient 'dreg' estimates the gradient of the IWAE bound: "
                              "use it with objective 'iwae' (--objective iwae)")
@@ -86,14 +133,10 @@ class TrainConfig:
                              "with posterior 'planar'")
 
 
-# Fields added after trained models were committed and keyed by a hash of their settings (vaelib.runs):
-# settings and checkpoints leave them out while they hold their defaults, so that every key stays the same.
-LATER_FIELDS = ("posterior", "flow_layers", "prior", "prior_components", "objective", "iwae_train_k", "gradient")
-
-
 def without_later_defaults(config: dict) -> dict:
-    """A TrainConfig or ModelConfig as a dict (dataclasses.asdict), less the LATER_FIELDS at their defaults."""
-    later = {f.name: f.default for c in (ModelConfig, TrainConfig) for f in fields(c) if f.name in LATER_FIELDS}
+    """A TrainConfig or ModelConfig as a dict (dataclasses.asdict), less the `later` fields at their defaults,
+    so that the settings, checkpoints and keys of models committed before those fields existed stay the same."""
+    later = {f.name: f.default for c in (ModelConfig, TrainConfig) for f in fields(c) if f.metadata.get("later")}
     kept = {key: value for key, value in config.items() if key not in later or value != later[key]}
     if isinstance(kept.get("model"), dict):
         kept["model"] = without_later_defaults(kept["model"])

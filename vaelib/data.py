@@ -1,17 +1,14 @@
 """Binarised MNIST as tensors: the full data set, read the way torchvision reads it, or the offline sample.
 
-Sources:
-  "mnist"  the 60,000 + 10,000 digits of LeCun, Cortes & Burges in a torchvision MNIST/raw folder
-           under data_dir(): --data-dir, else $VAELIB_DATA, else ~/.cache/vaelib. Each extracted
-           IDX file is checked against its MD5 before use; what is missing or corrupt is fetched
-           with torchvision.datasets.MNIST(root, download=True), never used as it is.
-  "sample" the real MNIST test set (10,000 digits) bundled in vaelib/data, checked against its
-           official MD5 on load and split 8,000 train / 2,000 test by index (index % 5 == 4 is test).
+  "mnist"  the 60,000 + 10,000 digits of LeCun, Cortes & Burges in a torchvision MNIST/raw folder under
+           data_dir() (--data-dir, else $VAELIB_DATA, else ~/.cache/vaelib), each file checked against its MD5;
+           what is missing or corrupt is fetched with torchvision.datasets.MNIST(root, download=True).
+  "sample" the real MNIST test set bundled in vaelib/data, MD5-checked, split 8,000 train / 2,000 test
+           (index % 5 == 4 is test).
   "auto"   "mnist" when present or downloadable, else "sample"; says which and why.
 
-Images stay (N, 784) float tensors in [0, 1]. Training batches are binarised afresh at every
-draw (dynamic binarisation); the test set is binarised once with a fixed seed, so its loss is
-the same at every evaluation.
+Images stay (N, 784) floats in [0, 1]; training batches are binarised afresh at every draw, the test set
+once with a fixed seed, so its loss is the same at every evaluation.
 """
 
 from __future__ import annotations

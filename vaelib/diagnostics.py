@@ -1,13 +1,9 @@
 """What a trained VAE does with its latent dimensions, and its scores in the units papers use.
 
-A latent dimension j is *active* when the encoder's mean of it changes with the image:
-
-    A_j = Var_x( E_q[z_j | x] ) = Var_x( mu_j(x) ) > 0.01              [Burda et al. 2016]
-
-An inactive dimension carries no information about x; the ELBO then pushes its q(z_j|x) onto the prior
-N(0, 1), so that its share of the KL, 0.5 * (exp(logvar_j) + mu_j^2 - 1 - logvar_j), goes to 0
-(posterior collapse). Log-likelihoods are in nats per image; the density-estimation literature also
-quotes them in bits per dimension, nats / (D ln 2).
+A latent dimension j is *active* when Var_x(mu_j(x)) > 0.01 [Burda et al. 2016]. An inactive dimension
+carries no information about x, and the ELBO pushes its q(z_j|x) onto the prior, so its share of the KL,
+0.5 * (exp(logvar_j) + mu_j^2 - 1 - logvar_j), goes to 0 (posterior collapse). Log-likelihoods are in nats
+per image; papers also quote bits per dimension, nats / (D ln 2).
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ from typing import NamedTuple
 import torch
 
 from .config import float64_device
+from .evaluate import evaluating
 
 
 class ActiveUnits(NamedTuple):
@@ -30,11 +27,9 @@ class ActiveUnits(NamedTuple):
 @torch.no_grad()
 def encode_all(model, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """The encoder's mu and logvar for every image, in batches. Shapes: (N, D) -> (N, L), (N, L)."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device  # x is copied there, batch by batch; the model stays put
-    parts = [model.encode(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
-    model.train(was_training)
+    with evaluating(model):
+        parts = [model.encode(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     return torch.cat([mu for mu, _ in parts]), torch.cat([logvar for _, logvar in parts])
 
 
@@ -61,10 +56,10 @@ def kl_per_dimension(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Te
     0.5 * mean_n (exp(logvar_nj) + mu_nj^2 - 1 - logvar_nj); the sum over j is the mean KL of
     vaelib.elbo.kl_standard_normal [Kingma & Welling 2014, App. B]. In float64. Shapes: (N, D) -> (L,).
     """
-    if not getattr(model, "analytic_kl", True):
+    if not model.closed_form_kl:
         raise ValueError("kl_per_dimension splits the closed-form KL to N(0, I); this model's KL has none (a planar "
                          "posterior or a learned prior): estimate it per image with "
-                         "vaelib.train.per_image_terms(model, x).kl")
+                         "vaelib.evaluate.per_image_terms(model, x).kl")
     mu, logvar = (as_float64(t) for t in encode_all(model, x, batch_size))  # exp(logvar) - 1 - logvar cancels near 0
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).mean(0)
 

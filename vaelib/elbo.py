@@ -3,9 +3,8 @@
     log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z)) = ELBO            [Kingma & Welling 2014, eq. 3]
     log p(x) >= E[log (1/K) sum_k p(x, z_k) / q(z_k|x)] = IWAE_K       [Burda et al. 2016, eq. 8]
 
-IWAE_1 = ELBO in expectation, IWAE_K rises with K and tends to log p(x).
-Every function returns one number per example: a (B,) tensor; the loss is -elbo.mean().
-The model gives q and p(z): model.sample_posterior(x, k) -> (z, log q(z|x)) and model.log_prior(z) (vaelib.model).
+IWAE_1 = ELBO in expectation; IWAE_K rises with K towards log p(x). Each function returns a (B,) tensor; the
+model gives q and p(z) as vaelib.model.LatentVariableModel says.
 """
 
 from __future__ import annotations
@@ -45,47 +44,61 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Te
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + std * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through.
+
+    Shapes: (..., L), (..., L) [, eps (..., L) or (K, ..., L)] -> the shape of eps. [Kingma & Welling 2014, Sec. 2.4]
+    """
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def gaussian_draw(mu: torch.Tensor, logvar: torch.Tensor, k: int | None = None,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """z = mu + std * eps and log N(z; mu, std^2), k draws per row (one without k). log q comes from eps
+    directly: z - mu = std * eps, so the quadratic term is eps^2. Shapes: (B, L) -> (B, L), (B,); with k: (k, B, L),
+    (k, B)."""
+    eps = torch.randn(mu.shape if k is None else (k, *mu.shape), generator=generator, device=mu.device,
+                      dtype=mu.dtype)
+    return reparameterize(mu, logvar, eps), -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)
+
+
 class ELBO(NamedTuple):
     elbo: torch.Tensor  # (B,) log_px_z - kl
     log_px_z: torch.Tensor  # (B,) one-sample estimate of E_q[log p(x|z)]
-    kl: torch.Tensor  # (B,) KL(q(z|x) || p(z)): analytic, or log q(z|x) - log p(z) at the same z
+    kl: torch.Tensor  # (B,) KL(q(z|x) || p(z)): closed form where it has one, else log q(z|x) - log p(z) at the same z
 
 
 def elbo_terms(model, x: torch.Tensor, generator: torch.Generator | None = None) -> ELBO:
-    """One-sample reparametrised ELBO of each image, with its two terms. Shapes: (B, D) -> 3 x (B,).
+    """One-sample reparametrised ELBO of each image, with its two terms: the one ELBO of vaelib, which training
+    minimises (as -elbo.mean(), its KL weighted by beta) and evaluation reports. Shapes: (B, D) -> 3 x (B,).
 
-    The KL is analytic for a Gaussian q(z|x) and the N(0, I) prior. With a flow or a learned prior it has no
-    closed form and is estimated at the sampled z by log q(z|x) - log p(z), unbiased like the first term.
+    The KL is the model's (model.kl): in closed form for a Gaussian q(z|x) and the N(0, I) prior; with a flow or
+    a learned prior it has none and is estimated at the sampled z by log q(z|x) - log p(z), unbiased like the
+    first term.
     """
-    if getattr(model, "analytic_kl", True):  # a notebook's own VAE has no variants: the analytic KL
-        logits, mu, logvar = model(x, generator=generator)
-        log_px_z = bernoulli_log_likelihood(logits, x)
-        kl = kl_standard_normal(mu, logvar)
-    else:
-        z, log_qz_x = model.sample_posterior(x, generator=generator)
-        log_px_z = bernoulli_log_likelihood(model.decode(z), x)
-        kl = log_qz_x - model.log_prior(z)
+    params = model.posterior_params(x)
+    z, log_q = model.draw_posterior(params, generator=generator)
+    log_px_z = bernoulli_log_likelihood(model.decode(z), x)
+    kl = model.kl(params, z, log_q)
     return ELBO(log_px_z - kl, log_px_z, kl)
+
+
+def posterior_log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                          params: dict | None = None) -> torch.Tensor:
+    """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) for k draws z_k ~ q, q the model's own for each image
+    or, given `params`, the q they define (vaelib.gaps fits its own). Shapes: (B, D) -> (k, B)."""
+    params = model.posterior_params(x) if params is None else params
+    z, log_qz_x = model.draw_posterior(params, k, generator)  # (k, B, L), (k, B)
+    return bernoulli_log_likelihood(model.decode(z), x) + model.prior.log_prob(z) - log_qz_x
 
 
 def log_weights(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x) = N(mu, exp(logvar)), q given. Shapes: (B, D) -> (k, B)."""
-    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-    z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, L)
-    log_px_z = bernoulli_log_likelihood(model.decode(z), x)  # (k, B)
-    # log q(z|x) from eps directly: z - mu = std * eps, so the quadratic term is eps^2.
-    log_qz_x = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)
-    return log_px_z + model.log_prior(z) - log_qz_x
-
-
-def posterior_log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) for k draws z_k ~ q(z|x), the model's own q and p(z).
-
-    Shapes: (B, D) -> (k, B).
-    """
-    z, log_qz_x = model.sample_posterior(x, k, generator)  # (k, B, L), (k, B)
-    return bernoulli_log_likelihood(model.decode(z), x) + model.log_prior(z) - log_qz_x
+    """posterior_log_weights for the Gaussian q(z|x) = N(mu, exp(logvar)) given. Shapes: (B, D) -> (k, B)."""
+    return posterior_log_weights(model, x, k, generator, {"mu": mu, "logvar": logvar})
 
 
 class IWAE(NamedTuple):
@@ -96,15 +109,13 @@ class IWAE(NamedTuple):
 def iwae_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> IWAE:
     """The K-sample importance-weighted bound of each image, to train on: its loss is -iwae.mean().
 
-    IWAE_K = log (1/K) sum_k w_k, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k = mu + std * eps_k
-    (then the flow, if any) [Burda et al. 2016, eq. 8]. Its gradient is the plain one, sum_k w~_k grad log w_k
-    with w~_k = w_k / sum_j w_j, for every parameter. It is TrainConfig's default (gradient="plain"): it is the
-    gradient of the bound itself, it works for every posterior, and with K = 1 it is the ELBO's. But the encoder's
-    signal-to-noise ratio falls like 1/sqrt(K) with it [Rainforth et al. 2018], so for larger K prefer
-    iwae_dreg_terms (gradient="dreg"). Shapes: (B, D) -> 2 x (B,).
+    IWAE_K = log (1/K) sum_k w_k, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) [Burda et al. 2016, eq. 8],
+    with the plain gradient sum_k w~_k grad log w_k (w~_k = w_k / sum_j w_j): the bound's own, for every posterior,
+    the ELBO's at K = 1. The encoder's signal-to-noise ratio falls like 1/sqrt(K) with it [Rainforth et al. 2018]:
+    for larger K prefer iwae_dreg_terms. Shapes: (B, D) -> 2 x (B,).
     """
     z, log_qz_x = model.sample_posterior(x, k, generator)  # (K, B, L), (K, B)
-    log_pz = model.log_prior(z)
+    log_pz = model.prior.log_prob(z)
     log_w = bernoulli_log_likelihood(model.decode(z), x) + log_pz - log_qz_x  # (K, B)
     return IWAE(torch.logsumexp(log_w, 0) - math.log(k), (log_qz_x - log_pz).mean(0))
 
@@ -112,22 +123,16 @@ def iwae_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None
 def iwae_dreg_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> IWAE:
     """iwae_terms with the doubly reparametrised gradient (DReG) for the encoder [Tucker, Lawson, Gu & Maddison 2019].
 
-    The same values (for the same eps) and the same gradient for the decoder and the prior. The encoder's, whose
-    expectation is the same, is sum_k w~_k^2 d log w_k / dz_k dz_k/dphi, with log q evaluated with its parameters
-    (mu, std) held fixed: the score term d log q / dphi, zero on average but noisy, is gone, and the encoder's
-    signal-to-noise ratio grows with K instead of falling. Done by (1) stop-gradient on mu and logvar in log q, and
-    (2) a hook that multiplies the gradient reaching each z_k, w~_k d log w_k / dz_k, by w~_k once more.
-    Gaussian posteriors only: a flow's log q at a given z with its parameters fixed needs the flow's inverse.
-    Shapes: (B, D) -> 2 x (B,).
+    The same values (for the same eps), and the same gradient for the decoder and the prior. The encoder's, equal
+    in expectation, is sum_k w~_k^2 d log w_k / dz_k dz_k/dphi: (1) log q is evaluated with its parameters held fixed,
+    which drops the noisy score term, and (2) a hook multiplies the gradient reaching each z_k by w~_k once more.
+    Its signal-to-noise ratio then grows with K. Only for posteriors whose density at a given z the model can
+    evaluate (model.posterior_log_prob: the Gaussian, not a planar flow). Shapes: (B, D) -> 2 x (B,).
     """
-    if getattr(model, "flow", None) is not None:
-        raise ValueError("DReG needs log q(z|x) at a given z with q's parameters held fixed, which a planar flow "
-                         "gives only by inverting it: use iwae_terms (--gradient plain) with posterior 'planar'")
-    mu, logvar = model.encode(x)
-    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-    z = mu + torch.exp(0.5 * logvar) * eps  # (K, B, L): the path through which the encoder gets its gradient
-    log_qz_x = log_normal(z, mu.detach(), logvar.detach())  # (1): no score term
-    log_pz = model.log_prior(z)
+    params = model.posterior_params(x)
+    z, _ = model.draw_posterior(params, k, generator)  # (K, B, L): the path through which the encoder gets its gradient
+    log_qz_x = model.posterior_log_prob({name: p.detach() for name, p in params.items()}, z)  # (1): no score term
+    log_pz = model.prior.log_prob(z)
     log_w = bernoulli_log_likelihood(model.decode(z), x) + log_pz - log_qz_x  # (K, B)
     if z.requires_grad:
         weights = torch.softmax(log_w, 0).detach()  # w~_k

@@ -1,27 +1,17 @@
 """The exact log p(x) and the true posterior p(z|x) of a VAE with a 2-D latent space, by quadrature.
 
-With L = 2 the integral p(x) = int p(x|z) p(z) dz can be summed on a square grid of points
-z_g = (i h, j h), |i|, |j| <= a / h, of spacing h over [-a, a]^2 (the rectangle rule):
+With L = 2, p(x) = int p(x|z) p(z) dz is summed on a square grid z_g = (i h, j h), |i|, |j| <= a / h, over
+[-a, a]^2 (the rectangle rule): log p(x) ~= logsumexp_g [log p(x|z_g) + log p(z_g)] + 2 log h. Where the
+integrand is smooth and vanishes at the grid's edges the error falls faster than any power of h [Trefethen &
+Weideman 2014, SIAM Review 56(3)]; a ReLU decoder's kinks make it O(h^2) at worst; and while h is wider than
+the posterior the sum is aliased. So the spacing is not taken on trust: `converged_log_px` halves h, image by
+image and only where each image's mass lies, until the grid resolves every posterior and the estimate stops
+moving. Decoding G points once and one (N, D) @ (D, G) product give the Bernoulli log p(x|z_g) of every image.
 
-    log p(x) ~= logsumexp_g [log p(x|z_g) + log p(z_g)] + 2 log h
-
-How fast the error falls as h shrinks depends on the integrand. Where it is smooth and vanishes at the
-edges of the grid the error falls faster than any power of h [Trefethen & Weideman 2014, SIAM Review
-56(3)]. A ReLU decoder, though, makes log p(x|z) only piecewise smooth, with kinks along lines in z,
-and for a piecewise-smooth integrand the error is O(h^2) at worst: fast where the integrand is smooth,
-slow near kinks. And while h is wider than the posterior the sum is aliased: it depends on where the
-peak falls between the grid points. So the spacing is not taken on trust: `converged_log_px` halves h,
-image by image and only where each image's mass lies, until the grid resolves every image's posterior
-(h^2 times the curvature of log p(x, z) there at most a nat) and its estimate stops moving. For
-Bernoulli pixels log p(x|z) = x . logits(z) - sum_d softplus(logits_d(z)): decoding G grid points once
-and one (N, D) @ (D, G) matrix product give log p(x|z_g) for every image at every grid point.
-
-The exact value is the yardstick for the bounds: log p(x) - ELBO = KL(q(z|x) || p(z|x))
-[Kingma & Welling 2014, eq. 1], and IWAE_K rises towards log p(x) [Burda et al. 2016].
-Every function takes a 2-D VAE or, in its place, any function log_px_z(x, z) -> (N, G), such as a
-Gaussian decoder whose log p(x) the tests know in closed form. The sums add log p(z) = log N(z; 0, I) at
-each point; a VAE with a learned prior (vaelib.priors) has its own log p(z) - log N(z; 0, I) added to its
-log_px_z, so that they integrate p(x|z) p(z) with its own p(z).
+The exact value is the yardstick for the bounds: log p(x) - ELBO = KL(q(z|x) || p(z|x)) [Kingma & Welling
+2014, eq. 1], and IWAE_K rises towards log p(x) [Burda et al. 2016]. Every function takes a 2-D model, whose
+own prior p(z) it sums with, or a bare function log_px_z(x, z) -> (N, G) with N(0, I) (the tests' Gaussian
+decoders, whose log p(x) is known in closed form).
 """
 
 from __future__ import annotations
@@ -31,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import reduce
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,28 +38,32 @@ DROP_CUT = 10.0  # nats below an image's largest tile beyond which tiles are lef
 
 
 def bernoulli_log_px_z(model: nn.Module):
-    """The function (x, z) -> log p(x|z) of a 2-D VAE, for every image at every grid point.
+    """The function (x, z) -> log p(x|z) of a 2-D model, for every image at every grid point.
 
-    log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), l = model.decode(z): one matrix product. With a
-    learned prior, plus log p(z_g) - log N(z_g; 0, I) (see the module's docstring).
+    log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), l = model.decode(z): one matrix product.
     Shapes of the function: (N, D), (G, 2) -> (N, G).
     """
     require_2d(model, "exact log p(x) by quadrature",
-               ", or estimate log p(x) with the importance-weighted bound (vaelib.train.per_image_iwae)")
+               ", or estimate log p(x) with the importance-weighted bound (vaelib.evaluate.per_image_iwae)")
 
     def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         logits = model.decode(z)  # (G, D)
-        log_likelihood = x @ logits.T - F.softplus(logits).sum(-1)
-        if getattr(model, "prior", None) is None:
-            return log_likelihood
-        return log_likelihood + (model.log_prior(z) - log_normal(z))
+        return x @ logits.T - F.softplus(logits).sum(-1)
 
     return log_px_z
 
 
-def likelihood(model):
-    """log p(x|z) as a function of (x, z-grid): the VAE's Bernoulli one, or `model` itself."""
-    return bernoulli_log_px_z(model) if isinstance(model, nn.Module) else model
+class Integrand(NamedTuple):
+    """log p(x, z) = log p(x|z) + log p(z), as its two terms."""
+    log_px_z: Callable  # (N, D), (G, 2) -> (N, G)
+    log_prior: Callable  # (G, 2) -> (G,)
+
+
+def integrand(model) -> Integrand:
+    """A model's Bernoulli log p(x|z) and its own prior; or a bare function log_px_z with the N(0, I) prior."""
+    if isinstance(model, nn.Module):
+        return Integrand(bernoulli_log_px_z(model), model.prior.log_prob)
+    return Integrand(model, log_normal)
 
 
 def grid_axis(half_width: float, spacing: float, like: torch.Tensor) -> torch.Tensor:
@@ -84,41 +78,27 @@ def grid_points(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return torch.stack([Z1, Z2], -1).reshape(-1, 2)
 
 
-def log_joint_chunks(log_px_z, x: torch.Tensor, z: torch.Tensor, chunk: int | None):
+def log_joint_chunks(f: Integrand, x: torch.Tensor, z: torch.Tensor, chunk: int | None):
     """log p(x, z_g) = log p(x|z_g) + log p(z_g), `chunk` grid points at a time. Yields (N, chunk)."""
     chunk = chunk or GRID_CHUNK
     for start in range(0, len(z), chunk):
         z_chunk = z[start:start + chunk]
-        yield log_px_z(x, z_chunk) + log_normal(z_chunk)
-
-
-def logsumexp_joint(log_px_z, x: torch.Tensor, z: torch.Tensor, chunk: int | None) -> torch.Tensor:
-    """logsumexp_g log p(x, z_g) over the points z, one chunk at a time. Shapes: (N, D), (G, 2) -> (N,)."""
-    return reduce(torch.logaddexp, (torch.logsumexp(part, 1) for part in log_joint_chunks(log_px_z, x, z, chunk)))
+        yield f.log_px_z(x, z_chunk) + f.log_prior(z_chunk)
 
 
 @torch.no_grad()
-def quadrature_log_px(log_px_z, x: torch.Tensor, half_width: float, spacing: float,
-                      chunk: int | None = None) -> torch.Tensor:
-    """logsumexp_g log p(x, z_g) + 2 log h over the grid on [-a, a]^2, blockwise in images and points.
-
-    A running logsumexp keeps memory at IMAGE_BLOCK * chunk floats for any grid. Shapes: (N, D) -> (N,).
-    """
-    axis = grid_axis(half_width, spacing, x)
-    z = grid_points(axis, axis)
-    blocks = [logsumexp_joint(log_px_z, x[i:i + IMAGE_BLOCK], z, chunk) for i in range(0, len(x), IMAGE_BLOCK)]
-    return torch.cat(blocks) + 2 * math.log(spacing)
-
-
 def log_px_grid(model, x: torch.Tensor, half_width: float = 6.0, spacing: float = 0.025,
                 chunk: int | None = None) -> torch.Tensor:
-    """Exact log p(x) in nats of every image by quadrature on a grid of spacing h over [-a, a]^2.
-
-    The plain rectangle rule, every image at every grid point: the reference for `converged_log_px`.
-    model: a VAE with z_dim = 2, or a function log_px_z(x, z) -> (N, G). chunk: grid points per
-    block (memory is at most IMAGE_BLOCK * chunk floats). Shapes: (N, D) -> (N,).
+    """Exact log p(x) in nats of every image by the plain rectangle rule on a grid of spacing h over [-a, a]^2,
+    every image at every grid point: the reference for `converged_log_px`. A running logsumexp, blockwise in
+    images and in `chunk` grid points, keeps memory at IMAGE_BLOCK * chunk floats. model: a 2-D model, or a
+    function log_px_z(x, z) -> (N, G). Shapes: (N, D) -> (N,).
     """
-    return quadrature_log_px(likelihood(model), x, half_width, spacing, chunk)
+    f, axis = integrand(model), grid_axis(half_width, spacing, x)
+    z = grid_points(axis, axis)
+    blocks = [reduce(torch.logaddexp, (part.logsumexp(1) for part in log_joint_chunks(f, xb, z, chunk)))
+              for xb in x.split(IMAGE_BLOCK)]
+    return torch.cat(blocks) + 2 * math.log(spacing)
 
 
 @torch.no_grad()
@@ -131,7 +111,7 @@ def posterior_grid(model, x: torch.Tensor, half_width: float = 4.0, spacing: flo
     expects. Shapes: (N, D) -> log_post (N, G, G), z1 (G,), z2 (G,).
     """
     z1 = z2 = grid_axis(half_width, spacing, x)
-    log_joint = torch.cat(list(log_joint_chunks(likelihood(model), x, grid_points(z1, z2), chunk)), 1)
+    log_joint = torch.cat(list(log_joint_chunks(integrand(model), x, grid_points(z1, z2), chunk)), 1)
     log_post = log_joint - torch.logsumexp(log_joint, 1, keepdim=True) - 2 * math.log(spacing)
     return log_post.reshape(len(x), len(z2), len(z1)), z1, z2
 
@@ -172,7 +152,7 @@ class Tiling:
         n = self.n * 2**level
         return -n // self.size, n // self.size
 
-    def points(self, tiles: torch.Tensor, level: int, like: torch.Tensor):
+    def points(self, tiles: torch.Tensor, level: int, like: torch.Tensor, log_prior: Callable = log_normal):
         """The grid points of each tile, and log p(z) there (-inf outside [-a, a]^2).
 
         Shapes: (T, 2) integer tiles -> z (T * m * m, 2), log_prior (T * m * m,).
@@ -180,17 +160,17 @@ class Tiling:
         offsets = torch.arange(self.size, device=tiles.device)
         index = (tiles[:, None, :] * self.size + grid_points(offsets, offsets)).reshape(-1, 2)
         z = index.to(like.dtype) * self.h(level)  # the very numbers that grid_axis gives
-        return z, log_normal(z).masked_fill((index.abs() > self.n * 2**level).any(-1), -math.inf)
+        return z, log_prior(z).masked_fill((index.abs() > self.n * 2**level).any(-1), -math.inf)
 
-    def tile_log_mass(self, log_px_z, x: torch.Tensor, tiles: torch.Tensor, level: int,
+    def tile_log_mass(self, f: Integrand, x: torch.Tensor, tiles: torch.Tensor, level: int,
                       with_drop: bool = False):
         """log sum_{g in tile} p(x, z_g) h^2 for every image in every tile, and with `with_drop` each tile's
         drop (tile_drop) where its mass is within DROP_CUT nats of the image's largest among these tiles
         (nan elsewhere: such tiles would weigh less than e^-DROP_CUT each in the image's mean drop).
         Shapes: (N, D), (T, 2) -> (N, T) [, (N, T)]."""
         threads.check()  # the thread count fitted to the machine's load now (vaelib.threads)
-        z, log_prior = self.points(tiles, level, x)
-        log_joint = (log_px_z(x, z) + log_prior).reshape(len(x), len(tiles), -1)  # (N, T, m * m)
+        z, log_prior = self.points(tiles, level, x, f.log_prior)
+        log_joint = (f.log_px_z(x, z) + log_prior).reshape(len(x), len(tiles), -1)  # (N, T, m * m)
         log_mass = torch.logsumexp(log_joint, -1) + 2 * math.log(self.h(level))
         if not with_drop:
             return log_mass
@@ -256,7 +236,7 @@ def segment_logsumexp(values: torch.Tensor, index: torch.Tensor, n: int) -> torc
 
 
 @torch.no_grad()
-def coarse_tiles(log_px_z, x: torch.Tensor, tiling: Tiling) -> tuple[torch.Tensor, torch.Tensor]:
+def coarse_tiles(f: Integrand, x: torch.Tensor, tiling: Tiling) -> tuple[torch.Tensor, torch.Tensor]:
     """Level 0: the log mass of every tile for every image, TILE_BLOCK floats of log p(x, z) at a time.
 
     Shapes: (N, D) -> log_mass (N, T), tiles (T, 2), with T = W * W tiles, row-major in (t1, t2).
@@ -267,7 +247,7 @@ def coarse_tiles(log_px_z, x: torch.Tensor, tiling: Tiling) -> tuple[torch.Tenso
     per_block = max(1, TILE_BLOCK // (len(x) * tiling.size**2))
     log_mass = x.new_empty(len(x), len(tiles))
     for i in range(0, len(tiles), per_block):
-        log_mass[:, i:i + per_block] = tiling.tile_log_mass(log_px_z, x, tiles[i:i + per_block], 0)
+        log_mass[:, i:i + per_block] = tiling.tile_log_mass(f, x, tiles[i:i + per_block], 0)
     return log_mass, tiles
 
 
@@ -314,26 +294,23 @@ def z_order(tiles: torch.Tensor) -> torch.Tensor:
     return key
 
 
-def quarters_log_mass(log_px_z, x: torch.Tensor, tiles: torch.Tensor, tiling: Tiling,
+def quarters_log_mass(f: Integrand, x: torch.Tensor, tiles: torch.Tensor, tiling: Tiling,
                       level: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The log mass and the drop of the four quarters at `level` of each tile of level - 1, for every image,
     TILE_BLOCK floats of log p(x, z) at a time. Shapes: (N, D), (T, 2) -> (N, T, 4), (N, T, 4)."""
     quarters = (2 * tiles[:, None, :] + QUARTERS.to(tiles.device)).reshape(-1, 2)
     rows = max(1, TILE_BLOCK // (len(quarters) * tiling.size**2))
-    blocks = [tiling.tile_log_mass(log_px_z, block, quarters, level, with_drop=True) for block in x.split(rows)]
+    blocks = [tiling.tile_log_mass(f, block, quarters, level, with_drop=True) for block in x.split(rows)]
     return tuple(torch.cat(column).reshape(len(x), len(tiles), 4) for column in zip(*blocks))
 
 
 @torch.no_grad()
-def refine(log_px_z, x: torch.Tensor, pairs: Pairs, tiling: Tiling, level: int) -> Pairs:
+def refine(f: Integrand, x: torch.Tensor, pairs: Pairs, tiling: Tiling, level: int) -> Pairs:
     """The quarters at `level` of the pairs' tiles (of level - 1), each with its log mass for the pair's image.
 
-    Decoding a point costs as much as ~300 images' products with it, so each call decodes a patch of
-    tiles once for all the images that need any of them: tiles that follow each other on the Z-order
-    curve, as many as an image's region holds (or GRID_CHUNK points). Smaller patches would waste fewer
-    products on images that need only part of a patch, but every call has a fixed cost, much higher when
-    other processes compete for the cores. Shapes: Pairs of P -> Pairs of 4 P, less the quarters wholly
-    outside the grid.
+    Decoding a point costs as much as ~300 images' products with it, so each call decodes a patch of tiles (that
+    follow each other on the Z-order curve, as many as an image's region holds, or GRID_CHUNK points) once for
+    all the images that need any of them. Shapes: Pairs of P -> Pairs of 4 P, less the quarters outside the grid.
     """
     keys, which = torch.unique(z_order(pairs.tile), return_inverse=True)  # sorted: along the curve
     tiles = pairs.tile.new_empty(len(keys), 2).index_copy_(0, which, pairs.tile)  # each distinct tile, in order
@@ -344,7 +321,7 @@ def refine(log_px_z, x: torch.Tensor, pairs: Pairs, tiling: Tiling, level: int) 
     for in_patch in order.split(torch.unique_consecutive(patch, return_counts=True)[1].tolist()):
         first = int(which[in_patch[0]]) // per_patch * per_patch
         images, row = pairs.image[in_patch].unique(return_inverse=True)
-        patch_mass, patch_drop = quarters_log_mass(log_px_z, x[images], tiles[first:first + per_patch], tiling, level)
+        patch_mass, patch_drop = quarters_log_mass(f, x[images], tiles[first:first + per_patch], tiling, level)
         log_mass[in_patch] = patch_mass[row, which[in_patch] - first]  # (pairs in patch, 4)
         drop[in_patch] = patch_drop[row, which[in_patch] - first]
     inside = log_mass > -math.inf
@@ -372,13 +349,10 @@ def edge_report(log_mass: torch.Tensor, tiles: torch.Tensor, tiling: Tiling, tol
 @torch.no_grad()
 def covering_half_width(model, x: torch.Tensor, least: float = 8.0, margin: float = 3.0, draws: int = 64,
                         seed: int = 0) -> float:
-    """A half-width a for the square [-a, a]^2 of the quadrature: at least `least`, and beyond the farthest of
-    `draws` draws from each image's q(z|x) by `margin`, rounded up to a whole number.
-
-    The N(0, I) prior keeps the codes within a few units of 0, and the default a = 8 holds them. A learned
-    prior need not: it can put its components, and so the codes, far out, and mass beyond the square is
-    lost. q(z|x) shows where each posterior lies; the edge check of converged_log_px (a warning) says
-    when the square is still too small. (N, D) -> float.
+    """A half-width a for the quadrature's square [-a, a]^2: at least `least`, and `margin` beyond the farthest of
+    `draws` draws from each image's q(z|x), rounded up. The N(0, I) prior keeps codes near 0, but a learned prior
+    can put them far out, and mass beyond the square is lost (converged_log_px warns when the square is still too
+    small). (N, D) -> float.
     """
     generator = torch.Generator(x.device).manual_seed(seed)
     far = max((model.sample_posterior(xb, draws, generator)[0].abs().max().item() for xb in x.split(500)),
@@ -393,56 +367,43 @@ def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: floa
     """log p(x) by the rectangle rule on grids over [-a, a]^2, refined image by image until the grid resolves
     each image's posterior and halving the spacing h moves its estimate by less than `tol` nats.
 
-    Level 0 evaluates every image on the whole coarse grid (h0 = `spacing`), summed per tile of m x m
-    points (m = `tile_size`, at least 3). Each refinement halves h for the images that have not stopped,
-    and only in their tiles within `cut` nats of their largest tile and the 8 around those (split_coarse
-    says why); every other tile keeps its last mass, less than e^-cut of the largest tile's, so a few
-    hundred such tiles per level move log p(x) by less than 1e-5 nats: the result is the full grid's
-    (log_px_grid at the same h) for all that matters. The first refinement takes `coarse_cut`, as the
-    coarse grid can see a narrow peak far below its height: h0^2 / (4 s^2) nats midway between points,
-    39 for a posterior of standard deviation s = 0.008 at h0 = 0.1.
+    Level 0 evaluates every image on the whole coarse grid (h0 = `spacing`), summed per tile of m x m points
+    (m = `tile_size`, at least 3). Each refinement halves h for the images still going, only in their tiles within
+    `cut` nats of their largest tile and the 8 around those (split_coarse says why); every other tile keeps its
+    last mass, under e^-cut of the largest, so the result is the full grid's (log_px_grid at the same h) to about
+    1e-5 nats. The first refinement takes `coarse_cut`: the coarse grid can see a narrow peak far below its height
+    (h0^2 / (4 s^2) nats midway between points, 39 for a posterior of sd s = 0.008 at h0 = 0.1).
 
     The stopping rule. An image stops at level k >= 1 when both
       (1) its estimate moved by less than `tol`: |log p_k(x) - log p_(k-1)(x)| < tol, and
-      (2) the grid resolves its posterior: its drop at level k, the mean of tile_drop over its tiles
-          weighted by their mass (h^2 times the curvature of log p(x, z) where its mass lies; tiles more
-          than DROP_CUT = 10 nats below its largest, weighing less than e^-10 each, left out), is at
-          most `max_drop` nats.
-    (1) alone can stop on two wrong estimates. While h is wider than the posterior, each level sums the
-    few grid points nearest the peak, and what that gives depends on where the peak falls between them:
-    a Gaussian peak of sd s midway between two points of level k is h/2 from one point of level k - 1 as
-    well, so both levels give 2 h N(h/2; 0, s^2) per axis, equal and too small by about h^2 / (8 s^2)
-    nats; elsewhere they agree by chance. (2) cannot be met there: for a Gaussian posterior, log p(x, z)
-    is quadratic, so every grid that sees the peak at all reads its drop exactly, (h / s_v)^2 along each
-    direction v (tile_drop), at least 0.85 (h / s)^2 for s the sd along the narrowest direction. And by
-    Poisson summation the rectangle rule's relative error for that Gaussian is at most about
-    4 exp(-2 pi^2 s^2 / h^2) [Trefethen & Weideman 2014]: 0.03 at h = 2 s, 1e-8 at h = s. So with
-    max_drop = 1 no image stops before h <= 1.08 s, where that error is below 1e-6; past that point
-    the error falls steadily as h shrinks (faster than any power where the integrand is smooth, as h^2
-    near a ReLU's kinks), and (1) measures it. Posteriors that are not Gaussian are held the same way,
-    each part by its own curvature, weighted by its mass: several sharp peaks, a skewed or curved ridge.
-    What the grid does not see it cannot weigh, though: a narrow peak whose grid points all lie more than
-    `coarse_cut` nats below the image's largest coarse tile (and `cut` below its largest tile at every
-    level after) counts for nothing, in the drop as in the estimate. max_drop = inf leaves (1) alone: the
-    rule of earlier versions, which tests/test_exact.py shows stopping on aliased estimates.
+      (2) the grid resolves its posterior: its drop, the mean of tile_drop over its tiles weighted by their mass
+          (h^2 times the curvature of log p(x, z) where its mass lies; tiles more than DROP_CUT = 10 nats below its
+          largest left out), is at most `max_drop` nats.
+    (1) alone can stop on two wrong estimates: while h is wider than the posterior, a Gaussian peak of sd s
+    midway between two points of level k is h/2 from a point of level k - 1 as well, so both levels give
+    2 h N(h/2; 0, s^2) per axis, equal and too small by about h^2 / (8 s^2) nats. (2) cannot be met there: every
+    grid that sees a Gaussian peak reads its drop exactly, at least 0.85 (h / s)^2 for s the sd along its narrowest
+    direction, so no image stops before h <= 1.08 s, where the rule's relative error, about 4 exp(-2 pi^2 s^2 / h^2)
+    by Poisson summation [Trefethen & Weideman 2014], is below 1e-6; past that point (1) measures the error.
+    Posteriors that are not Gaussian are held the same way, each part by its own curvature, weighted by its mass.
+    A narrow peak whose grid points all lie more than `coarse_cut` (then `cut`) nats below the largest tile
+    counts for nothing. max_drop = inf leaves (1) alone, which tests/test_exact.py shows stopping on aliased
+    estimates.
 
-    The defaults: a = 8, where log p(z) is 32 nats below its peak (an image with mass near the edge is
-    reported and warned about); tiles 0.4 wide at level 0, small enough to follow each image's mass
-    closely; up to 6 refinements, to h = 0.0016, enough for posteriors of sd down to about 0.0016. An
-    image stops at the first level where (1) and (2) both hold; one whose posterior has sd s along its
-    narrowest direction goes on at least to h <= 1.08 s; one still unresolved or moving after the last
-    refinement is counted as not converged, with a warning.
+    The defaults: a = 8, where log p(z) is 32 nats below its peak (mass near the edge is reported and warned
+    about); tiles 0.4 wide at level 0; up to 6 refinements, to h = 0.0016. An image still unresolved or moving
+    after the last refinement is counted as not converged, with a warning.
 
-    Returns log p(x) (N,), each image's |change| at its last refinement (N,), and a JSON-serialisable
-    report of the settings, the images refined at each level, the largest and the mean last change, the
-    largest last drop and the mass near the edge. Shapes: (N, D) -> (N,), (N,), dict.
+    Returns log p(x) (N,), each image's |change| at its last refinement (N,), and a JSON-serialisable report
+    (settings, images refined per level, largest and mean last change, largest last drop, mass near the edge).
+    Shapes: (N, D) -> (N,), (N,), dict.
     """
     if max_refinements < 1:
         raise ValueError(f"max_refinements must be at least 1 to check convergence, got {max_refinements}")
     if tile_size < 3:
         raise ValueError(f"tile_size must be at least 3, for three neighbouring points in a tile, got {tile_size}")
-    started, log_px_z, tiling = time.perf_counter(), likelihood(model), Tiling.over(half_width, spacing, tile_size)
-    log_mass, tiles = coarse_tiles(log_px_z, x, tiling)
+    started, f, tiling = time.perf_counter(), integrand(model), Tiling.over(half_width, spacing, tile_size)
+    log_mass, tiles = coarse_tiles(f, x, tiling)
     pairs, rest = split_coarse(log_mass, tiles, coarse_cut)  # rest: log mass of the tiles left behind
     log_px = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))  # level 0's estimate
     edge = edge_report(log_mass, tiles, tiling, tol, log_px)
@@ -450,7 +411,7 @@ def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: floa
     change, drop, refined = torch.full_like(log_px, math.inf), torch.full_like(log_px, math.inf), []
     for level in range(1, max_refinements + 1):
         active = (change >= tol) | (drop > max_drop)
-        pairs = refine(log_px_z, x, pairs, tiling, level)
+        pairs = refine(f, x, pairs, tiling, level)
         estimate = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))
         change[active], log_px[active] = (estimate - log_px)[active].abs(), estimate[active]
         drop[active] = segment_mean(pairs.drop, pairs.log_mass, pairs.image, len(x))[active]

@@ -1,21 +1,17 @@
 """Planar flows: a richer posterior q(z|x) than the encoder's Gaussian [Rezende & Mohamed 2015, "Variational
-Inference with Normalizing Flows"].
-
-A sample z_0 = mu + std * eps of the Gaussian goes through layers f_1, ..., f_n of the form
+Inference with Normalizing Flows"]. A draw z_0 = mu + std * eps goes through layers f_1, ..., f_n,
 
     f(z) = z + u_hat tanh(w . z + b),    log |det df/dz| = log(1 + u_hat . w tanh'(w . z + b))    [R&M eqs. 10-12]
-
-and the change of variables gives the density of the last z_n:
-
     log q(z_n|x) = log N(z_0; mu, std^2) - sum_l log |det df_l/dz_(l-1)|                        [R&M eq. 13]
 
-Each layer bends the space along one direction w; with L = 2, a few layers turn the Gaussian into a banana
-or a bent ridge. The flow is amortised: u, w, b of every layer are read from the encoder's last hidden
-layer, so each image gets its own flow, as it gets its own mu and std; one flow shared by every image
-would have to bend every posterior the same way.
+Each layer bends the space along one direction w (with L = 2, a few make a banana or a bent ridge). The flow
+is amortised: each layer's raw u, w, b are read from the encoder's last hidden layer, so each image gets its
+own flow, as it gets its own mu and std.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -45,24 +41,40 @@ def planar(z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -
     return z + constrained_u(u, w) * t[..., None], torch.log(det)
 
 
+def layers_of(raw: torch.Tensor, z_dim: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The (u, w, b) of each layer, u before the constraint, from the flow's raw parameters: u (L), w (L), b (1)
+    per layer, side by side. Shapes: (..., layers * (2 L + 1)) -> (..., L), (..., L), (...) per layer."""
+    L = z_dim
+    return [(p[..., :L], p[..., L:2 * L], p[..., 2 * L]) for p in raw.unflatten(-1, (-1, 2 * L + 1)).unbind(-2)]
+
+
+def planar_flow(z: torch.Tensor, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z_n and sum_l log |det df_l/dz_(l-1)| through every layer of `raw` (layers_of).
+    Shapes: z_0 (..., B, L), raw (B, layers * (2 L + 1)) -> (..., B, L), (..., B)."""
+    log_det = z.new_zeros(z.shape[:-1])
+    for u, w, b in layers_of(raw, z.shape[-1]):
+        z, layer_log_det = planar(z, u, w, b)
+        log_det = log_det + layer_log_det
+    return z, log_det
+
+
+def identity_start(raw: torch.Tensor, z_dim: int) -> torch.Tensor:
+    """The raw parameters with each layer's u set so that u_hat = 0 (softplus(w . u) = 1): the flow starts as
+    the identity, its w and b kept. Shapes: (B, layers * (2 L + 1)) -> the same."""
+    L = z_dim
+    layers = raw.unflatten(-1, (-1, 2 * L + 1)).clone()  # (B, layers, 2 L + 1): u, w, b
+    w = layers[..., L:2 * L]
+    layers[..., :L] = math.log(math.e - 1) * w / w.pow(2).sum(-1, keepdim=True)
+    return layers.flatten(-2)
+
+
 class PlanarFlow(nn.Module):
-    """`layers` planar layers whose u, w, b come from a linear map of the encoder's hidden layer h."""
+    """`layers` planar layers whose raw u, w, b come from a linear map of the encoder's hidden layer h."""
 
     def __init__(self, width: int, z_dim: int, layers: int):
         super().__init__()
-        self.z_dim, self.layers = z_dim, layers
         self.head = nn.Linear(width, layers * (2 * z_dim + 1))  # u (L), w (L), b (1) per layer
 
-    def layer_parameters(self, h: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(u, w, b) of each layer for each image, u before the constraint. Shapes: (B, H) -> (B, L), (B, L), (B,)."""
-        L = self.z_dim
-        params = self.head(h).unflatten(-1, (self.layers, 2 * L + 1))  # (B, layers, 2 L + 1)
-        return [(p[:, :L], p[:, L:2 * L], p[:, 2 * L]) for p in params.unbind(1)]
-
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z_n and sum_l log |det df_l/dz_(l-1)|. Shapes: z_0 (..., B, L), h (B, H) -> (..., B, L), (..., B)."""
-        log_det = z.new_zeros(z.shape[:-1])
-        for u, w, b in self.layer_parameters(h):
-            z, layer_log_det = planar(z, u, w, b)
-            log_det = log_det + layer_log_det
-        return z, log_det
+        """planar_flow with the raw parameters read from h. Shapes: (..., B, L), (B, H) -> (..., B, L), (..., B)."""
+        return planar_flow(z, self.head(h))

@@ -1,24 +1,46 @@
-"""The variational autoencoder of Kingma & Welling (2014), "Auto-Encoding Variational Bayes".
+"""The variational autoencoder of Kingma & Welling (2014), "Auto-Encoding Variational Bayes", and the protocol
+every consumer of a model relies on.
 
-Generative model p(x, z) = p(z) p(x|z) with p(z) = N(0, I) and
-p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))); the decoder returns the
-logits, never probabilities. Inference model (the encoder) q(z|x) = N(mu(x), diag(exp(logvar(x)))).
-The default shape is the original course notebook's: 784-256-128-(mu, logvar) and 2-128-256-784.
-
-ModelConfig offers two variants, both off by default: a planar flow after the encoder's Gaussian
-(posterior="planar", vaelib.flows) and a learned prior (prior="mog" or "vamp", vaelib.priors). The KL is
-then estimated from the sampled z, as log q(z|x) - log p(z), instead of in closed form.
+p(x, z) = p(z) p(x|z), p(z) = N(0, I), p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d(z))): the decoder returns
+logits, never probabilities; q(z|x) = N(mu(x), diag(exp(logvar(x)))). The default shape is the original course
+notebook's, 784-256-128-(mu, logvar) and 2-128-256-784. Two variants, off by default: a planar flow after the
+Gaussian (vaelib.flows) and a learned prior (vaelib.priors); their KL is estimated at the sampled z as
+log q(z|x) - log p(z). `build_model` builds a model from its settings (vaelib.registry).
 """
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 from torch import nn
 
+from . import registry
 from .config import ModelConfig, without_later_defaults
-from .elbo import LOG_2PI, log_normal
-from .flows import PlanarFlow
-from .priors import MixturePrior, VampPrior, mixture_log_prob, mixture_sample
+from .elbo import gaussian_draw, kl_standard_normal, log_normal, reparameterize  # noqa: F401  (reparameterize: API)
+from .flows import PlanarFlow, planar_flow
+from .priors import MixturePrior, StandardNormal, VampPrior
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """What the bounds, training, the quadrature, the gap fits and the plots use of a model, and nothing more.
+
+    q(z|x) is given per image by its parameters, a dict of (B, ...) tensors with at least "mu" and "logvar" (vaelib.gaps
+    fits them image by image), and every draw comes with its log q. Shapes: x (B, D), z (B, L) or with k draws
+    (k, B, L), log q (B,) or (k, B); D = config.x_dim, L = config.z_dim.
+    """
+    config: ModelConfig
+    prior: nn.Module  # p(z): log_prob(z) and sample(n, generator) (vaelib.priors)
+    closed_form_kl: bool  # whether kl() is KL(N(mu, exp(logvar)) || N(0, I)) in closed form
+
+    def encode(self, x): """The encoder's Gaussian before any flow: mu, logvar (B, L) each."""
+    def posterior_params(self, x): """q(z|x)'s parameters for each image."""
+    def draw_posterior(self, params, k=None, generator=None): """z ~ q, reparametrised, and log q(z)."""
+    def posterior_log_prob(self, params, z): """log q(z) at a given z (a ValueError where the family has none)."""
+    def sample_posterior(self, x, k=None, generator=None): """draw_posterior(posterior_params(x), k, generator)."""
+    def kl(self, params, z, log_q): """KL(q || p) per image: the closed form where there is one, else log q - log p(z)."""
+    def decode(self, z): """Logits of p(x|z), (..., D)."""
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -34,45 +56,70 @@ def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = mu + std * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through.
+def mlp_encoder(config: ModelConfig) -> tuple[nn.Module, int]:
+    """D-H1-...-Hn with the activation after every layer, and its width Hn (the image itself without layers)."""
+    D, H, act = config.x_dim, list(config.hidden), config.activation
+    return (nn.Sequential(*mlp([D, *H], act), ACTIVATIONS[act]()), H[-1]) if H else (nn.Identity(), D)
 
-    Shapes: (..., L), (..., L) -> (..., L). [Kingma & Welling 2014, Sec. 2.4]
-    """
-    if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * eps
+
+def mlp_decoder(config: ModelConfig) -> nn.Module:
+    """L-Hn-...-H1-D, the encoder's widths mirrored, returning logits."""
+    return mlp([config.z_dim, *reversed(config.hidden), config.x_dim], config.activation)
 
 
 class VAE(nn.Module):
-    """Encoder x -> (mu, logvar), reparametrised sample z, decoder z -> logits."""
+    """Encoder x -> (mu, logvar), reparametrised sample z, decoder z -> logits; the network is config.arch's."""
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
-        self.config = config or ModelConfig()
-        D, H, L = self.config.x_dim, list(self.config.hidden), self.config.z_dim
-        act = self.config.activation
-        self.encoder = nn.Sequential(*mlp([D, *H], act), ACTIVATIONS[act]()) if H else nn.Identity()
-        width = H[-1] if H else D
-        self.mu_head = nn.Linear(width, L)
-        self.logvar_head = nn.Linear(width, L)
-        self.decoder = mlp([L, *reversed(H), D], act)
+        self.config = config = config or ModelConfig()
+        network = registry.NETWORKS[config.arch]
+        self.encoder, width = network.encoder(config)  # built in this order: the order draws the initial weights
+        self.mu_head = nn.Linear(width, config.z_dim)
+        self.logvar_head = nn.Linear(width, config.z_dim)
+        self.decoder = network.decoder(config)
         # The variants add modules after the plain VAE's, so that the plain one's weights and keys stay as they were.
-        planar = self.config.posterior == "planar"
-        self.flow = PlanarFlow(width, L, self.config.flow_layers) if planar else None
-        C, prior = self.config.prior_components, self.config.prior
-        self.prior = MixturePrior(L, C) if prior == "mog" else VampPrior(D, C) if prior == "vamp" else None
+        self.flow = PlanarFlow(width, config.z_dim, config.flow_layers) if config.posterior == "planar" else None
+        self.prior = make_prior(config, self.encode)
 
     @property
-    def analytic_kl(self) -> bool:
-        """Whether KL(q(z|x) || p(z)) has a closed form: a Gaussian q and the N(0, I) prior."""
-        return self.flow is None and self.prior is None
+    def closed_form_kl(self) -> bool:
+        return self.flow is None and isinstance(self.prior, StandardNormal)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters of q(z|x). Shapes: (B, D) -> (B, L), (B, L)."""
+        """Parameters of the encoder's Gaussian. Shapes: (B, D) -> (B, L), (B, L)."""
         h = self.encoder(x)
         return self.mu_head(h), self.logvar_head(h)
+
+    def posterior_params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mu, logvar (B, L) and, with a planar flow, its raw u, w, b (B, layers * (2 L + 1)) from one encoder pass."""
+        h = self.encoder(x)
+        params = {"mu": self.mu_head(h), "logvar": self.logvar_head(h)}
+        return params if self.flow is None else {**params, "flow": self.flow.head(h)}
+
+    def draw_posterior(self, params: dict, k: int | None = None, generator: torch.Generator | None = None):
+        """z ~ q and log q(z): the Gaussian, then the planar flow if params has one, where
+        log q(z_n) = log N(z_0; mu, std^2) - sum_l log |det df_l/dz_(l-1)| (vaelib.flows)."""
+        z, log_q = gaussian_draw(params["mu"], params["logvar"], k, generator)
+        if params.get("flow") is None:
+            return z, log_q
+        z, log_det = planar_flow(z, params["flow"])
+        return z, log_q - log_det
+
+    def posterior_log_prob(self, params: dict, z: torch.Tensor) -> torch.Tensor:
+        if params.get("flow") is not None:
+            raise ValueError("log q(z|x) at a given z needs a planar flow's inverse, which it does not have: with a "
+                             "planar posterior use the draws' own log q (and --gradient plain for DReG)")
+        return log_normal(z, params["mu"], params["logvar"])
+
+    def sample_posterior(self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None):
+        """z ~ q(z|x), reparametrised, and log q(z|x). Shapes: (B, D) -> (B, L), (B,); with k: (k, B, L), (k, B)."""
+        return self.draw_posterior(self.posterior_params(x), k, generator)
+
+    def kl(self, params: dict, z: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+        if self.closed_form_kl:
+            return kl_standard_normal(params["mu"], params["logvar"])
+        return log_q - self.prior.log_prob(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits of p(x|z). Shapes: (..., L) -> (..., D)."""
@@ -80,56 +127,34 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """One reparametrised pass: logits (B, D), and mu (B, L), logvar (B, L) of the Gaussian before any flow."""
-        mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar, generator=generator)
-        if self.flow is not None:
-            z, _ = self.flow(z, self.encoder(x))
-        return self.decode(z), mu, logvar
-
-    def sample_posterior(self, x: torch.Tensor, k: int | None = None,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ q(z|x), reparametrised, and log q(z|x): the encoder's Gaussian, then the planar flow if there is one.
-
-        log q(z|x) = log N(z_0; mu, std^2) - sum_l log |det df_l/dz_(l-1)| (vaelib.flows). With k, k draws per
-        image. Shapes: (B, D) -> z (B, L), log_q (B,); with k: (k, B, L), (k, B).
-        """
-        h = self.encoder(x)
-        mu, logvar = self.mu_head(h), self.logvar_head(h)
-        eps = torch.randn(mu.shape if k is None else (k, *mu.shape), generator=generator, device=mu.device,
-                          dtype=mu.dtype)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        log_q = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)  # log N(z; mu, std^2), as z - mu = std * eps
-        if self.flow is not None:
-            z, log_det = self.flow(z, h)
-            log_q = log_q - log_det
-        return z, log_q
-
-    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The learned prior's Gaussians: means (C, L), log-variances (C, L), logits of their weights (C,)."""
-        if isinstance(self.prior, VampPrior):
-            mu, logvar = self.encode(self.prior.pseudo_inputs)  # q(z|u_c), equal weights
-            return mu, logvar, mu.new_zeros(len(mu))
-        return self.prior.means, self.prior.logvars, self.prior.logits
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z): N(0, I), or the learned mixture (vaelib.priors). Shapes: (..., L) -> (...)."""
-        if self.prior is None:
-            return log_normal(z)
-        return mixture_log_prob(z, *self.prior_components())
-
-    @torch.no_grad()
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws z ~ p(z), made on the generator's device (the same z for a seed on every device). Shape: (n, L)."""
-        if self.prior is not None:
-            return mixture_sample(n, *self.prior_components(), generator=generator)
-        drawn_on = generator.device if generator is not None else "cpu"
-        device = next(self.parameters()).device
-        return torch.randn(n, self.config.z_dim, generator=generator, device=drawn_on).to(device)
+        params = self.posterior_params(x)
+        z, _ = self.draw_posterior(params, generator=generator)
+        return self.decode(z), params["mu"], params["logvar"]
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixel probabilities sigmoid(logits(z)) for n draws z ~ p(z). Shape: (n, D)."""
-        return torch.sigmoid(self.decode(self.sample_prior(n, generator)))
+        return torch.sigmoid(self.decode(self.prior.sample(n, generator)))
+
+
+def make_prior(config: ModelConfig, encode) -> nn.Module:
+    """config.prior's p(z); only that one is built, so that only its initial values are drawn."""
+    if config.prior == "mog":
+        return MixturePrior(config.z_dim, config.prior_components)
+    if config.prior == "vamp":
+        return VampPrior(config.x_dim, config.prior_components, encode)
+    return StandardNormal(config.z_dim)
+
+
+registry.NETWORKS["mlp"] = registry.Network(encoder=mlp_encoder, decoder=mlp_decoder)
+registry.KINDS["vae"] = registry.Kind(build=VAE)
+
+
+def build_model(config: ModelConfig | None = None) -> nn.Module:
+    """The model `config` describes, untrained: its kind's (vaelib.registry.KINDS) with its network. The one
+    place models are built: the command line, checkpoints, the cache, the studies and training call it."""
+    config = config or ModelConfig()
+    return registry.KINDS[config.kind].build(config)
 
 
 def require_2d(model: nn.Module, what: str, instead: str = "") -> None:
@@ -155,7 +180,7 @@ def atomic_write(path, write) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(path, model: VAE, **extra) -> None:
+def save_checkpoint(path, model: nn.Module, **extra) -> None:
     """Weights (as CPU copies, from a model on any device, which is left where it is) and settings, in a file that
     torch.load(..., weights_only=True) can read, written atomically."""
     from dataclasses import asdict
@@ -184,15 +209,15 @@ def read_checkpoint(path, map_location="cpu") -> dict:
                               f"{err}); train again to recreate it") from err
 
 
-def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu", saved: dict | None = None) -> VAE:
-    """Rebuild the VAE saved at `path`; if `config` is given, the checkpoint must have that shape.
+def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu", saved: dict | None = None) -> nn.Module:
+    """Rebuild the model saved at `path`; if `config` is given, the checkpoint must have that shape.
     `saved`: what read_checkpoint(path) returned, when the caller has read it already."""
     saved = saved or read_checkpoint(path, map_location)
     saved_config = saved["config"]
     if config is not None and config != saved_config:
         raise CheckpointError(f"{path} holds a model of shape {saved_config}, not the {config} asked "
                               f"for: load it without a config, or train a model of that shape")
-    model = VAE(saved_config)
+    model = build_model(saved_config)
     try:
         model.load_state_dict(saved["state_dict"])
     except RuntimeError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .diagnostics import encode_all
 from .model import require_2d
 from .train import History
 
@@ -91,9 +92,9 @@ def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = N
 
 
 def plot_prior_samples(model, n: int = 64, seed: int = 0) -> plt.Figure:
-    """Pixel probabilities sigmoid(logits(z)) for n draws z ~ N(0, I)."""
+    """The decoder's pixel probabilities sigmoid(logits(z)) for n draws z ~ p(z) (its means, not binary samples)."""
     probs = model.sample(n, generator=torch.Generator().manual_seed(seed))
-    return plot_digits(probs, rows=int(n ** 0.5), title=f"{n} samples from the prior")
+    return plot_digits(probs, rows=int(n ** 0.5), title=f"Decoder means at {n} codes drawn from the prior")
 
 
 def grid_ticks(points: list[float], most: int = 9) -> list[float]:
@@ -133,9 +134,7 @@ def plot_embedding(model, x: torch.Tensor, labels: torch.Tensor, ax: plt.Axes | 
     """Posterior means mu(x) of the test images, coloured by digit, each digit written at the median
     of its codes, equal scales on both axes; into `ax` when given, else a new figure."""
     require_2d(model, "the latent embedding", " to draw it")
-    device = model_device(model)
-    mu = torch.cat([model.encode(x[i:i + 1000].to(device))[0].cpu() for i in range(0, len(x), 1000)])
-    labels = labels.cpu()
+    mu, labels = encode_all(model, x)[0].cpu(), labels.cpu()
     if ax is None:
         fig, ax = plt.subplots(figsize=(8, 6.5), layout="constrained")
     for digit in range(10):

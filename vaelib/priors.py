@@ -1,16 +1,11 @@
-"""Learned priors p(z) for the VAE: a mixture of Gaussians, and the VampPrior [Tomczak & Welling 2018, "VAE with
-a VampPrior"].
-
-Both are mixtures of C Gaussians with diagonal covariances,
+"""Priors p(z), each an object with log_prob(z) and sample(n): N(0, I), a learned mixture of Gaussians, and the
+VampPrior [Tomczak & Welling 2018, "VAE with a VampPrior"]. The learned ones are mixtures of C diagonal Gaussians,
 
     p(z) = sum_c pi_c N(z; m_c, diag(exp(logvar_c))),    log p(z) = logsumexp_c [log pi_c + log N(z; m_c, ...)]
 
-- "mog": the means m_c, log-variances and logits of pi are parameters of their own, learned with the decoder;
-- "vamp": p(z) = (1/C) sum_c q(z|u_c), the encoder's Gaussian at C learned pseudo-inputs u_c (images the model
-  makes up), so the prior is the average posterior of C images. With a planar posterior the components are
-  the encoder's Gaussians before the flow: the flow's density at a given z needs its inverse.
-
-The N(0, I) prior is the mixture of one standard Gaussian; the VAE keeps its closed-form KL for it.
+"mog" learns m_c, logvar_c and the logits of pi; "vamp" is p(z) = (1/C) sum_c q(z|u_c), the encoder's Gaussian
+(before any flow) at C learned pseudo-inputs u_c: the average posterior of C made-up images. N(0, I) has no
+parameters, so checkpoints are as they were; the VAE keeps its closed-form KL for it.
 """
 
 from __future__ import annotations
@@ -24,19 +19,13 @@ from .elbo import LOG_2PI, log_normal
 
 
 def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log sum_c softmax(logits)_c N(z; means_c, diag(exp(logvars_c))).
+    """log sum_c softmax(logits)_c N(z; means_c, diag(exp(logvars_c))). Shapes: (..., L), (C, L), (C, L), (C,) -> (...).
 
-    Every component's quadratic form comes from two matrix products, by expanding the square,
-
-        sum_j (z_j - m_cj)^2 / v_cj = z^2 @ (1 / v_c) - 2 z @ (m_c / v_c) + sum_j m_cj^2 / v_cj,
-
-    so that C components cost two (N, L) @ (L, C) products rather than an (N, C, L) tensor: 19 times faster
-    with C = 500 and L = 50, which makes IWAE-5000 on a 50-D mixture-prior model 7.7 times faster
-    (benchmarks/bench_mixture.py, one thread). The expansion subtracts terms far larger
-    than their difference when z is far out and v small, so it is done in float64 where the device computes
-    in it (vaelib.config.float64_device); on Apple's MPS, which has no float64, each component's square is
-    formed directly, in float32.
-    Shapes: (..., L), (C, L), (C, L), (C,) -> (...).
+    Each component's quadratic form comes from two (N, L) @ (L, C) products, by expanding the square,
+    sum_j (z_j - m_cj)^2 / v_cj = z^2 @ (1 / v_c) - 2 z @ (m_c / v_c) + sum_j m_cj^2 / v_cj: 19 times faster than
+    an (N, C, L) tensor at C = 500, L = 50 (benchmarks/bench_mixture.py). The expansion subtracts terms far larger
+    than their difference when z is far out and v small, so it runs in float64 (vaelib.config.float64_device); on
+    Apple's MPS, which has none, each square is formed directly in float32 (direct_mixture_log_prob).
     """
     if float64_device(z.device) != z.device:  # no float64 here: do not copy to the CPU on the training path
         return direct_mixture_log_prob(z, means, logvars, logits)
@@ -69,7 +58,36 @@ def mixture_sample(n: int, means: torch.Tensor, logvars: torch.Tensor, logits: t
     return means[c] + torch.exp(0.5 * logvars[c]) * eps
 
 
-class MixturePrior(nn.Module):
+class StandardNormal(nn.Module):
+    """p(z) = N(0, I)."""
+
+    def __init__(self, z_dim: int):
+        super().__init__()
+        self.register_buffer("origin", torch.zeros(z_dim), persistent=False)  # follows the model's device
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I). Shapes: (..., L) -> (...)."""
+        return log_normal(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws, made on the generator's device (the same z for a seed on every device). Shape: (n, L)."""
+        drawn_on = generator.device if generator is not None else "cpu"
+        return torch.randn(n, len(self.origin), generator=generator, device=drawn_on).to(self.origin.device)
+
+
+class Mixture(nn.Module):
+    """A mixture of diagonal Gaussians, given by components(): means (C, L), log-variances (C, L), logits (C,)."""
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z). Shapes: (..., L) -> (...)."""
+        return mixture_log_prob(z, *self.components())
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws (mixture_sample). Shape: (n, L)."""
+        return mixture_sample(n, *self.components(), generator=generator)
+
+
+class MixturePrior(Mixture):
     """p(z) = sum_c pi_c N(z; m_c, diag(exp(logvar_c))) with learned m, logvar and logits of pi."""
 
     def __init__(self, z_dim: int, components: int):
@@ -78,10 +96,18 @@ class MixturePrior(nn.Module):
         self.logvars = nn.Parameter(torch.zeros(components, z_dim))
         self.logits = nn.Parameter(torch.zeros(components))
 
+    def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.means, self.logvars, self.logits
 
-class VampPrior(nn.Module):
-    """p(z) = (1/C) sum_c q(z|u_c) at learned pseudo-inputs u_c; the VAE's encoder gives each q(z|u_c)."""
 
-    def __init__(self, x_dim: int, components: int):
+class VampPrior(Mixture):
+    """p(z) = (1/C) sum_c q(z|u_c) at learned pseudo-inputs u_c; `encode` (the VAE's) gives each q(z|u_c)."""
+
+    def __init__(self, x_dim: int, components: int, encode):
         super().__init__()
         self.pseudo_inputs = nn.Parameter(torch.rand(components, x_dim))  # (C, D): uniform noise to start from
+        self.encode = encode
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(self.pseudo_inputs)  # q(z|u_c), equal weights
+        return mu, logvar, mu.new_zeros(len(mu))

@@ -1,22 +1,17 @@
 """Trained models kept by their settings: a model is trained once and loaded after.
 
-`trained(settings, fit)` returns the model that `fit()` trains, with its History, from the first of:
-
-1. `vaelib/pretrained/<key>/`: models committed with the course (notebooks 5 and 7 and the appendix
-   load their studies from there, so a fresh clone runs them in seconds instead of many minutes);
+`trained(settings, fit)` returns the model `fit()` trains, with its History, from the first of:
+1. `vaelib/pretrained/<key>/`, the models committed with the course (a fresh clone runs the studies of
+   notebooks 5 to 10 in seconds);
 2. `runs/cache/<key>/` (under `runs_dir()`): what this machine trained before;
-3. `fit()`, run now; the model is then saved in `runs/cache/<key>/` for the next time.
+3. `fit()`, run now, the model then saved in `runs/cache/<key>/`.
 
-`key` is a hash of `settings`, a dict of everything the model's numbers depend on (shape, optimiser,
-budget, seed, data, beta, ...), and `settings.json` beside the model holds the dict itself, checked
-on every load. A changed setting is another key, so it trains anew; the line printed says which of
-the three happened. The key is the settings, not the code: after changing how `fit` trains, add a
-field to the settings (e.g. "version": 2). The device is not a setting: a model trained on a GPU
-loads on the CPU and the other way round.
-
-In the smoke setting (`make check`) nothing is loaded or saved: every model is trained, so the tests
-run the training code. VAELIB_PRETRAINED=0 skips the committed models (to retrain and check them);
-`python -m vaelib.runs publish KEY ...` copies models from runs/cache into vaelib/pretrained.
+`key` hashes `settings`, everything the model's numbers depend on (shape, optimiser, budget, seed, data,
+...); `settings.json` beside the model holds the dict itself, checked on every load. A changed setting is
+another key, so it trains anew; the printed line says which of the three happened. After changing how `fit`
+trains, add a field to the settings (e.g. "version": 2). The device is not a setting. In the smoke setting
+nothing is loaded or saved; VAELIB_PRETRAINED=0 skips the committed models; `python -m vaelib.runs publish
+KEY ...` copies models from runs/cache into vaelib/pretrained.
 """
 
 from __future__ import annotations
@@ -95,13 +90,11 @@ def save(folder: Path, settings: dict, model: nn.Module, history: History, label
 
 
 def shown(path: Path) -> str:
-    """The path as a reader knows it: relative to the package or to runs_dir()'s parent, never this machine's."""
-    for base in (Path(runs_dir()).parent, PRETRAINED.parents[1]):
-        try:
-            return str(path.relative_to(base))
-        except ValueError:
-            continue
-    return path.name
+    """The path as a reader knows it: relative to the package's checkout or to runs_dir()'s parent, whichever is
+    nearer (runs_dir may lie above the checkout, or the other way round), never this machine's."""
+    relative = [path.relative_to(base) for base in (PRETRAINED.parents[1], Path(runs_dir()).parent)
+                if path.is_relative_to(base)]
+    return str(min(relative, key=lambda p: len(p.parts))) if relative else path.name
 
 
 def trained(settings: dict, fit: Callable[[], tuple[nn.Module, History]], label: str = "model") -> Trained:

@@ -1,9 +1,7 @@
-"""Comparing trained settings over seeds, on one set of test images (notebooks 7 and 10).
+"""Comparing trained settings over seeds, on one set of test images (notebooks 5, 7, 8 and 10).
 
-A comparison of two settings needs two kinds of noise in view: the spread between training seeds
-(another initialisation and another order of the batches), and the test images (some digits are
-harder than others). Every setting is trained from several seeds with `fit`, each model is scored on
-the same test images with `score`, `table` shows the mean and the standard deviation over
+Two kinds of noise: the spread between training seeds and the test images. Each setting is trained from
+several seeds (`fit`), every model scored on the same images (`score`), `table` shows means and spreads over
 seeds, and `compare` differences two settings seed by seed and image by image.
 """
 
@@ -17,9 +15,10 @@ import torch
 from .config import ModelConfig, TrainConfig, seed_everything
 from .data import MNISTData
 from .diagnostics import active_units, bits_per_dim, kl_per_dimension
-from .model import VAE
+from .evaluate import per_image_iwae, per_image_terms
+from .model import build_model
 from .runs import trained
-from .train import History, per_image_iwae, per_image_terms, train
+from .train import History, train
 from .train import settings as train_settings
 
 
@@ -27,35 +26,33 @@ USED_NATS = 0.1  # a latent dimension is "used" when it carries more than this s
 
 
 def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, binarisation: str = "dynamic",
-        seed: int = 0, device: torch.device | str = "cpu", objective: str = "elbo", k: int = 5,
-        gradient: str = "plain") -> tuple[VAE, History]:
-    """A VAE of shape `config` trained on data.train_x for `steps` Adam steps from `seed`, with the
+        device: torch.device | str = "cpu", **options) -> tuple[torch.nn.Module, History]:
+    """A model of shape `config` trained on data.train_x for `steps` steps from the seed in `options`, with the
     course defaults and the KL term weighted by `beta`; trained once and loaded after (vaelib.runs).
 
-    `binarisation` names what data.train_x holds ("dynamic": grey levels, binarised afresh each step;
-    "static": images binarised once) for the key of the model; the trainer is the same for both.
-    `objective` "iwae" trains on the K-sample IWAE bound with `k` samples and the encoder `gradient`
-    "plain" or "dreg" (vaelib.elbo); the posterior and the prior are the config's.
+    `options` are TrainConfig's (seed, objective, iwae_train_k, gradient, lr, ...). `binarisation` names what
+    data.train_x holds ("dynamic": grey levels, binarised afresh each step; "static": images binarised once) for
+    the key of the model; the trainer is the same for both.
     """
-    if objective != "iwae" and (k != 5 or gradient != "plain"):
-        raise ValueError(f"k and gradient set the IWAE objective's samples and encoder gradient: with objective "
-                         f"{objective!r} leave them out, or pass objective='iwae'")
-    cfg = TrainConfig(steps=steps, beta=beta, seed=seed, model=config, objective=objective, iwae_train_k=k,
-                      gradient=gradient)
+    cfg = TrainConfig(steps=steps, beta=beta, model=config, **options)
 
     def train_now():
         seed_everything(cfg.seed)
-        model = VAE(cfg.model).to(device)
+        model = build_model(cfg.model).to(device)
         return model, train(model, data, cfg)
 
-    settings = fit_settings(cfg, data.source, binarisation)
-    variant = "".join([f", IWAE K = {k}" + (" (DReG)" if gradient == "dreg" else "") if objective == "iwae" else "",
+    model, history, _ = trained(fit_settings(cfg, data.source, binarisation), train_now, fit_label(cfg, binarisation))
+    return model.to(device).eval(), history
+
+
+def fit_label(cfg: TrainConfig, binarisation: str) -> str:
+    """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants."""
+    config, k = cfg.model, cfg.iwae_train_k
+    variant = "".join([f", IWAE K = {k}" + (" (DReG)" if cfg.gradient == "dreg" else "") if cfg.objective == "iwae" else "",
                        f", {config.flow_layers} planar layers" if config.posterior == "planar" else "",
                        f", {config.prior} prior of {config.prior_components}" if config.prior != "normal" else ""])
-    label = (f"L = {config.z_dim}, beta = {beta:g}, {binarisation} binarisation{variant}"
-             + (f", seed {seed}" if seed else ""))
-    model, history, _ = trained(settings, train_now, label)
-    return model.to(device).eval(), history
+    return (f"L = {config.z_dim}, beta = {cfg.beta:g}, {binarisation} binarisation{variant}"
+            + (f", seed {cfg.seed}" if cfg.seed else ""))
 
 
 def fit_settings(cfg: TrainConfig, source: str, binarisation: str = "dynamic") -> dict:
@@ -75,7 +72,7 @@ def score(model, x: torch.Tensor, k: int) -> dict:
             "rate": terms.kl.mean().item(), "log_px": log_px.mean().item(), "log_px_each": log_px,
             "iwae_gain": (log_px - terms.elbo).mean().item(),
             "active": active_units(model, x).count, "L": model.config.z_dim,
-            "used": int((kl_per_dimension(model, x) > USED_NATS).sum()) if getattr(model, "analytic_kl", True) else None}
+            "used": int((kl_per_dimension(model, x) > USED_NATS).sum()) if model.closed_form_kl else None}
 
 
 def over_seeds(rows: list[dict], key: str, sign: float = 1) -> tuple[float, float]:

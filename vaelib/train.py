@@ -1,19 +1,15 @@
-"""One training loop and one evaluation loop for the VAE, with optional tqdm progress bars.
+"""One training loop for every model and objective, with optional tqdm progress bars.
 
-Training maximises the mean one-sample ELBO of dynamically binarised minibatches (with the KL term
-weighted by beta, 1 by default), or with TrainConfig(objective="iwae") the K-sample IWAE bound. The
-loop keeps every per-step loss on the device and looks at them only once per epoch, so the device
-never waits for the host in between; a loss that is not finite stops training with the step at which
-it happened.
+A step maximises TrainConfig.objective's bound (vaelib.registry.OBJECTIVES: the one-sample ELBO, its KL
+weighted by beta, or the K-sample IWAE bound) on what the model's kind (vaelib.registry.KINDS) hands it: a
+dynamically binarised batch for the VAE; a labelled kind may add a stream of labelled batches. Per-step
+losses stay on the device until the end of the epoch, so the device never waits for the host; a loss that
+is not finite stops training at its step. Fused optimiser kernels and batches binarised into reused buffers
+make the step fast (benchmarks/README.md).
 
-A run can stop and go on: after every epoch, `on_record` receives the whole training state
-(weights, optimiser, schedule, random generator, history), and Ctrl-C stops the loop at the end of
-the current step with a `TrainingInterrupted` that carries the same state. `train(..., resume=state)`
-continues from it and ends with the weights an uninterrupted run would have (tests/test_train.py).
-
-The step is written for speed (benchmarks/README.md measures each choice): fused optimiser
-kernels, batches binarised into reused buffers, the loss summed once with a hand-written
-log-likelihood. Its math is elbo_terms', step for step, as tests/test_fast_path.py checks.
+A run can stop and go on: after every epoch `on_record` receives the whole training state, and Ctrl-C stops
+the loop after the current step with a `TrainingInterrupted` carrying it; `train(..., resume=state)` ends
+with the weights an uninterrupted run would have (tests/test_train.py).
 """
 
 from __future__ import annotations
@@ -29,12 +25,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from . import registry
 from .config import TrainConfig, course_run_dir, seed_everything, without_later_defaults
 from .data import MNISTData
-from .elbo import elbo_terms, iwae_bound, iwae_dreg_terms, iwae_terms, kl_standard_normal
-from .model import VAE, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-
-EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
+from .elbo import elbo_terms, iwae_dreg_terms, iwae_terms
+from .evaluate import evaluate_terms
+from .model import CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 class TrainingDiverged(RuntimeError):
@@ -95,52 +91,6 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return n_train // batch_size
 
 
-class NegLogLikelihood(torch.autograd.Function):
-    """-log p(x|z) summed over pixels and batch, with its gradient written out.
-
-    sum_bd softplus(l_bd) - x_bd * l_bd, computed stably as max(l, 0) - x * l + log(1 + exp(-|l|)),
-    the value of F.binary_cross_entropy_with_logits(l, x, reduction="sum"); its gradient is
-    sigmoid(l) - x. log(1 + t) stands for log1p(t), whose CPU kernel is not vectorised (7 times
-    slower here); rounding 1 + t costs at most 6e-8 nats per pixel. Shapes: (B, D), (B, D) -> ().
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(logits, x)
-        log_term = logits.abs().neg_().exp_().add_(1).log_()
-        return (logits.clamp_min(0).addcmul_(x, logits, value=-1).add_(log_term)).sum()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        logits, x = ctx.saved_tensors
-        return (torch.sigmoid(logits) - x) * grad, None
-
-
-def batch_terms(model: torch.nn.Module, x: torch.Tensor,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """-log p(x|z) and KL(q(z|x) || p(z)), each summed over the batch, from one reparametrised pass.
-
-    The first by the hand-written NegLogLikelihood, the second in closed form, or as elbo_terms estimates it
-    for a flow or a learned prior. Shapes: (B, D) -> (), ().
-    """
-    if getattr(model, "analytic_kl", True):
-        logits, mu, logvar = model(x, generator=generator)
-        return NegLogLikelihood.apply(logits, x), kl_standard_normal(mu, logvar).sum()
-    z, log_qz_x = model.sample_posterior(x, generator=generator)
-    return NegLogLikelihood.apply(model.decode(z), x), (log_qz_x - model.log_prior(z)).sum()
-
-
-def fast_loss(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator | None = None,
-              beta: float = 1.0) -> torch.Tensor:
-    """The training loss -elbo.mean() of elbo_terms (beta = 1), in one reduction over the batch.
-
-    (sum_bd -log p(x_bd|z_b) + beta sum_b KL_b) / B, with the same draw of eps for the same generator;
-    tests/test_fast_path.py checks loss and gradients. Shapes: (B, D) -> ().
-    """
-    neg_log_px_z, kl = batch_terms(model, x, generator)
-    return (neg_log_px_z + beta * kl) / x.shape[0]
-
-
 class Batches:
     """Dynamically binarised minibatches of `images`, drawn without replacement, in reused buffers.
 
@@ -151,6 +101,7 @@ class Batches:
     def __init__(self, images: torch.Tensor, batch_size: int, generator: torch.Generator):
         self.images, self.B, self.generator = images, batch_size, generator
         self.grey, self.uniform, self.x = (images.new_empty(batch_size, images.shape[1]) for _ in range(3))
+        self.order: torch.Tensor | None = None  # the current epoch's order (shuffle), part of the training state
 
     def shuffle(self) -> None:
         self.order = torch.randperm(len(self.images), generator=self.generator, device=self.images.device)
@@ -162,23 +113,33 @@ class Batches:
         return torch.lt(self.uniform, self.grey, out=self.x)
 
 
-def train_step(model, optimizer, x: torch.Tensor, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """One optimiser step on batch x; returns (-bound, KL) of the batch in nats per image, left on the device.
+def elbo_objective(model, x: torch.Tensor, generator: torch.Generator, cfg: TrainConfig):
+    """-ELBO with its KL weighted by cfg.beta, the batch mean; and (-ELBO, KL) of the batch, nats per image."""
+    terms = elbo_terms(model, x, generator)
+    loss = -(terms.log_px_z - cfg.beta * terms.kl).mean()
+    return loss, torch.stack([-terms.elbo.mean(), terms.kl.mean()])
 
-    The bound is the ELBO, with its KL weighted by cfg.beta in the loss, or with cfg.objective "iwae" the
-    IWAE bound of cfg.iwae_train_k samples, with the plain or the DReG gradient (vaelib.elbo).
-    """
-    if cfg.objective == "iwae":
-        terms = (iwae_dreg_terms if cfg.gradient == "dreg" else iwae_terms)(model, x, cfg.iwae_train_k, generator)
-        neg_bound, kl = -terms.iwae.sum(), terms.kl.sum()
-        loss = neg_bound / x.shape[0]
-    else:
-        neg_log_px_z, kl = batch_terms(model, x, generator)
-        neg_bound, loss = neg_log_px_z + kl, (neg_log_px_z + cfg.beta * kl) / x.shape[0]
+
+IWAE_GRADIENTS = {"plain": iwae_terms, "dreg": iwae_dreg_terms}  # TrainConfig.gradient (vaelib.elbo says which when)
+
+
+def iwae_objective(model, x: torch.Tensor, generator: torch.Generator, cfg: TrainConfig):
+    """-IWAE_K with K = cfg.iwae_train_k and the encoder gradient cfg.gradient; and (-IWAE_K, KL) of the batch."""
+    terms = IWAE_GRADIENTS[cfg.gradient](model, x, cfg.iwae_train_k, generator)
+    return -terms.iwae.mean(), torch.stack([-terms.iwae.mean(), terms.kl.mean()])
+
+
+registry.OBJECTIVES.update(elbo=elbo_objective, iwae=iwae_objective)
+
+
+def train_step(model, optimizer, batch, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """One optimiser step on a batch with cfg.objective's loss; returns (-bound, KL) of the batch in nats per
+    image, left on the device."""
+    loss, terms = registry.OBJECTIVES[cfg.objective](model, batch, generator, cfg)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return torch.stack([neg_bound, kl]).detach() / x.shape[0]
+    return terms.detach()
 
 
 def settings(config: dict) -> dict:
@@ -196,13 +157,14 @@ class Run:
     def __init__(self, model, data: MNISTData, cfg: TrainConfig, optimizer, history: History | None):
         self.model, self.cfg, self.device = model, cfg, next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.train_x, self.test_x = data.train_x.to(self.device), data.test_x.to(self.device)
-        self.per_epoch = steps_per_epoch(len(self.train_x), cfg.batch_size)
+        self.data = data.to(self.device)
+        self.per_epoch = steps_per_epoch(len(self.data.train_x), cfg.batch_size)
         self.total = cfg.steps or cfg.epochs * self.per_epoch
         self.optimizer = optimizer or make_optimizer(model, cfg.optimizer, cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total, cfg.lr_schedule))
-        self.batches, self.history = Batches(self.train_x, cfg.batch_size, self.generator), history or History()
+        make_batches = registry.KINDS[cfg.model.kind].batches or (lambda d, c, g: Batches(d.train_x, c.batch_size, g))
+        self.batches, self.history = make_batches(self.data, cfg, self.generator), history or History()
         self.terms = torch.zeros(self.total, 2, device=self.device)  # per step: -ELBO and KL, nats per image
         self.step, self.seconds = 0, 0.0  # steps done; training seconds since the last record
 
@@ -212,7 +174,7 @@ class Run:
         return {"format": "vaelib-train-state-1", "step": self.step, "total": self.total,
                 "config": asdict(self.cfg), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "generator": self.generator.get_state(), "order": getattr(self.batches, "order", None),
+                "generator": self.generator.get_state(), "order": self.batches.order,
                 "terms": self.terms[last:self.step].cpu(), "seconds": self.seconds, "history": asdict(self.history)}
 
     def restore(self, state: dict) -> None:
@@ -234,7 +196,7 @@ class Run:
         last = self.history.step[-1] if self.history.step else 0
         recent = self.terms[last:self.step]
         check_finite(recent[:, 0], last, self.per_epoch)  # synchronises with the device
-        test_neg_elbo, test_kl = evaluate_terms(self.model, self.test_x)
+        test_neg_elbo, test_kl = evaluate_terms(self.model, self.data.test_x)
         train_neg_elbo, train_kl = recent.mean(0).tolist()
         self.history.train_seconds += self.seconds
         self.history.train_images += (self.step - last) * self.cfg.batch_size
@@ -266,13 +228,8 @@ def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: 
             run.schedule.step()
             run.step += 1
             if i == run.per_epoch - 1 or run.step == run.total:
-                synchronize(run.device)  # the steps' time, not only their launch
-                run.seconds += time.perf_counter() - tick
-                run.record()
-                bar.update(run.step - bar.n)
-                bar.set_postfix(train=f"{run.history.train_neg_elbo[-1]:.2f}", test=f"{run.history.test_neg_elbo[-1]:.2f}")
-                if on_record is not None:
-                    on_record(run.state())
+                run.seconds += seconds_since(tick, run.device)
+                close_epoch(run, bar, on_record)
                 tick = time.perf_counter()
             if interrupted.is_set() and run.step < run.total:
                 run.seconds += time.perf_counter() - tick
@@ -280,6 +237,21 @@ def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: 
                 raise TrainingInterrupted(run.step, run.total, run.state())
     bar.close()
     return run.history
+
+
+def seconds_since(tick: float, device: torch.device) -> float:
+    """Seconds since `tick`, once the work queued on the device is done: the steps' time, not only their launch."""
+    synchronize(device)
+    return time.perf_counter() - tick
+
+
+def close_epoch(run: Run, bar, on_record) -> None:
+    """Record the epoch (or the run's end), show it, and hand the training state to on_record."""
+    run.record()
+    bar.update(run.step - bar.n)
+    bar.set_postfix(train=f"{run.history.train_neg_elbo[-1]:.2f}", test=f"{run.history.test_neg_elbo[-1]:.2f}")
+    if on_record is not None:
+        on_record(run.state())
 
 
 def synchronize(device: torch.device) -> None:
@@ -322,53 +294,6 @@ def check_finite(losses: torch.Tensor, first_step: int, per_epoch: int) -> None:
             f"the model was not saved.")
 
 
-@torch.no_grad()
-def per_image_elbo(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
-                   seed: int = EVAL_SEED) -> torch.Tensor:
-    """The one-sample ELBO of every image in x, with a fixed seed. Shapes: (N, D) -> (N,)."""
-    return per_image_terms(model, x, batch_size, seed).elbo
-
-
-@torch.no_grad()
-def per_image_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_SEED):
-    """elbo_terms of every image in x (elbo, log_px_z, kl), one sample of z each from a fixed seed.
-
-    z is still sampled at evaluation: the ELBO is an expectation over q(z|x), and decoding the mean alone
-    would score another quantity (notebook 4). Shapes: (N, D) -> ELBO of three (N,) tensors.
-    """
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    parts = [elbo_terms(model, x[i:i + batch_size], generator) for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return type(parts[0])(*(torch.cat(t) for t in zip(*parts)))
-
-
-def evaluate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> float:
-    """Mean negative ELBO over every image of x, in nats (same value at every call)."""
-    return -per_image_elbo(model, x, batch_size).mean().item()
-
-
-def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
-    """Mean negative ELBO and mean KL over every image of x, in nats (same values at every call)."""
-    terms = per_image_terms(model, x, batch_size)
-    return -terms.elbo.mean().item(), terms.kl.mean().item()
-
-
-@torch.no_grad()
-def per_image_iwae(model: torch.nn.Module, x: torch.Tensor, k: int, batch_size: int = 100,
-                   seed: int = EVAL_SEED, progress: bool = False, return_se: bool = False):
-    """Importance-weighted estimate of log p(x) for every image, K samples each. (N, D) -> (N,)."""
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    parts = [iwae_bound(model, x[i:i + batch_size], k, generator=generator, return_se=True)
-             for i in tqdm(range(0, len(x), batch_size), desc=f"IWAE K={k}", disable=not progress)]
-    model.train(was_training)
-    estimate, se = (torch.cat(p) for p in zip(*parts))
-    return (estimate, se) if return_se else estimate
-
-
 def save_course_model(model: torch.nn.Module, histories: dict[str, History], **extra) -> "os.PathLike":
     """Notebook 4's hand-over to notebooks 5 to 7: model.pt (save_checkpoint, with `extra`) and
     history.json ({name: History}, the course model's under "course") in course_run_dir(); returns that folder."""
@@ -403,6 +328,6 @@ def course_model(data: MNISTData, fallback_steps: int) -> tuple[torch.nn.Module,
     print(f"{why}, so a small one is trained here ({fallback_steps} steps)")
     cfg = TrainConfig(steps=fallback_steps)
     seed_everything(cfg.seed)
-    model = VAE(cfg.model)
+    model = build_model(cfg.model)
     history = train(model, data, cfg)
     return model.eval(), history

@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -20,14 +20,11 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/solutions/10_appendix_binarisation.ipynb)
 #
-# Notebook 4 binarised every training image afresh each time it was used: dynamic binarisation. Much of
-# the literature instead uses one fixed binarisation of the training set, such as the binarised MNIST of
-# Larochelle & Murray (2011). What does the fixed one cost, and why? This appendix trains the $L = 50$
-# model of notebook 7 both ways, from three seeds each, on the budget of notebook 7 (6,000 Adam steps of
-# 100 images, the course defaults), and scores every model on the same 1,000 test images drawn at
-# random with a fixed seed. The plumbing is notebook 7's, from `vaelib.study`: `fit` trains a model once
-# and loads it after, `score` measures it, `table` and `compare` set settings side by side over seeds.
-# The six models were trained once and are loaded here.
+# Notebook 4 binarised every training image afresh each time it was used: *dynamic* binarisation. Much
+# of the literature uses one fixed binarisation of the training set instead, such as Larochelle & Murray's
+# (2011): *static* binarisation. What does the fixed one cost, and why? We train notebook 7's $L = 50$
+# model both ways, from three seeds each, on notebook 7's budget. Every model is scored on notebook 7's
+# 1,000 test images. The six models were trained once and are loaded here.
 
 # %%
 # On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
@@ -50,12 +47,14 @@ import torch
 from vaelib.config import ModelConfig, pick_device, smoke
 from vaelib.data import MNISTData, binarise, describe, load_mnist
 from vaelib.diagnostics import bits_per_dim
+from vaelib.evaluate import per_image_terms
+from vaelib.evidence import holds
+from vaelib.exercises import check_paired_difference
 from vaelib.study import compare, fit, score, settled, table
-from vaelib.train import per_image_terms
 
 SMOKE = smoke()
 data = load_mnist("auto")
-steps = 40 if SMOKE else 6000  # Adam steps per model, as in notebook 7
+steps = 40 if SMOKE else 6000  # Adam steps of 100 images per model, as in notebook 7
 seeds = (0, 1, 2)
 n_test, K = (100, 20) if SMOKE else (1000, 250)  # test images, and importance samples for log p(x)
 device = pick_device()  # $VAELIB_DEVICE, else the accelerator PyTorch reports (CUDA, MPS), else the CPU
@@ -67,9 +66,9 @@ print(f"{describe(data)}; every model: {steps:,} steps of 100 images, from each 
 # ## A fixed binarisation of the training set
 #
 # We make our own: the training set binarised once, with seed 0. The trainer draws each pixel as
-# $u < \text{grey level}$ with $u \sim U[0, 1)$, which leaves grey levels of exactly 0 and 1 as they
-# are, so training on it is static binarisation with no change to the library. Here is the difference
-# on five pixels whose grey levels run from 0 to 1, seen over four epochs:
+# $u < \text{grey level}$ with $u \sim U[0, 1)$. That leaves grey levels of exactly 0 and 1 as they are,
+# so the library trains on our fixed images unchanged. Here is the difference on five pixels, over four
+# epochs:
 
 # %% tags=["nbval-check-output"]
 grey = torch.tensor([0.0, 0.3, 0.5, 0.9, 1.0])  # five pixels' grey levels
@@ -79,9 +78,8 @@ for epoch in range(4):
     print(f"epoch {epoch}: static {once.int().tolist()}   dynamic {fresh.int().tolist()}")
 
 # %% [markdown]
-# The static pixels never change. The dynamic ones are drawn afresh each epoch: here the pixels at
-# 0.3 and 0.5 change from epoch to epoch, and the one at 0.9 would come out 0 about one epoch in ten.
-# Only pixels at exactly 0 or 1 are the same in every draw. Now the whole training set, binarised once:
+# The static pixels never change. The dynamic ones at 0.3 and 0.5 change from epoch to epoch, and the one
+# at 0.9 would come out 0 about one epoch in ten. Now the whole training set, binarised once:
 
 # %%
 static_x = binarise(data.train_x, torch.Generator().manual_seed(0))  # (N, D) in {0, 1}, once for good
@@ -96,98 +94,136 @@ for name, train_data in [("dynamic", data), ("static", static)]:
         bin_scores[name].append(score(model, test_x, K))
 
 # %% [markdown]
-# Same architecture ($L = 50$), same number of steps, three seeds each. On the same test images:
+# ## On test images: no direction the seeds agree on
+#
+# Same architecture, same number of steps, three seeds each, on the same test images:
 
 # %%
 print(table(bin_scores, "data"))
-static_cost, se = compare(bin_scores["static"], bin_scores["dynamic"])  # dynamic minus static, seed by seed
-print(f"dynamic minus static in log p(x), seed by seed: {', '.join(f'{d:+.2f}' for d in static_cost)} nats "
-      f"(image se {se:.2f}); mean {static_cost.mean():.2f} nats = {bits_per_dim(static_cost.mean()):.4f} bits/dim")
-if not SMOKE:
-    assert settled(static_cost, se) == 0 and abs(static_cost.mean()) < 0.5  # no direction the seeds agree on
 
 # %% [markdown]
-# On this budget the fixed binarisation costs nothing that the seeds agree on: the difference changes
-# sign from seed to seed, and its mean is a small fraction of a nat (asserted). One seed alone could
-# have said otherwise: seed 0's static model is a third of a nat worse, nearly three image standard
-# errors.
-#
-# Does the fixed binarisation change anything, then? Compare how much better each model scores images
-# it was trained on than test images. For both kinds of model we take the same images: 10,000 training
-# digits drawn at random, as the fixed binarisation has them (for the static models, the very images
-# they saw at every epoch; for the dynamic models, one more random binarisation of their training
-# digits), and all 10,000 test images. Because both kinds are scored on the same images, the difference
-# between their gaps can be taken image by image, with a small standard error:
+# On this budget the fixed binarisation costs no test log-likelihood that the seeds agree on. Seed by
+# seed, on the same images, the difference changes sign, and its mean is a small fraction of a nat. One
+# seed alone could have said otherwise: seed 0's static model is a third of a nat worse.
 
 # %%
+static_cost, se = compare(bin_scores["dynamic"], bin_scores["static"])  # static minus dynamic, seed by seed
+print(f"static minus dynamic in log p(x), seed by seed: {', '.join(f'{d:+.2f}' for d in static_cost)} nats "
+      f"(image se {se:.2f}); mean {static_cost.mean():+.2f} nats = {bits_per_dim(static_cost.mean()):+.4f} bits/dim")
+holds(settled(static_cost, se) == 0 and (static_cost > 0).any() and (static_cost < 0).any(),
+      "the sign changes from seed to seed: no direction settled", full_only=True)
+holds(abs(static_cost.mean()) < 0.5, "the mean over seeds is under half a nat", full_only=True)
+holds(static_cost[0] < -0.25, "seed 0 alone: static worse by over a quarter of a nat", full_only=True);
+
+# %% [markdown]
+# ## On training images: the static models fit them more closely
+#
+# The fixed binarisation does change something. The static models fit their own training images more
+# closely than the dynamic models do, for every seed. We score each model on 10,000 training digits, as
+# the fixed binarisation has them, and on all 10,000 test images. The *gap* is the ELBO on the training
+# images minus the ELBO on the test images. The dynamic models' gap is near zero: no overfitting to speak
+# of. The static models' gap is larger by 0.7 to 0.9 nats, many image standard errors.
+
+# %%
+# The same images for both kinds of model: for the static ones, the very images they saw at every epoch;
+# for the dynamic ones, one more random binarisation of their training digits. So the two gaps can be
+# compared image by image, with a small standard error. per_image_terms: one draw of z per image, fixed seed.
+per_image_elbo = lambda model, x: per_image_terms(model, x).elbo  # noqa: E731  (N, D) -> (N,)
 rows = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(2))[:10 * n_test]
 seen, unseen = static_x[rows].to(device), data.test_x.to(device)
-elbos = {name: [(per_image_terms(model, seen).elbo, per_image_terms(model, unseen).elbo) for model in models]
+elbos = {name: [(per_image_elbo(model, seen), per_image_elbo(model, unseen)) for model in models]
          for name, models in bin_models.items()}  # per seed: (training images, test images), per image
 for name, pairs in elbos.items():
-    print(f"{name:8s} ELBO on training images minus on test images, seed by seed: "
+    print(f"{name:8s} gap (training minus test ELBO), seed by seed: "
           f"{', '.join(f'{train.mean() - test.mean():+.2f}' for train, test in pairs)} nats")
-extra, extra_se = [], []  # how much more the static model's gap is than the dynamic model's, seed by seed
+extra, extra_se = [], []  # how much larger the static model's gap is than the dynamic model's, seed by seed
 for (train_s, test_s), (train_d, test_d) in zip(elbos["static"], elbos["dynamic"]):
     on_train, on_test = train_s - train_d, test_s - test_d  # static minus dynamic, image by image
     extra.append((on_train.mean() - on_test.mean()).item())
     extra_se.append(math.sqrt(on_train.var() / len(on_train) + on_test.var() / len(on_test)))
-print(f"the static gap minus the dynamic gap, seed by seed: {', '.join(f'{e:+.2f}' for e in extra)} nats "
-      f"(standard errors {', '.join(f'{e:.2f}' for e in extra_se)})")
-if not SMOKE:
-    assert all(e > 3 * se for e, se in zip(extra, extra_se))
-    assert all(abs(train.mean() - test.mean()) < 0.5 for train, test in elbos["dynamic"])
+print(f"static gap minus dynamic gap, seed by seed: {', '.join(f'{e:+.2f}' for e in extra)} nats "
+      f"(image standard errors {', '.join(f'{e:.2f}' for e in extra_se)})")
+holds(all(abs(train.mean() - test.mean()) < 0.5 for train, test in elbos["dynamic"]),
+      "the dynamic models' gap is under half a nat for every seed", full_only=True)
+holds(all(e > 5 * s for e, s in zip(extra, extra_se)),
+      "the static models' gap is larger for every seed, by over five image standard errors", full_only=True);
 
 # %% [markdown]
-# After ten passes the dynamic models score their training digits no better than the test digits
-# (within half a nat; no overfitting to speak of). The static models score their fixed training images
-# better than the test images, and image by image their gap exceeds the dynamic models' by more than
-# three standard errors for every seed (asserted): they have begun to learn the particular pixels of
-# the fixed binary images, which no test image shares. On this budget that has not yet cost test
-# log-likelihood that the seeds agree on.
-#
-# Figure 1 draws the two gaps for each seed, training images minus test images, with their standard
-# errors.
+# Figure 1 shows both findings, seed by seed. Each point is a paired difference, static minus dynamic, on
+# the same images, with its image standard error. On the test images the seeds scatter on both sides of
+# zero. On the gap every seed lies far above it.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-for k, (name, pairs) in enumerate(elbos.items()):
-    gaps = [(train.mean() - test.mean()).item() for train, test in pairs]
-    errors = [math.sqrt(train.var() / len(train) + test.var() / len(test)) for train, test in pairs]
-    ax.bar([seed + 0.2 * (2 * k - 1) for seed in seeds], gaps, width=0.4, yerr=errors, capsize=3, label=name)
-ax.axhline(0, color="black", lw=0.8)
-ax.set(xticks=list(seeds), xlabel="training seed", ylabel="ELBO, training minus test images (nats)",
-       title="Figure 1. How much better each model scores training images than test images")
-ax.legend(), ax.grid(alpha=0.3, axis="y");
+test_diffs = [b["log_px_each"] - a["log_px_each"] for a, b in zip(bin_scores["dynamic"], bin_scores["static"])]
+test_se = [d.std().item() / math.sqrt(len(d)) for d in test_diffs]  # each seed's own image standard error
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained", sharey=True)
+for ax, values, errors, title in [(left, [d.mean().item() for d in test_diffs], test_se, "test log p(x)"),
+                                  (right, extra, extra_se, "gap: ELBO on training minus on test images")]:
+    ax.errorbar(seeds, values, yerr=errors, fmt="o", capsize=4)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xticks=list(seeds), xlim=(-0.5, 2.5), xlabel="training seed", title=title)
+    ax.grid(alpha=0.3, axis="y")
+left.set_ylabel("static minus dynamic (nats)")
+fig.suptitle("Figure 1. Static against dynamic binarisation, paired seed by seed on the same images "
+             "(bars: ± one image standard error)");
 
 # %% [markdown]
-# With a fixed binarisation the model sees the same binary images at every epoch, and it can learn their
-# particular pixels, the noise the binarisation put there included; that does not carry over to new
-# images. Dynamic binarisation brings new binary images of the same digits at every epoch, free data
-# augmentation, and its training images come from the same distribution as the test images, which are
-# themselves one random binarisation (vaelib binarises the test set once, with a fixed seed). The authors
-# of Burda et al. (2016) report in their code's README (github.com/yburda/iwae) that their models,
-# trained on the 50,000 training images of the fixed binarisation of Larochelle & Murray (2011), overfit
-# by about 3.5 nats (test against training log-likelihood) and reached test log-likelihoods about 2 nats
-# lower than with dynamic binarisation of 59,600 training images, after 3,280 passes over the data. That
-# figure mixes two causes, the fixed binarisation and 16% fewer training images; ours has only the first
-# (60,000 images either way) and a budget of 10 passes, after which the fixed binarisation shows in how
-# closely the training images are fitted but not yet in the test log-likelihood.
+# With a fixed binarisation the model sees the same binary images at every epoch. It can learn their
+# particular pixels, the binarisation's noise included, and that does not carry over to new images.
+# Dynamic binarisation brings new binary images of the same digits at every epoch: free data
+# augmentation. Its training images also come from the same distribution as the test images, which vaelib
+# binarises once, with a fixed seed.
+#
+# Burda et al. (2016) report a larger effect in their code's README (github.com/yburda/iwae). Trained on
+# Larochelle & Murray's 50,000 fixed images, their models overfit by about 3.5 nats. Their test
+# log-likelihoods came out about 2 nats lower than with dynamic binarisation of 59,600 images, after 3,280
+# passes. That figure mixes two causes: the fixed binarisation, and 16% fewer training images. Ours has
+# only the first, and ten passes. That is enough to show in the fit to the training images, not yet in
+# the test log-likelihood.
 
 # %% [markdown]
 # ## Summary
 #
-# - A fixed binarisation of the training set lets the model learn the noise of its binary images: for
-#   every seed, its training images score further above the test images than the dynamic model's do.
-# - After ten passes over the data that has not yet cost test log-likelihood that the seeds agree on;
-#   one seed alone suggested a third of a nat.
-# - Burda et al.'s report of about 2 nats after 3,280 passes mixes the binarisation with a training set
-#   16% smaller.
+# - A fixed binarisation lets the model learn the noise of its binary images. For every seed, the static
+#   model scores its training images further above the test images than the dynamic model does.
+# - After ten passes this has not yet cost test log-likelihood that the seeds agree on. One seed alone
+#   suggested a third of a nat.
+# - Compare two models on the same images, image by image: the paired standard error is many times
+#   smaller than the unpaired one.
+# - Burda et al.'s 2 nats after 3,280 passes mix the binarisation with a training set 16% smaller.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. The table above scores 1,000 test images. Score the six models by their ELBO on all 10,000 test
+# 1. Figure 1 pairs the models image by image. Write that comparison yourself. Given two models' scores
+#    `a` and `b` on the same images, return the mean of $b - a$ and its standard error. The next cell
+#    checks your function; the one after sets it beside the unpaired standard error.
+
+# %% tags=["solution"]
+def my_paired_difference(a, b):
+    """The mean over the images of b - a, and its standard error. Shapes: (N,), (N,) -> float, float."""
+    # Hint: the same images are under both models, so work with one number per image; then take the
+    # standard error of its mean, as notebook 2 did for its Monte Carlo estimates.
+    d = b - a  # (N,)
+    return d.mean().item(), d.std().item() / math.sqrt(len(d))
+
+
+# %% tags=["nbval-check-output"]
+paired_difference = check_paired_difference(my_paired_difference).use()
+
+# %%
+a, b = bin_scores["dynamic"][0]["log_px_each"], bin_scores["static"][0]["log_px_each"]  # seed 0, per image
+mean, paired_se = paired_difference(a, b)
+unpaired_se = math.sqrt(a.var().item() / len(a) + b.var().item() / len(b))  # as if on different images
+print(f"seed 0, static minus dynamic: {mean:+.2f} nats; paired se {paired_se:.2f}, unpaired se {unpaired_se:.2f}")
+holds(unpaired_se > 5 * paired_se, "the unpaired standard error is over five times the paired one",
+      full_only=True);
+
+# %% [markdown]
+# Some images are harder than others for every model. Unpaired error bars carry that spread: here they
+# are over five times the paired standard error. Pairing cancels it.
+#
+# 2. The table above scores 1,000 test images. Score the six models by their ELBO on all 10,000 test
 #    images instead, seed by seed, paired as `compare` pairs them. Does the conclusion change?
 
 # %% [markdown] tags=["answer"]
@@ -195,32 +231,35 @@ ax.legend(), ax.grid(alpha=0.3, axis="y");
 
 # %% tags=["answer"]
 def elbo_only(model):
-    return {"elbo_each": per_image_terms(model, unseen).elbo}
+    return {"elbo_each": per_image_elbo(model, unseen)}
 
 
 every_test = {name: [elbo_only(model) for model in models] for name, models in bin_models.items()}
-cost_all, se_all = compare(every_test["static"], every_test["dynamic"], key="elbo_each")
-print(f"dynamic minus static, test ELBO on all {len(unseen):,} images, seed by seed: "
+cost_all, se_all = compare(every_test["dynamic"], every_test["static"], key="elbo_each")  # static minus dynamic
+print(f"static minus dynamic, test ELBO on all {len(unseen):,} images, seed by seed: "
       f"{', '.join(f'{d:+.2f}' for d in cost_all)} nats (image se {se_all:.2f})")
-if not SMOKE:
-    assert settled(cost_all, se_all) == 0
+holds((cost_all.abs() > 3 * se_all).all(), "each seed's difference is over three image standard errors from 0",
+      full_only=True)
+holds(settled(cost_all, se_all) == 0 and (cost_all > 0).any() and (cost_all < 0).any(),
+      "the seeds disagree on the direction: none settled", full_only=True);
 
 # %% [markdown] tags=["answer"]
-# It does not: on all the test images too, the seeds disagree on which binarisation is better, and no
-# difference stands out of the noise (asserted). More test images shrink the image standard error; they
-# do nothing to the spread between training seeds, which is what leaves the question open.
+# The conclusion stands, and the reason becomes clearer. On all the test images each seed's two models
+# differ clearly, by several image standard errors. But the seeds disagree on which binarisation is
+# better. More test images shrink the image standard error; they do nothing to the spread between
+# training seeds. That spread is what leaves the direction open.
 
 # %% [markdown]
-# 2. The VAEs trained on Larochelle & Murray's fixed binarisation in the earlier literature added noise
-#    to it (flipped bits, dropped pixels), according to the same README. How would you add flipped bits
-#    to training with `vaelib.train`, without changing the library, and what would you compare to see
-#    whether it stops the static model fitting its training images' noise?
+# 3. The VAEs trained on Larochelle & Murray's fixed binarisation in the earlier literature added noise to
+#    it (flipped bits, dropped pixels), says the same README. How would you add flipped bits to training
+#    with `vaelib.train`, without changing the library? What would you compare to see whether it stops
+#    the static model fitting its training images' noise?
 
 # %% [markdown] tags=["answer"]
 # **Answer.** `vaelib.train` draws each pixel as $u < \text{grey level}$. Give it grey levels that are not
-# 0 or 1: with flip probability $f$, the training images $x \in \{0, 1\}$ become $f + (1 - 2f)\,x$, so
-# every draw keeps a pixel with probability $1 - f$ and flips it with probability $f$, afresh at each
-# step: `MNISTData(f + (1 - 2 * f) * static_x, ...)`. Then train from three seeds and compare, as above,
-# the gap between training and test images with the static and dynamic models', image by image on the
-# same images. The hypothesis to test: flipped bits make the noise of the fixed images harder to learn,
-# at the price of training on images noisier than the test images.
+# 0 or 1. With flip probability $f$, the training images $x \in \{0, 1\}$ become $f + (1 - 2f)\,x$. Each
+# draw then keeps a pixel with probability $1 - f$ and flips it with probability $f$, afresh at each step:
+# `MNISTData(f + (1 - 2 * f) * static_x, ...)`. Train from three seeds, and compare the gap between
+# training and test images with the static and dynamic models', image by image on the same images. The
+# hypothesis: flipped bits make the noise of the fixed images harder to learn, at the price of training
+# images noisier than the test images.

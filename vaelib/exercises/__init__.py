@@ -7,14 +7,15 @@ the reference, with a line that says so, so that a skipped exercise never stops 
 """
 
 from .core import CheckResult
-from .nb01 import check_bernoulli_entropy
-from .nb02 import check_kl_normal
-from .nb03 import check_rsample_tril
-from .nb04 import check_warmup_loss
+from .nb01 import check_bernoulli_entropy, check_bernoulli_log_likelihood
+from .nb02 import check_kl_normal, check_kl_standard_normal
+from .nb03 import check_reparameterize, check_rsample_tril
+from .nb04 import check_elbo_per_image, check_lr_factor, check_train_step, check_vae_forward, check_warmup_loss
 from .nb05 import check_interpolate
 from .nb06 import check_iwae
 from .nb07 import check_collapsed_dims
 from .nb08 import check_planar_log_det
+from .nb09 import check_adam_step
+from .nb10 import check_paired_difference
 
-__all__ = ["CheckResult", "check_bernoulli_entropy", "check_kl_normal", "check_rsample_tril", "check_warmup_loss",
-           "check_interpolate", "check_iwae", "check_collapsed_dims", "check_planar_log_det"]
+__all__ = ["CheckResult"] + [name for name in dir() if name.startswith("check_")]

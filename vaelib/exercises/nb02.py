@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from .core import CheckResult, B, L, answer, compare, normal_inputs, report
+from .core import CheckResult, B, L, Fail, answer, call, compare, normal_inputs, report
 
 
 def kl_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
@@ -40,3 +40,73 @@ def check_kl_normal(fn) -> CheckResult:
         }, "logvar is negative for some inputs, so do not take its log or square root: sigma^2 = exp(logvar)")
         return "matches torch.distributions.kl_divergence(Normal, Normal), summed over the latent dims"
     return report(fn, run, kl_normal)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The reference: KL(N(mu, exp(logvar)) || N(0, I)), summed over the latent dims. Shapes: (B, L), (B, L) -> (B,)."""
+    q = Normal(mu, (0.5 * logvar).exp(), validate_args=False)
+    return kl_divergence(q, Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+
+
+def _kl_standard_normal_mistakes(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The usual wrong answers, each with its message. On the checker's inputs (logvar from -2 to 2, |mu| up to about 7)
+    every partial formula differs from the KL and from every other one."""
+    ref, var = kl_standard_normal(mu, logvar), logvar.exp()
+
+    def half_sum(terms):
+        return 0.5 * terms.sum(-1)
+
+    return {
+        "only the 0.5 mu^2 term: the variance terms 0.5 (sigma^2 - 1 - log sigma^2) count too, and are 0 only "
+        "when sigma = 1": half_sum(mu**2),
+        "only the variance terms: 0.5 mu^2, the cost of a mean away from 0, is missing":
+            half_sum(var - 1 - logvar),
+        "the - 1 is missing: without it the KL of q = p would be 0.5 per dimension, not 0":
+            half_sum(var + mu**2 - logvar),
+        "the - log sigma^2 term (- logvar) is missing": half_sum(var + mu**2 - 1),
+        "+ logvar where - logvar belongs: KL = 0.5 (sigma^2 + mu^2 - 1 - log sigma^2)":
+            half_sum(var + mu**2 - 1 + logvar),
+        "mu where mu^2 belongs": half_sum(var + mu - 1 - logvar),
+        "uses logvar as the variance: logvar is log sigma^2, so sigma^2 = exp(logvar)":
+            half_sum(logvar + mu**2 - 1 - logvar),
+        "uses logvar as the standard deviation: sigma = exp(logvar / 2), so sigma^2 = exp(logvar)":
+            half_sum(logvar**2 + mu**2 - 1 - torch.log(logvar**2)),
+        "uses logvar as log sigma: it is log sigma^2, so sigma^2 = exp(logvar), not exp(2 logvar)":
+            half_sum((2 * logvar).exp() + mu**2 - 1 - 2 * logvar),
+        "uses the standard deviation exp(logvar / 2) where the variance exp(logvar) belongs":
+            half_sum((0.5 * logvar).exp() + mu**2 - 1 - logvar),
+        "the factor 0.5 is missing": 2 * ref,
+        "averages over the latent dims; the KL of independent dims is their sum": ref / L,
+        "wrong sign: a KL is >= 0": -ref,
+        "that is KL(p || q), with the prior first: the KL is not symmetric, and the ELBO's is KL(q || p)":
+            half_sum((1 + mu**2) / var - 1 + logvar),
+    }
+
+
+def check_kl_standard_normal(fn) -> CheckResult:
+    """fn(mu, logvar) -> KL(N(mu, exp(logvar)) || N(0, I)) per example, summed over latent dims, with its gradient.
+
+    0.5 * sum_j (exp(logvar_j) + mu_j^2 - 1 - logvar_j) [Kingma & Welling 2014, App. B]. Shapes: (B, L), (B, L) -> (B,).
+    """
+    def run(fn):
+        mu, logvar, _ = normal_inputs(4)
+        mu = 2 * mu  # |mu| up to about 7, so that 0.5 mu^2 is not small beside the variance terms
+        compare(answer(fn, mu, logvar), kl_standard_normal(mu, logvar), {B: "batch", L: "latent"},
+                _kl_standard_normal_mistakes(mu, logvar),
+                "logvar is negative for some inputs (it is log sigma^2, any real number): taking its log or square "
+                "root treats it as a variance or a standard deviation; sigma^2 = exp(logvar)")
+        mu_g, logvar_g = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
+        kl = call(fn, mu_g, logvar_g)
+        if not kl.requires_grad:
+            raise Fail("the values are right but carry no gradient: do not use .detach(), .item(), numpy or "
+                       "torch.no_grad() inside")
+        weights = torch.randn(B, generator=torch.Generator().manual_seed(5))
+        (kl * weights).sum().backward()
+        for name, grad, expected in (("mu", mu_g.grad, weights[:, None] * mu),
+                                     ("logvar", logvar_g.grad, weights[:, None] * 0.5 * (logvar.exp() - 1))):
+            if grad is None or not torch.allclose(grad, expected, rtol=1e-4, atol=1e-5):
+                raise Fail(f"the values are right but the gradient does not reach {name} correctly: build the KL "
+                           f"from mu and logvar themselves, with no .detach() inside")
+        return ("matches torch.distributions.kl_divergence(Normal(mu, exp(logvar / 2)), Normal(0, 1)) summed over "
+                "the latent dims, and its gradients")
+    return report(fn, run, kl_standard_normal)

@@ -50,3 +50,50 @@ def check_rsample_tril(fn) -> CheckResult:
                         ".detach() and no sampling inside")
         return "z = mu + scale_tril @ eps, and autograd reaches mu and scale_tril"
     return report(fn, run, rsample_tril)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The reference: z = mu + exp(logvar / 2) * eps, a draw of N(mu, diag(exp(logvar))) that gradients flow
+    through. Shapes: (B, L), (B, L), (B, L) -> (B, L)."""
+    return mu + (0.5 * logvar).exp() * eps
+
+
+def check_reparameterize(fn) -> CheckResult:
+    """fn(mu, logvar, eps) -> z = mu + sigma * eps with sigma = exp(logvar / 2): a reparametrised draw of
+    N(mu, diag(sigma^2)) from the given eps ~ N(0, I), with gradients reaching mu and logvar.
+
+    Shapes: (B, L), (B, L), (B, L) -> (B, L). [Kingma & Welling 2014, Sec. 2.4]
+    """
+    def run(fn):
+        mu, logvar, eps = normal_inputs(6)  # logvar from -3 to 2: sigma from 0.22 to 2.7, so no power of it is 1
+        std = (0.5 * logvar).exp()
+        got, again = (answer(fn, mu, logvar, eps) for _ in range(2))
+        if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
+                and not torch.allclose(got, again, equal_nan=True):
+            raise Fail("gives a different z for the same inputs: it draws its own noise; use the eps given, so that "
+                       "the draw is reproducible and the same noise can be compared across estimators")
+        compare(got, mu + std * eps, {B: "batch", L: "latent"}, {
+            "multiplies eps by the variance exp(logvar); the standard deviation is its square root, exp(logvar / 2)":
+                mu + logvar.exp() * eps,
+            "uses logvar as the standard deviation: logvar is log sigma^2, so sigma = exp(logvar / 2)":
+                mu + logvar * eps,
+            "multiplies by 1 / sigma = exp(-logvar / 2): sigma = exp(+logvar / 2)": mu + (-0.5 * logvar).exp() * eps,
+            "mu is missing: z = mu + sigma * eps": std * eps,
+            "sigma is missing: eps ~ N(0, I) must be scaled by sigma = exp(logvar / 2)": mu + eps,
+            "adds sigma instead of multiplying eps by it: z = mu + sigma * eps": mu + std + eps,
+            "scales mu by sigma too: only eps is scaled, z = mu + sigma * eps": std * (mu + eps),
+        }, "logvar is negative for some inputs (it is log sigma^2, any real number): its square root or log is nan; "
+           "sigma = exp(logvar / 2)")
+        mu_g, logvar_g = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
+        z = call(fn, mu_g, logvar_g, eps)
+        if not z.requires_grad:
+            raise Fail("z carries no gradient: do not use .detach(), .data, .item(), .sample() or torch.no_grad() "
+                       "inside")
+        weights = torch.randn(B, L, generator=torch.Generator().manual_seed(7))
+        (z * weights).sum().backward()
+        for name, grad, expected in (("mu", mu_g.grad, weights), ("logvar", logvar_g.grad, weights * 0.5 * std * eps)):
+            if grad is None or not torch.allclose(grad, expected, rtol=1e-4, atol=1e-5):
+                raise Fail(f"z is right but the gradient does not reach {name}: build z from mu and logvar "
+                           f"themselves, with no .detach() inside (dz/dmu = 1, dz/dlogvar = sigma * eps / 2)")
+        return "z = mu + exp(logvar / 2) * eps, and autograd reaches mu and logvar"
+    return report(fn, run, reparameterize)

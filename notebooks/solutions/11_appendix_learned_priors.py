@@ -1,0 +1,248 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 11. Appendix: learned priors in 50 dimensions
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/solutions/11_appendix_learned_priors.ipynb)
+#
+# In notebook 8's 50-D comparison, two learned priors did worse than $\mathcal N(0, I)$. A mixture of 500
+# Gaussians lost 7.9 nats of $\log p_\theta(x)$, and a VampPrior collapsed: its code carried nothing. This
+# appendix asks why, with the runs of `benchmarks/` loaded here. In brief:
+#
+# 1. The mixture prior's loss is mostly the prior's own. Estimating the KL from one draw, as a learned prior
+#    must, costs $\mathcal N(0, I)$ well under a nat.
+# 2. Where the VampPrior's pseudo-inputs start decides whether it collapses. From vaelib's start it collapsed
+#    in every run; from Tomczak & Welling's, it escaped in four runs of six. Their log-variance clamp made no
+#    consistent difference.
+#
+# Every model is Burda et al.'s 784-200-200-50 network, with tanh layers unless said, trained on full MNIST
+# with batches of 100.
+
+# %%
+# On Colab, install the course's library (vaelib) first; anywhere else this cell does nothing.
+import importlib.util
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
+    # Colab has PyTorch, torchvision, matplotlib and tqdm already: --no-deps keeps its GPU build of PyTorch.
+    source = os.environ.get("VAELIB_SOURCE", "git+https://github.com/OWNER/REPO")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", source], check=True)
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+import torch
+
+from vaelib.config import pick_device, smoke
+from vaelib.data import describe, load_mnist
+from vaelib.diagnostics import benchmark_results
+from vaelib.evaluate import per_image_terms
+from vaelib.evidence import holds
+from vaelib.model import load_checkpoint
+
+SMOKE = smoke()
+data = load_mnist("auto")
+device = pick_device()
+n_test = 200 if SMOKE else 1000  # test images the collapsed model is examined on, drawn at random with a seed
+test_x = data.test_x[torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(0))[:n_test]].to(device)
+results = {name: json.loads(benchmark_results(name).read_text()) if benchmark_results(name).exists() else None
+           for name in ("compare_50d.json", "vamp_collapse_50d.json", "vamp_start_clamp_50d.json")}
+runs = (results["compare_50d.json"] or {"models": {}})["models"]  # an installed vaelib has no benchmarks/ results
+print(describe(data))
+
+# %% [markdown]
+# ## The mixture prior: the prior itself, or its KL?
+#
+# A learned prior changes two things. The first is the prior. The second is the KL term: against
+# $\mathcal N(0, I)$ it has a closed form, but against a mixture it has none. vaelib then estimates it from the
+# one draw of $z$ that the reconstruction term uses, $\log q_\phi(z\mid x) - \log p(z)$. That estimate is
+# unbiased, but its gradient is noisier. A third model separates the two: $\mathcal N(0, I)$ with the KL
+# estimated from one draw (`benchmarks/compare_50d.py` registers it as a model kind). Same budget, same seed:
+
+# %% tags=["nbval-check-output"]
+ROWS = ["vae", "vae_one_draw_kl", "mog"]
+print(f"{'20 passes, seed 0; nats':60s} {'-log p(x)':>10s} {'-ELBO':>8s} {'rate':>6s}")
+for name in [name for name in ROWS if name in runs]:
+    run = runs[name]
+    print(f"{run['what']:60s} {run['test_neg_log_px_iwae5000']:10.2f} {run['test_neg_elbo']:8.2f} {run['test_kl']:6.2f}")
+if all(name in runs for name in ROWS):
+    nll = {name: runs[name]["test_neg_log_px_iwae5000"] for name in ROWS}
+    print(f"the one-draw KL costs {nll['vae_one_draw_kl'] - nll['vae']:.2f} nats; "
+          f"the learned prior, on top of it, {nll['mog'] - nll['vae_one_draw_kl']:.2f}")
+
+# %% [markdown]
+# **The prior itself costs most of it.** Estimating the KL from one draw costs $\mathcal N(0, I)$ 0.62 nats of
+# $\log p_\theta(x)$. The mixture, with that same estimate, loses another 7.31. Each row is one seed, so these
+# are sizes, not settled differences. The mixture also learned more slowly from the start, in the two-pass runs
+# of `benchmarks/vamp_collapse_50d.py`. Why it is worse at this budget we have not found.
+
+# %%
+if all(name in runs for name in ROWS):
+    holds(0 < nll["vae_one_draw_kl"] - nll["vae"] < 1 < 5 < nll["mog"] - nll["vae_one_draw_kl"],
+          "the one-draw KL costs under a nat; the learned prior, on top of it, over five (one seed each)")
+short = (results["vamp_collapse_50d.json"] or {}).get("short_runs")
+if short:
+    print(f"after {short['steps']:,} steps (2 passes), seed 0: " + "; ".join(
+        f"{name} -ELBO {short['runs'][name]['test_neg_elbo']:.1f}" for name in ("normal", "mog")))
+
+# %% [markdown]
+# ## The VampPrior collapses into a constant encoder
+#
+# The VampPrior [Tomczak & Welling 2018] is the average of the encoder's own Gaussians at $C = 500$ learned
+# pseudo-inputs $u_c$:
+#
+# $$p(z) = \frac1C \sum_{c=1}^{C} q_\phi(z \mid u_c).$$
+#
+# Suppose the encoder gives every input the same Gaussian. Then $p(z)$ is that Gaussian, and the KL of every
+# image is exactly 0, whichever Gaussian it is. $\mathcal N(0, I)$ lets a constant encoder off only if the
+# constant is $\mathcal N(0, I)$ itself. The collapsed model of notebook 8 found that way out. Its encoder's
+# last tanh layer is saturated, $|h| > 0.99$, where tanh's slope $1 - h^2$ is below 0.02:
+
+# %%
+path = benchmark_results("compare_50d") / "vamp" / "model.pt"
+if path.exists():
+    vamp = load_checkpoint(path).to(device).eval()
+    with torch.no_grad():
+        h = vamp.encoder(test_x)  # (N, 200): the last tanh layer
+        mu, logvar = vamp.encode(test_x)
+        pseudo_mu, _ = vamp.encode(vamp.prior.pseudo_inputs)
+    saturated = (h.abs() > 0.99).float().mean().item()
+    spread = mu.std(0).max().item()  # the largest sd over the images of one coordinate of q's mean
+    rate = per_image_terms(vamp, test_x).kl.mean().item()
+    print(f"on {n_test:,} random test images: last layer saturated {saturated:.1%}; q's mean varies by at most "
+          f"{spread:.1e} between images and sits {(mu.mean(0) - pseudo_mu.mean(0)).abs().max():.1e} from the "
+          f"pseudo-inputs'; q's log-variance {logvar.mean():.1f}; rate {rate:.1e} nats")
+    holds(saturated > 0.99 and spread < 1e-4 and rate < 0.01,
+          "the encoder is a constant: saturated, the same q for every image, and no rate")
+
+# %% [markdown]
+# ## What decides the collapse: the start, or a clamp?
+#
+# Tomczak & Welling's code differs from vaelib's VampPrior in two ways we can test. It starts the pseudo-inputs'
+# pixels at $\mathcal N(0.05, 0.01)$, near black, where vaelib draws them from $U[0, 1)$. And it clamps the
+# encoder's log-variance to $[-6, 2]$. `benchmarks/vamp_start_clamp_50d.py` tries all four combinations, from
+# three seeds each, for 3,000 steps (5 passes). The clamp is a forward hook on the encoder's `logvar_head`. The
+# figure shows each run's test rate after every pass; a collapsed run stays at 0.
+
+# %%
+study = results["vamp_start_clamp_50d.json"]
+CONDITIONS = {"uniform": "vaelib's start", "clamp": "vaelib's start, clamped",
+              "tw_start": "T&W's start", "tw_start_clamp": "T&W's start, clamped"}
+if study:
+    found = {c: [r for key, r in study["runs"].items() if r["condition"] == c and r["steps"] == 3000
+                 and r["data"] == "mnist"] for c in CONDITIONS}
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2), sharey=True, layout="constrained")
+    for ax, (condition, label) in zip(axes, CONDITIONS.items()):
+        for r in found[condition]:
+            ax.plot(range(1, len(r["test_rate_by_pass"]) + 1), r["test_rate_by_pass"], "o-", label=f"seed {r['seed']}")
+        ax.set(title=label, xlabel="pass over the training set", ylabel="test rate (nats)" if ax is axes[0] else None)
+        ax.legend(fontsize=8)
+    fig.suptitle("Figure 1. The VampPrior's test rate after each pass: two starts, with and without the clamp")
+    for condition, rows in found.items():
+        print(f"{CONDITIONS[condition]:26s} " + "; ".join(
+            f"seed {r['seed']}: rate {r['test_rate']:.2f}, {r['active_units']} active" for r in rows))
+    if short:
+        print("2 passes, seed 0 (vamp_collapse_50d.py): " + "; ".join(
+            f"{name} rate {short['runs'][name]['test_rate']:.3f}"
+            for name in ("vamp", "vamp_tw_start", "vamp_data_start", "vamp_warm_up")))
+    longer = [r for r in study["runs"].values() if r["steps"] == 6000]
+    for r in longer:
+        print(f"10 passes, {CONDITIONS[r['condition']]}, seed {r['seed']}: rate by pass "
+              f"{', '.join(f'{rate:.2f}' for rate in r['test_rate_by_pass'])}")
+
+# %% [markdown]
+# **The start decides it.** From vaelib's start the VampPrior collapsed in all six runs, clamped or not. From
+# Tomczak & Welling's start it escaped in four runs of six, two with the clamp and two without. Each escape
+# came in the third pass, after two passes at a rate below 0.01 nats. The two runs still collapsed after
+# five passes stayed so for ten, as did one from vaelib's start. The clamp made no consistent difference: it
+# rescued seed 0 and lost seed 2.
+#
+# A reader had found that start with the clamp escaping for every seed on the offline sample. On full MNIST
+# it did for two seeds of three. The earlier runs of `benchmarks/vamp_collapse_50d.py` lasted two passes,
+# too short to see an escape in the third. So their other tries, a start at 500 training images and a KL
+# weight warmed up from 0, remain open. Why a near-black start helps we have not tested.
+
+# %% tags=["nbval-check-output"]
+if study:
+    escaped = {c: sum(not r["collapsed"] for r in rows) for c, rows in found.items()}
+    holds(all(len(rows) == 3 for rows in found.values()), "every condition ran from three seeds")
+    holds(escaped["uniform"] == escaped["clamp"] == 0, "from vaelib's start, every run collapsed, clamped or not")
+    holds(escaped["tw_start"] == escaped["tw_start_clamp"] == 2,
+          "from Tomczak & Welling's start, two runs of three escaped, with the clamp and without")
+    holds(all(max(r["test_rate_by_pass"][:2]) < 0.01 < r["test_rate_by_pass"][2]
+              for rows in found.values() for r in rows if not r["collapsed"]),
+          "every escape came in the third pass, after two passes below 0.01 nats")
+    holds(all(r["collapsed"] for r in longer), "the runs still collapsed after five passes stayed so for ten")
+    by_seed = {c: {r["seed"]: r["collapsed"] for r in rows} for c, rows in found.items()}
+    holds(by_seed["tw_start"][0] and not by_seed["tw_start_clamp"][0]
+          and not by_seed["tw_start"][2] and by_seed["tw_start_clamp"][2],
+          "from T&W's start the clamp rescued seed 0 and lost seed 2")
+
+# %% [markdown]
+# ## With ReLU layers
+#
+# With ReLU layers, and vaelib's start, the VampPrior trained (one seed, 20 passes). Its $-\log p_\theta(x)$
+# is 1.19 nats below the ReLU VAE's; with one seed each we claim no direction. Compare rows of one
+# activation: ReLU layers alone gain 2.7 nats on tanh here. The active units of a learned prior say less
+# than they seem. The criterion asks whether a mean varies by more than 0.1 between images, a scale that
+# $\mathcal N(0, I)$ fixes and a learned prior does not.
+
+# %%
+if runs:
+    for name in ("vae_relu", "vamp_relu"):
+        run = runs[name]
+        print(f"{run['what']:56s} -log p(x) {run['test_neg_log_px_iwae5000']:.2f}, rate {run['test_kl']:.2f}, "
+              f"{run['active_units']} active")
+    holds(runs["vamp_relu"]["test_kl"] > 5 and runs["vamp_relu"]["active_units"] > 0,
+          "with ReLU layers and vaelib's start, the VampPrior trains (one seed)")
+
+# %% [markdown]
+# ## Summary
+#
+# - **A learned prior changes two things**: the prior, and a KL estimated from one draw instead of in closed
+#   form. In 50-D at 20 passes the one-draw KL cost $\mathcal N(0, I)$ 0.62 nats; the mixture prior cost 7.31
+#   more. One seed each.
+# - **A VampPrior charges a constant encoder no KL**, whatever Gaussian it outputs. With tanh layers it found
+#   that way out from vaelib's start in every run. From Tomczak & Welling's near-black start it escaped in
+#   four runs of six, in the third pass; their log-variance clamp made no consistent difference.
+# - **The rate shows a collapse**: watch it in the first passes of any model with a learned prior.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Show that a constant encoder, $q_\phi(z\mid x) = \mathcal N(m, S)$ for every $x$, pays no KL under a
+#    VampPrior, whatever $m$ and $S$. What does it pay under $\mathcal N(0, I)$?
+
+# %% [markdown] tags=["answer"]
+# If every input gets $\mathcal N(m, S)$, so does every pseudo-input, and $p(z) = \frac1C\sum_c \mathcal N(z; m, S)
+# = \mathcal N(z; m, S)$. Then $q_\phi(z\mid x) = p(z)$ and the KL is 0. Under $\mathcal N(0, I)$ the same
+# encoder pays $\tfrac12\sum_j (S_j + m_j^2 - 1 - \log S_j)$ per image (notebook 2), which is 0 only at $m = 0$,
+# $S = 1$.
+
+# %% [markdown]
+# 2. Which runs of the study escaped, and after how many passes? From `found`, print each run's first pass
+#    with a rate above 0.01 nats.
+
+# %% tags=["answer"]
+if study:
+    for condition, rows in found.items():
+        firsts = [next((p + 1 for p, rate in enumerate(r["test_rate_by_pass"]) if rate > 0.01), None) for r in rows]
+        print(f"{CONDITIONS[condition]:26s} first pass above 0.01 nats, seed by seed: {firsts}")
