@@ -72,7 +72,8 @@ from vaelib.config import TrainConfig
 from vaelib.data import load_mnist
 from vaelib.exact import converged_log_px
 from vaelib.model import VAE
-from vaelib.train import per_image_iwae, train
+from vaelib.evaluate import per_image_iwae
+from vaelib.train import train
 steps, k, n_iwae, n_exact = (int(a) for a in sys.argv[1:5])
 data = load_mnist("sample", verbose=False)
 torch.manual_seed(0)

@@ -221,7 +221,7 @@ def floor_parts(model: VAE, data, repeats: int = 200) -> dict:
 def phases(model_step, batches, generator, steps: int) -> dict:
     """Median seconds of each phase of vaelib's train_step over `steps` steps."""
     model, optimizer, cfg = model_step
-    from vaelib.train import batch_terms
+    from vaelib.elbo import elbo_terms
     times = {"batch": [], "forward and loss": [], "backward": [], "Adam": []}
     batches.shuffle()
     per_epoch = len(batches.images) // batches.B
@@ -229,8 +229,7 @@ def phases(model_step, batches, generator, steps: int) -> dict:
         t0 = time.perf_counter()
         x = batches(i % per_epoch)
         t1 = time.perf_counter()
-        neg_log_px_z, kl = batch_terms(model, x, generator)
-        loss = (neg_log_px_z + kl) / x.shape[0]
+        loss = -elbo_terms(model, x, generator).elbo.mean()
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -13,7 +13,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from vaelib import threads
 from vaelib.config import TrainConfig
 from vaelib.model import VAE
-from vaelib.train import per_image_iwae, train
+from vaelib.evaluate import per_image_iwae
+from vaelib.train import train
 
 REGISTER_FIRST_FORWARD = threads._register_first_forward  # before any fixture replaces it
 VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "VAELIB_FIT_THREADS", "VAELIB_ADAPT_THREADS")
