@@ -111,6 +111,9 @@ MISTAKES = {
                      + (1 - torch.sigmoid(l)) * torch.log(1 - torch.sigmoid(l))).sum(-1), "0 * log 0 is nan"),
         (lambda l: -(l * torch.log(l) + (1 - l) * torch.log(1 - l)).sum(-1), "do not take their log"),
         (lambda l: entropy(l) / math.log(2), "use the natural log"),
+        (lambda l: (torch.sigmoid(l) * F.softplus(l) + (1 - torch.sigmoid(l)) * F.softplus(-l)).sum(-1),
+         "swaps the two softplus terms"),
+        (lambda logits: entropy(logits.clamp_(-100, 100)), "changed its input logits in place"),
     ],
     check_kl_normal: [
         (lambda mq, lq, mp, lp: kl_normal(mp, lp, mq, lq), "that is KL(p || q)"),
@@ -124,6 +127,24 @@ MISTAKES = {
         (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1),
          "it did not reduce over the latent axis"),
         (lambda mq, lq, mp, lp: 0.5 * (torch.log(lp) - torch.log(lq)).sum(-1), "returned nan"),
+        # the five commonest slips in the general KL
+        (lambda mq, lq, mp, lp: (lp - lq + (lq.exp() + (mq - mp) ** 2) / (2 * lp.exp()) - 0.5).sum(-1),
+         "the log of the variance ratio misses its factor 1/2"),
+        (lambda mq, lq, mp, lp: 0.5 * (lq - lp + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1).sum(-1),
+         "the log of the variance ratio is upside down"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp()).sum(-1),
+         "the - 1 is missing"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / (lp / 2).exp() - 1).sum(-1),
+         "divides by p's standard deviation where its variance belongs"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + ((lq / 2).exp() + (mq - mp) ** 2) / (lp / 2).exp() - 1).sum(-1),
+         "uses the standard deviations where the variances belong"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + lp.exp() / lq.exp() + (mq - mp) ** 2 / lp.exp() - 1).sum(-1),
+         "the variance ratio is upside down"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lp.exp() + (mq - mp) ** 2) / lq.exp() - 1).sum(-1),
+         "divides by q's variance where p's belongs"),
+        (lambda mu_q, logvar_q, mu_p, logvar_p: kl_normal(mu_q, logvar_q.sub_(logvar_p).add_(logvar_p), mu_p,
+                                                          logvar_p) + 0 * logvar_q.mul_(2).sum(-1),
+         "changed its input logvar_q in place"),
     ],
     check_rsample_tril: [
         (lambda mu, t, eps: mu + eps @ t[0], "wrong values"),  # one matrix for every example: not recognised
@@ -135,6 +156,15 @@ MISTAKES = {
         (lambda mu, t, eps: rsample_tril(mu, t, eps).detach(), "z carries no gradient"),
         (lambda mu, t, eps: rsample_tril(mu, t.detach(), eps), "the gradient does not reach mu and scale_tril"),
         (lambda mu, t, eps: rsample_tril(mu, t, eps).sum(-1), "shape (5,), expected (5, 3)"),
+        # the row-vector form of one draw, copied to a batch: a helpful message, not a bare shape or RuntimeError
+        (lambda mu, scale_tril, eps: mu + eps @ scale_tril.mT, "right for one draw"),
+        (lambda mu, scale_tril, eps: mu + eps @ scale_tril.T, "right for one draw"),
+        (lambda mu, scale_tril, eps: mu + scale_tril @ eps, "right for one draw"),
+        (lambda mu, scale_tril, eps: mu + eps @ scale_tril, "for one draw it multiplies by the transpose"),
+        (lambda mu, scale_tril, eps: mu + (eps.unsqueeze(-2) @ scale_tril).squeeze(-2),
+         "multiplies by the transpose of scale_tril (scale_tril.mT @ eps, or eps as a row times scale_tril)"),
+        (lambda mu, scale_tril, eps: mu + torch.einsum("bij,bj->bi", scale_tril, eps.mul_(1.5)),
+         "changed its input eps in place"),
     ],
     check_warmup_loss: [
         (lambda lp, kl, s, w: -(lp - s / w * kl).mean(), "not capped at 1"),
@@ -143,6 +173,9 @@ MISTAKES = {
         (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl).sum(), "sums over the batch"),
         (lambda lp, kl, s, w: -(lp - max(0, 1 - s / w) * kl).mean(), "the weight falls instead of rising"),
         (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl), "did not reduce over the batch axis"),
+        (lambda lp, kl, s, w: -(lp - min(1, s / w) * kl).mean() + (0.5 if s == 25 else 0),
+         "(at step = 25, warmup_steps = 100)"),
+        (lambda log_px_z, kl, s, w: -(log_px_z - kl.mul_(min(1, s / w))).mean(), "changed its input kl in place"),
     ],
     check_collapsed_dims: [
         (lambda mu, lv, t: kl_per_dim(mu, lv).sum(0) < t, "sums the KL over the batch"),
@@ -152,11 +185,14 @@ MISTAKES = {
         (lambda mu, lv, t: torch.where(kl_per_dim(mu, lv).mean(0) < t)[0], "returned the indices"),
         (lambda mu, lv, t: (kl_per_dim(mu, lv).mean(0) < t).float(), "as a torch.float32 tensor"),
         (lambda mu, lv, t: (2 * kl_per_dim(mu, lv)).mean(0) < t, "the factor 0.5 of the KL is missing"),
+        (lambda mu, logvar, t: (0.5 * (logvar.exp_() + mu**2 - 1 - logvar.log())).mean(0) < t,
+         "changed its input logvar in place"),
     ],
     check_iwae: [
         (lambda lw: torch.logsumexp(lw, 0), "the - log K is missing"),
         (lambda lw: lw.mean(0), "averages the log weights"),
         (lambda lw: torch.log(lw.exp().mean(0)), "returned -inf where the answer is finite: exp(log_w) underflows"),
+        (lambda log_w: iwae(log_w.sub_(0.0).mul_(1.0)) + 0 * log_w.zero_().sum(0), "changed its input log_w in place"),
         (lambda lw: torch.logsumexp(lw, 1) - math.log(lw.shape[1]),
          "shape (7,), expected (5,): it reduced over the batch axis"),
     ],
@@ -167,6 +203,7 @@ MISTAKES = {
          "uses tanh(w . z + b) where its derivative"),
         (lambda z, u, w, b: planar_log_det(z, u, w, b).exp(), "returns the determinant, not its log"),
         (lambda z, u, w, b: -planar_log_det(z, u, w, b), "has the wrong sign"),
+        (lambda z, u, w, b: planar_log_det(z, u, w, b.abs_()), "changed its input b in place"),
         (lambda z, u, w, b: planar_log_det(z, u, w, b)[:, None].expand(-1, 3), "shape (5, 3), expected (5,)"),
     ],
     check_interpolate: [
@@ -177,6 +214,8 @@ MISTAKES = {
         (lambda a, b, n: torch.stack([a + i / (n - 1) * b for i in range(n)]), "returns z_a + t * z_b"),
         (lambda a, b, n: interpolate(a, b, n).T, "one column per point"),
         (lambda a, b, n: interpolate(a, b, n).mean(0), "returned shape (3,), expected (7, 3)"),
+        (lambda z_a, z_b, n: torch.stack([z_a + i / (n - 1) * z_b.sub_(z_a) for i in range(n)]),
+         "changed its input z_b in place"),
     ],
 }
 CASES = [(check, answer, words) for check, cases in MISTAKES.items() for answer, words in cases]
@@ -223,3 +262,30 @@ def test_a_passed_exercise_hands_on_the_students_own_function(check, answer, cap
 def test_a_wrong_scalar_names_no_element():
     result = check_warmup_loss(lambda lp, kl, s, w: -(lp - min(1, s / w) * kl).mean() + 0.5)
     assert not result and "element" not in result.message and "expected" in result.message
+
+
+def test_nb07_messages_do_not_print_the_kl_formula():
+    from vaelib.exercises.nb07 import MISTAKES as NB07
+
+    assert not [m for m, _ in NB07 if "exp(logvar) + mu^2 - 1 - logvar" in m]
+
+
+def test_an_answer_that_works_in_place_on_its_own_copy_passes(capsys):
+    def iwae_on_a_copy(log_w):
+        top = log_w.max(0).values
+        shifted = log_w.clone()
+        shifted -= top  # in place, but on its own tensor
+        return top + torch.log(torch.exp(shifted).mean(0))
+
+    result = check_iwae(iwae_on_a_copy)
+    assert result, result.message
+
+
+def test_an_in_place_message_says_what_to_do_instead():
+    def my_iwae(log_w):
+        top = log_w.max(0).values
+        log_w -= top
+        return top + torch.log(torch.exp(log_w).mean(0))
+
+    message = check_iwae(my_iwae).message
+    assert "changed its input log_w in place" in message and "log_w.clone()" in message

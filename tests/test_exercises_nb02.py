@@ -56,6 +56,7 @@ MISTAKES = [
     (lambda mu, lv: kl(mu.detach(), lv), "does not reach mu"),
     (lambda mu, lv: kl(mu, lv.detach()), "does not reach logvar"),
     (lambda mu, lv: kl(mu, lv) + 0.01, "wrong values, and not a mistake this check knows"),
+    (lambda mu, logvar: 0.5 * (logvar.exp() + mu.pow_(2) - 1 - logvar).sum(-1), "changed its input mu in place"),
 ]
 
 

@@ -47,6 +47,8 @@ MISTAKES = [
     (lambda mu, lv, eps: draw(mu, lv, eps).sum(-1), "returned shape (5,), expected (5, 3)"),
     (lambda mu, lv, eps: (mu, torch.exp(0.5 * lv)), "returned a value of type tuple"),
     (lambda mu, lv, eps: draw(mu, lv, eps) + 0.1, "wrong values, and not a mistake this check knows"),
+    (lambda mu, logvar, eps: eps.mul_(torch.exp(0.5 * logvar)).add_(mu), "changed its input eps in place"),
+    (lambda mu, logvar, eps: mu.add_(torch.exp(0.5 * logvar) * eps), "changed its input mu in place"),
 ]
 
 

@@ -53,7 +53,8 @@ def eps_of(mu, generator):
 RIGHT = forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * eps_of(mu, g))
 ALSO_RIGHT = [
     RIGHT,
-    forward_class(lambda mu, lv, g: mu + lv.exp().sqrt() * torch.randn(*mu.shape, generator=g)),
+    forward_class(lambda mu, lv, g: mu + lv.exp().sqrt() * torch.randn(*mu.shape, generator=g, device=mu.device)),
+    forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.empty_like(mu).normal_(generator=g)),
     forward_class(lambda mu, lv, g: torch.addcmul(mu, (lv / 2).exp(), eps_of(mu, g))),
     forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.randn_like(mu, generator=g)),
 ]
@@ -109,6 +110,35 @@ class OtherOrder(Page):
         return mu, logvar, self.decoder(mu + torch.exp(0.5 * logvar) * eps_of(mu, generator))
 
 
+class ReluMu(Page):
+    def forward(self, x, generator=None):
+        mu, logvar = self.encode(x)
+        mu = torch.relu(mu)
+        return self.decoder(mu + torch.exp(0.5 * logvar) * eps_of(mu, generator)), mu, logvar
+
+
+class ScaledMu(Page):
+    def forward(self, x, generator=None):
+        mu, logvar = self.encode(x)
+        mu = 2 * mu
+        return self.decoder(mu + torch.exp(0.5 * logvar) * eps_of(mu, generator)), mu, logvar
+
+
+class ScaledLogvar(Page):
+    def forward(self, x, generator=None):
+        mu, logvar = self.encode(x)
+        logvar = 2 * logvar
+        return self.decoder(mu + torch.exp(0.5 * logvar) * eps_of(mu, generator)), mu, logvar
+
+
+class InPlace(Page):
+    """Centres the pixels in place: the notebook's batch is changed by each call."""
+    def forward(self, x, generator=None):
+        x -= 0.5
+        mu, logvar = self.encode(x + 0.5)
+        return self.decoder(mu + torch.exp(0.5 * logvar) * eps_of(mu, generator)), mu, logvar
+
+
 class OtherLayers(nn.Module):
     def __init__(self, D=784, H1=256, H2=128, L=2):
         super().__init__()
@@ -127,6 +157,26 @@ FORWARD_MISTAKES = [
     (forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.randn(mu.shape[0], 2, generator=g)),
      "raised RuntimeError"),
     (Sigmoid, "a sigmoid at the end"),
+    # eps without device=: right on the CPU, but on a GPU a CUDA generator meets a CPU randn
+    (forward_class(lambda mu, lv, g: mu + lv.exp().sqrt() * torch.randn(*mu.shape, generator=g)),
+     "eps is drawn on the CPU whatever the device of mu"),
+    (forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g)),
+     "device=mu.device"),
+    (forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.rand(mu.shape, generator=g, device=mu.device)),
+     "draws eps from a uniform distribution"),
+    (forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.randn(mu.shape[1], generator=g,
+                                                                            device=mu.device)),
+     "draws one eps for the whole batch"),
+    (forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * torch.randn(1, mu.shape[1], generator=g,
+                                                                            device=mu.device)),
+     "draws one eps for the whole batch"),
+    (forward_class(lambda mu, lv, g: mu + F.softplus(lv) * eps_of(mu, g)), "uses softplus(logvar) as the standard"),
+    (forward_class(lambda mu, lv, g: mu + torch.exp(0.5 * lv) * eps_of(mu, g) + 0.1),
+     "logits (mu and logvar are right): wrong values, and not a mistake this check knows"),
+    (ReluMu, "mu passes through a ReLU"),
+    (ScaledMu, "mu: wrong values, and not a mistake this check knows"),
+    (ScaledLogvar, "logvar: wrong values, and not a mistake this check knows"),
+    (InPlace, "changed its input x in place"),
     (Swapped, "swap the heads"),
     (Detached, "the gradient of"),
     (ReturnsZ, "logits: returned shape (5, 3), expected (5, 6)"),
@@ -204,6 +254,16 @@ def probabilities(logits, x):
     return (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(-1)
 
 
+def clamped_probabilities(logits, x):
+    p = torch.sigmoid(logits).clamp(1e-6, 1 - 1e-6)
+    return (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(-1)
+
+
+def probabilities_plus_epsilon(logits, x):
+    p = torch.sigmoid(logits)
+    return (x * torch.log(p + 1e-7) + (1 - x) * torch.log(1 - p + 1e-7)).sum(-1)
+
+
 ELBO_MISTAKES = [
     (with_log_px_z(lambda l, x: (x * l - F.softplus(l)).mean(-1)), "averages over the pixels"),
     (with_log_px_z(lambda l, x: -F.binary_cross_entropy_with_logits(l, x, reduction="none").mean(-1)),
@@ -230,7 +290,19 @@ ELBO_MISTAKES = [
     (lambda l, x, mu, lv: elbo(l, x, mu, lv)[0], "it returns three: elbo, log_px_z, kl"),
     (lambda l, x, mu, lv: (*elbo(l, x, mu, lv)[1:], elbo(l, x, mu, lv)[0]), "another order"),
     (lambda l, x, mu, lv: tuple(t.detach() for t in elbo(l, x, mu, lv)), "carry no gradient"),
-    (lambda l, x, mu, lv: elbo(l.clamp(-10, 10), x, mu, lv), "wrong values"),
+    (lambda l, x, mu, lv: elbo(l.clamp(-10, 10), x, mu, lv), "caps the log-probability of a pixel"),
+    (with_kl(lambda mu, lv: 0.5 * (lv.exp() + mu**2 - lv).sum(-1)), "the KL misses its - 1"),
+    (with_kl(lambda mu, lv: 0.5 * (lv.exp() + mu - 1 - lv).sum(-1)), "the KL uses mu where mu^2 belongs"),
+    (with_log_px_z(clamped_probabilities), "caps the log-probability of a pixel the decoder is confidently wrong"),
+    (with_log_px_z(probabilities_plus_epsilon), "at -16.1 nats where it is -40"),
+    (with_log_px_z(lambda l, x: (x * l - F.softplus(l)).sum(-1) + 0.1),
+     "log_px_z: wrong values, and not a mistake this check knows"),
+    (with_kl(lambda mu, lv: 0.5 * (lv.exp() + mu**2 - 1 - lv).sum(-1) + 0.1),
+     "kl: wrong values, and not a mistake this check knows"),
+    (lambda l, x, mu, lv: (elbo(l, x, mu, lv)[0] + 0.1, *elbo(l, x, mu, lv)[1:]),
+     "elbo (log_px_z and kl are right): wrong values"),
+    (lambda logits, x, mu, logvar: elbo(logits, x, mu, logvar.exp_().log()), "changed its input logvar in place"),
+    (lambda logits, x, mu, logvar: elbo(logits.clamp_(-100, 100), x, mu, logvar), "changed its input logits in place"),
 ]
 
 

@@ -71,11 +71,13 @@ def test_a_formula_right_only_where_z_a_is_0_is_rejected():
     assert not result and "not a mistake this check knows" in result.message
 
 
-def test_an_answer_that_edits_its_inputs_in_place_is_judged_on_what_it_returns():
+def test_an_answer_that_edits_its_inputs_in_place_fails_saying_so():
+    """Right values, but the notebook's z_b would be changed by the call: the check names it."""
     def in_place(z_a, z_b, n):
         z_b -= z_a  # the student's own variable, reused
         return torch.stack([z_a + i / (n - 1) * z_b for i in range(n)])
-    assert check_interpolate(in_place)
+    result = check_interpolate(in_place)
+    assert not result and "changed its input z_b in place" in result.message, result.message
 
 
 def test_a_stub_says_not_implemented_yet_with_its_hint_and_the_notebook_uses_the_reference(capsys):

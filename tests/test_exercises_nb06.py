@@ -70,7 +70,14 @@ def keepdim_returned(log_w):
     return top + torch.log(torch.exp(log_w - top).mean(0))
 
 
+def shifted_in_place(log_w):
+    top = log_w.max(0).values
+    log_w -= top  # writes into the notebook's tensor, of which log_w[:k] is a view
+    return top + torch.log(torch.exp(log_w).mean(0))
+
+
 MISTAKES = [
+    (shifted_in_place, "changed its input log_w in place"),
     (naive, "returned -inf where the answer is finite: exp(log_w) underflows to 0 in float32"),
     (naive_float64, "underflows even in float64"),
     (shifted_by_global_max, "one maximum over all images (log_w.max())"),

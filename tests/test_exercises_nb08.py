@@ -36,6 +36,12 @@ def test_a_correct_answer_passes(answer, capsys):
     assert capsys.readouterr().out.startswith("✓ ")
 
 
+def psi_into_w(z, u, w, b):
+    """Builds psi in w's own storage: the layer's w is then wrong for every later call."""
+    psi = w.mul_((1 - torch.tanh((z * w).sum(-1) + b) ** 2)[:, None])
+    return torch.log(torch.abs(1 + (psi * u).sum(-1)))
+
+
 MISTAKES = [
     (lambda z, u, w, b: torch.log(torch.abs((u * w).sum(-1) * slope(z, w, b))), "the 1 + is missing"),
     (lambda z, u, w, b: torch.log(1 + (u * w).sum(-1) * torch.tanh((z * w).sum(-1) + b)),
@@ -50,6 +56,8 @@ MISTAKES = [
     (lambda z, u, w, b: torch.log(z.shape[1] + (u * w).sum(-1) * slope(z, w, b)), "uses the trace of the Jacobian"),
     (lambda z, u, w, b: 1 + (u * w).sum(-1) * slope(z, w, b), "returns the determinant, not its log"),
     (lambda z, u, w, b: -log_det(z, u, w, b), "has the wrong sign"),
+    (lambda z, u, w, b: torch.log(torch.abs(1 + (w * w).sum(-1) * slope(z, w, b))), "takes psi . w where psi . u"),
+    (psi_into_w, "changed its input w in place"),
     (lambda z, u, w, b: log_det(z, u, w, b).sum(), "it reduced over the batch"),
     (lambda z, u, w, b: torch.log(1 + u * w * slope(z, w, b)[:, None]), "did not reduce over the latent axis"),
     (lambda z, u, w, b: log_det(z, u, w, b) + 0.1, "wrong values, and not a mistake this check knows"),

@@ -42,7 +42,14 @@ MISTAKES = [
     (lambda a, b: (b - a, (b - a).std() / len(a) ** 0.5), "returned a tensor of shape (8,) as the mean difference"),
     (lambda a, b: (b - a).mean(), "return two numbers"),
     (lambda a, b: ((b - a).mean(), float("nan")), "returned nan as the standard error"),
+    (lambda a, b: paired(a, b)[::-1], "the other way round"),
+    (lambda a, b: (b.sub_(a).mean().item(), (b.std() / math.sqrt(len(b))).item()), "changed its input b in place"),
 ]
+
+
+def test_an_unknown_standard_error_does_not_give_the_formula_away():
+    result = check_paired_difference(lambda a, b: ((b - a).mean().item(), 0.1234))
+    assert not result and "sqrt" not in result.message and "std" not in result.message, result.message
 
 
 @pytest.mark.parametrize("answer", CORRECT)

@@ -287,3 +287,13 @@ def test_each_committed_student_notebook_ran_and_each_check_said_not_implemented
     for i, cell in enumerate(code):
         if make_student.is_solution(cell):
             assert re.match(r"✗ \w+: not implemented yet\. Hint: ", printed(code[i + 1])), printed(code[i + 1])
+
+
+def test_a_cell_made_from_an_exercise_through_other_cells_is_left_unrun_too():
+    """Outputs that depend on the student's function, directly or through names bound in between, are not shown."""
+    cells = [nbformat.v4.new_code_cell(source, execution_count=n, outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text=str(n))]) for n, source in enumerate(
+        ["model = Model()", "losses = train(model)", "print(losses[-1])", "print(data.shape)", "x = 1"], 1)]
+    make_student.leave_unrun(cells, {"Model"})
+    assert [bool(c.outputs) for c in cells] == [False, False, False, True, True]
+    assert [c.execution_count for c in cells] == [None, None, None, 4, 5]

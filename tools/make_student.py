@@ -154,18 +154,24 @@ def student_notebook(source: Path, with_outputs: bool = False):
         if with_outputs and i + 1 < len(code):
             printed = check_output(nb, cell.source, code[i + 1].source)
             code[i + 1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
-            # a later cell that uses the exercise's function or the check's result would show the
-            # instructor's output, not the student's: it is left unrun
-            names = defined_names(cell.source) | defined_names(code[i + 1].source)
-            for later in code[i + 2:]:
-                if names & used_names(later.source):
-                    later.outputs, later.execution_count = [], None
+            # a later cell that uses the exercise's function or the check's result, or anything made
+            # from them in between, would show the instructor's output, not the student's: it is left unrun
+            leave_unrun(code[i + 2:], defined_names(cell.source) | defined_names(code[i + 1].source))
     for cell in code:
         if not with_outputs:
             cell.outputs, cell.execution_count = [], None
         elif is_solution(cell):
             cell.outputs = []
     return nb, stubs
+
+
+def leave_unrun(cells, names: set[str]) -> None:
+    """Clear the outputs of each cell that uses one of `names`, or a name such a cell binds, in order."""
+    names = set(names)
+    for cell in cells:
+        if names & used_names(cell.source):
+            cell.outputs, cell.execution_count = [], None
+            names |= defined_names(cell.source)
 
 
 def defined_names(source: str) -> set[str]:

@@ -11,6 +11,7 @@ student's when it passed, else the reference, with one printed line that says so
 from __future__ import annotations
 
 from dataclasses import dataclass
+import inspect
 from typing import Callable
 
 import torch
@@ -59,18 +60,74 @@ def report(fn, run, reference: Callable | None = None) -> CheckResult:
 
 
 def call(fn, *args):
-    """fn(*args), with NotImplementedError and the student's own errors turned into a Fail."""
+    """fn(*args), with NotImplementedError and the student's own errors turned into a Fail; and a Fail when fn
+    changed one of its tensor arguments in place (the notebook would pass its own tensors, which that corrupts)."""
+    before = [(i, a.detach().clone(), a.shape, a.dtype) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
     try:
-        return fn(*args)
+        result = fn(*args)
     except NotImplementedError as err:
         raise Fail(f"not implemented yet. {err}".strip()) from None
     except Exception as err:  # the student's bug, reported rather than raised
+        if "in-place operation" in str(err) and "leaf Variable" in str(err):  # autograd refused it
+            raise Fail(in_place_message(fn, written_leaf(fn, args))) from None
         raise Fail(f"raised {type(err).__name__}: {err}") from None
+    for i, copy, shape, dtype in before:
+        if not unchanged(args[i], copy, shape, dtype):
+            raise Fail(in_place_message(fn, i))
+    return result
+
+
+def written_leaf(fn, args) -> int | None:
+    """Which argument fn wrote into, where autograd refused the write into a leaf that requires grad: the one
+    whose replacement by a plain copy lets the call through (None if no single one does)."""
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor) and a.requires_grad and a.is_leaf:
+            try:
+                fn(*args[:i], a.detach().clone(), *args[i + 1:])
+            except Exception as err:
+                if "in-place operation" in str(err) and "leaf Variable" in str(err):
+                    continue
+            return i
+    return None
+
+
+def unchanged(tensor: torch.Tensor, copy: torch.Tensor, shape, dtype) -> bool:
+    """Whether tensor still has the shape, dtype and values (nan where nan) it had when copy was taken."""
+    if tensor.shape != shape or tensor.dtype != dtype:
+        return False
+    now = tensor.detach()
+    return bool(((now == copy) | (now.isnan() & copy.isnan())).all()) if now.is_floating_point() \
+        else torch.equal(now, copy)
+
+
+def argument_names(fn) -> list[str]:
+    """The names of fn's positional parameters, as the student wrote them (none if they cannot be read)."""
+    try:
+        if isinstance(fn, torch.nn.Module):
+            fn = fn.forward  # its __call__ takes *args
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return []
+
+
+def in_place_message(fn, index: int | None) -> str:
+    """What to say when fn wrote into its argument number index (None: one of them, which is not known)."""
+    names = argument_names(fn)
+    if index is None:
+        return ("changed one of its inputs in place (-=, *=, a method ending in _ such as .mul_(), or an assignment "
+                "into [...]): the notebook goes on using the tensors it passes, and this would corrupt them. Build "
+                "new tensors instead: x = x - ..., not x -= ... (or start from x.clone())")
+    name = names[index] if index < len(names) else f"argument {index + 1}"
+    return (f"changed its input {name} in place ({name} -= ..., {name}.mul_(...), {name}[...] = ... write into "
+            f"the caller's tensor): the notebook goes on using the tensors it passes, often views of one tensor, "
+            f"and this would corrupt them. Build a new tensor instead: {name} - ..., not {name} -= ... (or start "
+            f"from {name}.clone())")
 
 
 def answer(fn, *args):
-    """fn's result on copies of args, without autograd: an answer that edits its inputs in place
-    cannot change the reference computed from them."""
+    """fn's result on copies of args, without autograd: the reference computed from args stays as it is, and an
+    answer that edits its inputs in place fails (call compares every tensor argument before and after)."""
     with torch.no_grad():
         return call(fn, *(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
 
@@ -98,19 +155,21 @@ def check_shape(got, expected: torch.Tensor, axes: dict[int, str]) -> None:
 
 
 def compare(got, expected: torch.Tensor, axes: dict[int, str], mistakes: dict[str, torch.Tensor],
-            nonfinite: str, rtol: float = 1e-4, atol: float = 1e-4) -> None:
-    """Raise Fail with the diagnosis unless got equals expected. axes names the input's dims."""
+            nonfinite: str, rtol: float = 1e-4, atol: float = 1e-4, what: str = "") -> None:
+    """Raise Fail with the diagnosis unless got equals expected. axes names the input's dims; what, if given,
+    names the output compared (as "logits: "), where the answer returns several."""
     check_shape(got, expected, axes)
     got = got.detach().to("cpu", torch.float64)  # on the CPU: Apple's MPS has no float64
+    what = f"{what}: " if what else ""
     if not torch.isfinite(got).all():
-        raise Fail(f"returned {got.flatten()[~torch.isfinite(got.flatten())][0].item()} where the answer is "
+        raise Fail(f"{what}returned {got.flatten()[~torch.isfinite(got.flatten())][0].item()} where the answer is "
                    f"finite: {nonfinite}")
     if torch.allclose(got, expected.to("cpu", torch.float64), rtol=rtol, atol=atol):
         return
     for label, wrong in mistakes.items():
         if torch.allclose(got, wrong.to("cpu", torch.float64), rtol=rtol, atol=atol):
             raise Fail(label)
-    raise Fail(f"wrong values, and not a mistake this check knows: {first_difference(got, expected)}")
+    raise Fail(f"{what}wrong values, and not a mistake this check knows: {first_difference(got, expected)}")
 
 
 def first_difference(got: torch.Tensor, expected: torch.Tensor) -> str:

@@ -39,6 +39,9 @@ def check_bernoulli_entropy(fn) -> CheckResult:
                 "applies sigmoid twice: p = sigmoid(logits), once":
                     Bernoulli(probs=torch.sigmoid(p)).entropy().sum(-1),
                 "uses log 2 (a bit) where the answer is in nats: use the natural log": ref / math.log(2),
+                "swaps the two softplus terms: -log p = -log sigmoid(l) = softplus(-l) and -log(1 - p) = "
+                "softplus(l); each is weighted by its own outcome's probability":
+                    (p * F.softplus(logits) + (1 - p) * F.softplus(-logits)).sum(-1),
             }, nonfinite)
         return "matches torch.distributions.Bernoulli(logits).entropy(), saturated logits (|l| = 150) included"
     return report(fn, run, bernoulli_entropy)
@@ -80,6 +83,11 @@ def _log_likelihood_mistakes(logits: torch.Tensor, x: torch.Tensor) -> dict[str,
             ((1 - x) * F.logsigmoid(-logits)).sum(-1),
         "the term log(1 - sigmoid(l_d)) needs its weight (1 - x_d): it counts only for white pixels":
             (x * F.logsigmoid(logits) + F.logsigmoid(-logits)).sum(-1),
+        "swaps the softplus identities: log sigmoid(l) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l); "
+        "check which of the two your rewrite of x_d log sigmoid(l_d) + (1 - x_d) log(1 - sigmoid(l_d)) needs":
+            (x * logits - F.softplus(-logits)).sum(-1),
+        "swaps the two logs: log sigmoid(l) goes with x_d = 1 and log(1 - sigmoid(l)) = log sigmoid(-l) with "
+        "x_d = 0": (x * F.logsigmoid(-logits) + (1 - x) * F.logsigmoid(logits)).sum(-1),
         "applies sigmoid to probabilities: the logits go into the formula as they are, sigmoid(logits) "
         "is p": (x * F.logsigmoid(p) + (1 - x) * F.logsigmoid(-p)).sum(-1),
         "swaps the arguments: binary_cross_entropy_with_logits(input, target) takes the logits first and "

@@ -24,6 +24,7 @@ def check_kl_normal(fn) -> CheckResult:
         q, p = (Normal(m, (0.5 * lv).exp()) for m, lv in ((mu_q, logvar_q), (mu_p, logvar_p)))
         ref = kl_divergence(q, p).sum(-1)
         per_dim = kl_divergence(q, p)
+        var_q, var_p, sq = logvar_q.exp(), logvar_p.exp(), (mu_q - mu_p) ** 2
         got = answer(fn, mu_q, logvar_q, mu_p, logvar_p)
         compare(got, ref, {B: "batch", L: "latent"}, {
             "that is KL(p || q): the KL is not symmetric; the expectation is under q, the first argument":
@@ -35,6 +36,22 @@ def check_kl_normal(fn) -> CheckResult:
                 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) - 1).sum(-1),
             "(mu_q - mu_p)^2 must be divided by p's variance too":
                 0.5 * (logvar_p - logvar_q + logvar_q.exp() / logvar_p.exp() + (mu_q - mu_p) ** 2 - 1).sum(-1),
+            "the log of the variance ratio misses its factor 1/2: the log term is 0.5 * log(sigma_p^2 / sigma_q^2), "
+            "half of logvar_p - logvar_q":
+                (logvar_p - logvar_q + 0.5 * (var_q + sq) / var_p - 0.5).sum(-1),
+            "the log of the variance ratio is upside down: it is log(sigma_p^2 / sigma_q^2), logvar_p - logvar_q":
+                0.5 * (logvar_q - logvar_p + (var_q + sq) / var_p - 1).sum(-1),
+            "the - 1 is missing: without it the KL of q = p would be 0.5 per dimension, not 0":
+                0.5 * (logvar_p - logvar_q + (var_q + sq) / var_p).sum(-1),
+            "divides by p's standard deviation where its variance belongs: sigma_p^2 = exp(logvar_p)":
+                0.5 * (logvar_p - logvar_q + (var_q + sq) / (0.5 * logvar_p).exp() - 1).sum(-1),
+            "uses the standard deviations where the variances belong: sigma^2 = exp(logvar), sigma = exp(logvar / 2)":
+                0.5 * (logvar_p - logvar_q + ((0.5 * logvar_q).exp() + sq) / (0.5 * logvar_p).exp() - 1).sum(-1),
+            "the variance ratio is upside down: it is q's variance over p's, sigma_q^2 / sigma_p^2":
+                0.5 * (logvar_p - logvar_q + var_p / var_q + sq / var_p - 1).sum(-1),
+            "divides by q's variance where p's belongs: the expectation is under q, but the squared distances are "
+            "measured by p, so both sigma_q^2 and (mu_q - mu_p)^2 are divided by sigma_p^2":
+                0.5 * (logvar_p - logvar_q + (var_p + sq) / var_q - 1).sum(-1),
             "this is the KL to N(0, I): mu_p and logvar_p are not used":
                 0.5 * (logvar_q.exp() + mu_q**2 - 1 - logvar_q).sum(-1),
         }, "logvar is negative for some inputs, so do not take its log or square root: sigma^2 = exp(logvar)")

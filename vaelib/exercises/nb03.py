@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from .core import CheckResult, B, L, Fail, answer, call, compare, normal_inputs, report
+from .core import CheckResult, B, L, Fail, answer, call, compare, normal_inputs, report, shape_text
 
 
 def rsample_tril(mu: torch.Tensor, scale_tril: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -24,12 +26,20 @@ def check_rsample_tril(fn) -> CheckResult:
         tril = torch.randn(B, L, L, generator=g).tril()
         tril.diagonal(dim1=-2, dim2=-1).copy_(torch.rand(B, L, generator=g) + 0.5)  # a Cholesky factor
         ref = mu + (tril @ eps.unsqueeze(-1)).squeeze(-1)
-        got, again = (answer(fn, mu, tril, eps) for _ in range(2))
+        try:
+            got, again = (answer(fn, mu, tril, eps) for _ in range(2))
+        except Fail as err:
+            one_draw_at_a_time(fn, mu, tril, eps, f"it raised an error on the batch ({err})")
+            raise
+        if isinstance(got, torch.Tensor) and got.shape != ref.shape:
+            one_draw_at_a_time(fn, mu, tril, eps, f"on the batch it returned shape {shape_text(got.shape)}, "
+                                                  f"expected {shape_text(ref.shape)}")
         if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
                 and not torch.allclose(got, again, equal_nan=True):
             raise Fail("gives a different z for the same inputs: it draws its own noise; use the eps given")
         compare(got, ref, {B: "batch", L: "latent"}, {
-            "multiplies by the transpose of scale_tril (eps @ scale_tril, or scale_tril^T eps): z = mu + scale_tril @ eps":
+            "multiplies by the transpose of scale_tril (scale_tril.mT @ eps, or eps as a row times scale_tril): "
+            "z = mu + scale_tril @ eps, with eps as a column":
                 mu + (tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
             "uses the covariance C C^T where its square root C = scale_tril belongs: z = mu + C eps":
                 mu + (tril @ tril.transpose(-1, -2) @ eps.unsqueeze(-1)).squeeze(-1),
@@ -38,7 +48,7 @@ def check_rsample_tril(fn) -> CheckResult:
             "mu is missing": (tril @ eps.unsqueeze(-1)).squeeze(-1),
         }, "every entry is finite here")
         mu, tril = mu.clone().requires_grad_(), tril.clone().requires_grad_()
-        z = call(fn, mu, tril, eps)
+        z = call(fn, mu, tril, eps.clone())
         if not z.requires_grad:
             raise Fail("z carries no gradient: do not use .detach(), .data, .item() or torch.no_grad() inside")
         weights = torch.randn(B, L, generator=g)
@@ -50,6 +60,34 @@ def check_rsample_tril(fn) -> CheckResult:
                         ".detach() and no sampling inside")
         return "z = mu + scale_tril @ eps, and autograd reaches mu and scale_tril"
     return report(fn, run, rsample_tril)
+
+
+def one_draw_at_a_time(fn, mu, tril, eps, what: str) -> None:
+    """Where fn fails on the batch, try it on one draw at a time (mu (L,), scale_tril (L, L), eps (L,)): an answer
+    right there is right for one draw and wrong only in how it batches, the usual trouble of eps @ scale_tril.mT
+    (a row vector's form) or .T; say so. Return quietly otherwise."""
+    single, transposed = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # .T on a batch of matrices warns
+        for i in range(B):
+            try:
+                z = answer(fn, mu[i], tril[i], eps[i])
+            except Fail:
+                return
+            if not isinstance(z, torch.Tensor) or z.shape != mu[i].shape:
+                return
+            z = z.detach().double()
+            single.append(torch.allclose(z, (mu[i] + tril[i] @ eps[i]).double(), rtol=1e-4, atol=1e-4))
+            transposed.append(torch.allclose(z, (mu[i] + tril[i].T @ eps[i]).double(), rtol=1e-4, atol=1e-4))
+    batching = ("with a batch, `@` takes eps (B, L) as one matrix, not as B vectors, and .T on the (B, L, L) "
+                "scale_tril reverses all three axes. Make each eps a column, eps.unsqueeze(-1) of shape (B, L, 1), "
+                "multiply scale_tril by it, and drop that last axis again (.squeeze(-1)); to transpose a batch of "
+                "matrices use .mT, not .T")
+    if all(single):
+        raise Fail(f"right for one draw (mu (L,), scale_tril (L, L), eps (L,)), but {what}: {batching}")
+    if all(transposed):
+        raise Fail(f"for one draw it multiplies by the transpose of scale_tril (eps @ scale_tril is scale_tril^T "
+                   f"eps; z = mu + scale_tril @ eps), and {what}: {batching}")
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -85,7 +123,7 @@ def check_reparameterize(fn) -> CheckResult:
         }, "logvar is negative for some inputs (it is log sigma^2, any real number): its square root or log is nan; "
            "sigma = exp(logvar / 2)")
         mu_g, logvar_g = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
-        z = call(fn, mu_g, logvar_g, eps)
+        z = call(fn, mu_g, logvar_g, eps.clone())
         if not z.requires_grad:
             raise Fail("z carries no gradient: do not use .detach(), .data, .item(), .sample() or torch.no_grad() "
                        "inside")

@@ -8,6 +8,7 @@ L = 3) whose sizes differ from each other and from the batch, so that a wrong sh
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import torch
@@ -98,8 +99,16 @@ def _forward_variants(ref: CourseVAE, x: torch.Tensor, seed: int) -> dict[str, t
         h = ref.encoder(x)
         mu, logvar = ref.mu_head(h), ref.logvar_head(h)
         eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed))
+        uniform = torch.rand(mu.shape, generator=torch.Generator().manual_seed(seed))
+        shared = torch.randn(mu.shape[-1], generator=torch.Generator().manual_seed(seed))
         std = torch.exp(0.5 * logvar)
         return {
+            "draws eps from a uniform distribution (torch.rand): eps ~ N(0, I) comes from torch.randn":
+                ref.decoder(mu + std * uniform),
+            "draws one eps for the whole batch (shape (L,)): every image needs its own noise, eps of mu's shape "
+            "(B, L)": ref.decoder(mu + std * shared),
+            "uses softplus(logvar) as the standard deviation: logvar is log sigma^2, so sigma = exp(logvar / 2)":
+                ref.decoder(mu + F.softplus(logvar) * eps),
             "multiplies eps by the variance exp(logvar); the standard deviation is exp(logvar / 2)":
                 ref.decoder(mu + logvar.exp() * eps),
             "uses logvar as the standard deviation: logvar is log sigma^2, so sigma = exp(logvar / 2)":
@@ -157,12 +166,20 @@ def check_vae_forward(cls) -> CheckResult:
             raise Fail("gives a different result for the same generator: it draws eps from PyTorch's global "
                        "generator (torch.randn_like(mu), torch.randn without generator=, .rsample()). Draw it "
                        "with torch.randn(mu.shape, generator=generator, device=mu.device)")
-        compare(mu, expected[1], axes, {"mu comes from logvar_head: swap the heads": expected[2]}, "mu is finite")
-        compare(logvar, expected[2], axes, {"logvar comes from mu_head: swap the heads": expected[1]},
-                "logvar is finite")
+        compare(mu, expected[1], axes, {
+            "mu comes from logvar_head: swap the heads": expected[2],
+            "mu passes through a ReLU (or another activation): the heads are linear, and mu may be negative":
+                expected[1].relu(),
+        }, "mu is finite", what="mu")
+        compare(logvar, expected[2], axes, {
+            "logvar comes from mu_head: swap the heads": expected[1],
+            "logvar passes through a ReLU (or another activation): the heads are linear, and logvar may be "
+            "negative (it is log sigma^2)": expected[2].relu(),
+        }, "logvar is finite", what="logvar")
         compare(logits, expected[0], axes, _forward_variants(ref, x, 6),
-                "the answer is finite here: sigma = exp(logvar / 2)")
+                "the answer is finite here: sigma = exp(logvar / 2)", what="logits (mu and logvar are right)")
         _check_forward_gradients(model, ref, x)
+        _check_eps_device(model, x)
         return (f"on {what} with the reference's weights, logits, mu and logvar equal the reference's for the same "
                 f"generator, and so do the gradients")
     return report(cls, run, CourseVAE)
@@ -182,6 +199,26 @@ def _check_forward_gradients(model: nn.Module, ref: CourseVAE, x: torch.Tensor) 
         if got is None or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
             raise Fail(f"the outputs are right but the gradient of {name} is not: z must stay in the graph (no "
                        f".detach(), .item(), torch.no_grad() or .sample() inside forward)")
+
+
+def _check_eps_device(model: nn.Module, x: torch.Tensor) -> None:
+    """Fail if forward draws eps on the CPU whatever the device of mu. On a GPU the notebook passes a generator made
+    for the GPU, and torch.randn(shape, generator=generator) without device= then fails; on the CPU it works. So run
+    forward once more on PyTorch's 'meta' device (shapes only, no numbers, on any machine): mu is there, the generator
+    on the CPU, and an eps drawn without device= lands on the CPU and cannot be added to mu."""
+    try:
+        meta = copy.deepcopy(model).to("meta")
+    except Exception:
+        return  # a model that cannot be copied: nothing to say about eps
+    try:
+        with torch.no_grad():
+            meta(x.to("meta"), torch.Generator().manual_seed(6))
+    except Exception as err:
+        if "device" in str(err) and ("cpu" in str(err).lower() or "meta" in str(err)):
+            raise Fail("the values are right, but eps is drawn on the CPU whatever the device of mu: on a GPU the "
+                       "generator is the GPU's, and torch.randn(shape, generator=generator) without device= then "
+                       "fails. Draw it where mu is: torch.randn(mu.shape, generator=generator, device=mu.device) "
+                       f"(with mu on PyTorch's 'meta' device, forward raised: {err})") from None
 
 
 # --- the loss per image -----------------------------------------------------------------------------------------
@@ -222,6 +259,10 @@ def _kl_mistakes(mu, logvar) -> dict[str, torch.Tensor]:
         "the KL uses the standard deviation exp(logvar / 2) where the variance exp(logvar) belongs":
             0.5 * ((0.5 * logvar).exp() + mu**2 - 1 - logvar).sum(-1),
         "the KL has the wrong sign: a KL divergence is >= 0": -ref,
+        "the KL misses its - 1: without it a q equal to the prior (mu = 0, logvar = 0) costs 0.5 nats per "
+        "dimension instead of 0": 0.5 * (logvar.exp() + mu**2 - logvar).sum(-1),
+        "the KL uses mu where mu^2 belongs": 0.5 * (logvar.exp() + mu - 1 - logvar).sum(-1),
+        "the KL uses |mu| where mu^2 belongs": 0.5 * (logvar.exp() + mu.abs() - 1 - logvar).sum(-1),
     }
 
 
@@ -244,19 +285,39 @@ def check_elbo_per_image(fn) -> CheckResult:
         for order in list(itertools.permutations(range(3)))[1:]:  # every order but the right one
             if all(torch.allclose(a, terms[i].double(), rtol=1e-4, atol=1e-4) for a, i in zip(got, order)):
                 raise Fail("returns the three in another order: (elbo, log_px_z, kl)")
+        _check_capped(got[1], logits, x)
         compare(got[1], log_px_z, axes, _log_px_z_mistakes(logits, x),
                 "log p(x|z) is -inf or nan where a sigmoid saturates (logit +-40 on a pixel the decoder gets wrong): "
-                "a sigmoid followed by a log gives log 0. Work from the logits: x * logits - softplus(logits)")
+                "a sigmoid followed by a log gives log 0. Work from the logits: x * logits - softplus(logits)",
+                what="log_px_z")
         compare(got[2], kl, axes, _kl_mistakes(mu, logvar),
-                "logvar is negative here (it is log sigma^2, any real number): the variance is exp(logvar)")
+                "logvar is negative here (it is log sigma^2, any real number): the variance is exp(logvar)", what="kl")
         compare(got[0], elbo, axes, {
             "elbo adds the KL: elbo = log_px_z - kl": log_px_z + kl,
             "elbo has the wrong sign: that is the loss, -elbo; the ELBO is log_px_z - kl": -elbo,
-        }, "both terms are finite")
+        }, "both terms are finite", what="elbo (log_px_z and kl are right)")
         _check_elbo_gradient(fn, logits, x, mu, logvar)
         return ("elbo, log_px_z and kl equal the reference's (sums over pixels and latent dimensions, from the logits, "
                 "|logit| = 40 included), gradients too")
     return report(fn, run, elbo_per_image)
+
+
+def _check_capped(got: torch.Tensor, logits: torch.Tensor, x: torch.Tensor) -> None:
+    """Fail if log_px_z is right on the moderate pixels but caps pixel 0 (|logit| = 40, where the decoder is
+    confidently wrong and the log-probability is -40) somewhere between -40 and 0: a clamp of the probabilities,
+    sigmoid(l).clamp(1e-6, 1 - 1e-6), or a small constant inside a log, log(p + 1e-7). Whatever the constant, the
+    cap is the same for every image; the gradient there is 0, so such pixels stop being learnt."""
+    if not isinstance(got, torch.Tensor) or got.shape != (B,):
+        return
+    rest = (x * logits - F.softplus(logits))[:, 1:].sum(-1).double()  # every pixel but the saturated one
+    pixel0 = got.detach().double().cpu() - rest  # what the answer gave the confidently wrong pixel
+    true = (x[:, 0] * logits[:, 0] - F.softplus(logits[:, 0])).double()  # -40
+    if torch.isfinite(pixel0).all() and (pixel0 > true + 1).all() and (pixel0 < -1).all() \
+            and pixel0.max() - pixel0.min() < 0.1:
+        raise Fail(f"log_px_z caps the log-probability of a pixel the decoder is confidently wrong about (logit "
+                   f"+-40) at {pixel0.mean().item():.1f} nats where it is {true[0].item():.0f}: a clamp of the "
+                   f"probabilities or the logits, or a small constant inside a log (log(p + 1e-7)), does that, and gives such "
+                   f"pixels no gradient. Work from the logits: log sigmoid(l) and log(1 - sigmoid(l)) with softplus")
 
 
 def _check_per_image(name: str, value) -> None:
@@ -451,7 +512,7 @@ def check_warmup_loss(fn) -> CheckResult:
             beta = min(1.0, step / warmup)
             ref = -(log_px_z - beta * kl).mean()
             got = answer(fn, log_px_z, kl, step, warmup)
-            compare(got, ref, {B: "batch"}, {
+            _compare_at_step(got, ref, step, warmup, {
                 "the weight is not capped at 1: after warm-up the loss is -ELBO": -(log_px_z - step / warmup * kl).mean(),
                 "weights the reconstruction term instead of the KL": -(beta * log_px_z - kl).mean(),
                 "the sign: the loss is minus the (weighted) ELBO": (log_px_z - beta * kl).mean(),
@@ -461,3 +522,11 @@ def check_warmup_loss(fn) -> CheckResult:
             }, "every input is finite")
         return "beta = min(1, step / warmup_steps) on the KL term, checked at steps 0, 25, 100 and 450 with warmup_steps = 100"
     return report(fn, run, warmup_loss)
+
+
+def _compare_at_step(got, ref, step: int, warmup: int, mistakes: dict, nonfinite: str) -> None:
+    """compare, saying at which step a wrong answer went wrong."""
+    try:
+        compare(got, ref, {B: "batch"}, mistakes, nonfinite)
+    except Fail as err:
+        raise Fail(f"{err} (at step = {step}, warmup_steps = {warmup})") from None

@@ -41,7 +41,7 @@ def _kl(mu, logvar):
 
 # Each known mistake, written as a student writes it, and the sentence that names it.
 MISTAKES = [
-    ("the factor 0.5 of the KL is missing: KL = 0.5 * (exp(logvar) + mu^2 - 1 - logvar)",
+    ("the factor 0.5 of the KL is missing: every term of the KL is halved",
      lambda mu, lv, t: (2 * _kl(mu, lv)).mean(0) < t),
     ("sums the KL over the batch; average it over the batch (.mean(0)), so that the threshold does not depend on "
      "the batch size", lambda mu, lv, t: _kl(mu, lv).sum(0) < t),
@@ -51,11 +51,11 @@ MISTAKES = [
      "dimension whose mu is constant but far from 0 is not free", lambda mu, lv, t: mu.var(0, correction=0) < t),
     ("returns the dimensions above the threshold (the used ones); return those below it",
      lambda mu, lv, t: _kl(mu, lv).mean(0) > t),
-    ("keeps only the mean's term 0.5 * mu^2: the variance terms exp(logvar) - 1 - logvar are missing, so a "
-     "narrow q at mu = 0 looks free", lambda mu, lv, t: (0.5 * mu.pow(2)).mean(0) < t),
+    ("keeps only the mean's term 0.5 * mu^2: the terms of the variance are missing, so a narrow q at mu = 0 looks "
+     "free", lambda mu, lv, t: (0.5 * mu.pow(2)).mean(0) < t),
     ("the mu^2 term is missing: a q centred away from 0 costs KL even with unit variance",
      lambda mu, lv, t: (0.5 * (lv.exp() - 1 - lv)).mean(0) < t),
-    ("adds logvar where the KL subtracts it: 0.5 * (exp(logvar) + mu^2 - 1 - logvar)",
+    ("adds logvar where the KL subtracts it",
      lambda mu, lv, t: (0.5 * (lv.exp() + mu.pow(2) - 1 + lv)).mean(0) < t),
     ("the - 1 is missing: without it a q equal to the prior (mu = 0, logvar = 0) costs 0.5 nats instead of 0",
      lambda mu, lv, t: (0.5 * (lv.exp() + mu.pow(2) - lv)).mean(0) < t),
@@ -65,7 +65,7 @@ MISTAKES = [
      lambda mu, lv, t: (0.5 * ((0.5 * lv).exp() + mu.pow(2) - 1 - lv)).mean(0) < t),
     ("treats logvar as the variance: the variance is exp(logvar), and its log is logvar itself",
      lambda mu, lv, t: (0.5 * (lv + mu.pow(2) - 1 - lv.log())).mean(0) < t),
-    ("computes KL(p || q), from the prior to q; the rate is KL(q || p) = 0.5 * (exp(logvar) + mu^2 - 1 - logvar)",
+    ("computes KL(p || q), from the prior to q; the rate is KL(q || p), with the expectation under q",
      lambda mu, lv, t: (0.5 * (lv + (1 + mu.pow(2)) * (-lv).exp() - 1)).mean(0) < t),
     ("averages mu and logvar over the batch before taking the KL; take each image's KL, then average: a "
      "dimension whose mu spreads around 0 is used although its mean mu is 0",

@@ -75,6 +75,8 @@ def check_planar_log_det(fn) -> CheckResult:
             "(the matrix determinant lemma)": torch.log((1 + u * w * slope[:, None]).abs()).sum(-1),
             "uses the trace of the Jacobian, L + psi . u, where its determinant, 1 + psi . u, belongs":
                 torch.log((L + uw * slope).abs()),
+            "takes psi . w where psi . u belongs: det(I + u psi^T) = 1 + psi . u, with the u of the layer":
+                torch.log((1 + (w * w).sum(-1) * slope).abs()),
             "returns the determinant, not its log": (1 + uw * slope).abs(),
             "has the wrong sign: that is log |det| of the inverse map": -torch.log((1 + uw * slope).abs()),
         }

@@ -52,6 +52,10 @@ def check_paired_difference(fn) -> CheckResult:
         mean, se = _number(got[0], "mean difference"), _number(got[1], "standard error")
         d, n = b - a, len(a)
         right_mean = d.mean().item()
+        se_right = (d.std() / math.sqrt(n)).item()
+        if math.isclose(mean, se_right, rel_tol=1e-4) and math.isclose(_number(got[1], "standard error"),
+                                                                      right_mean, rel_tol=1e-4):
+            raise Fail("returns the two the other way round: (mean difference, standard error), in that order")
         if math.isclose(mean, -right_mean, rel_tol=1e-4):
             raise Fail("returns the mean of a - b; the difference asked for is b - a, the second model minus the first")
         if not math.isclose(mean, right_mean, rel_tol=1e-4, abs_tol=1e-6):
@@ -73,6 +77,6 @@ def check_paired_difference(fn) -> CheckResult:
         for message, values in mistakes.items():
             if any(math.isclose(se, v, rel_tol=1e-4) for v in values):
                 raise Fail(message)
-        raise Fail(f"wrong standard error, and not a mistake this check knows: expected {ses[True]:.4f} "
-                   f"(std(b - a) / sqrt(N)), got {se:.4f}")
+        raise Fail(f"wrong standard error, and not a mistake this check knows: expected {ses[True]:.4f}, "
+                   f"got {se:.4f}")
     return report(fn, run, paired_difference)
