@@ -14,6 +14,7 @@ from vaelib import threads
 from vaelib.config import TrainConfig
 from vaelib.model import VAE
 from vaelib.evaluate import per_image_iwae
+from vaelib.exact import converged_log_px
 from vaelib.train import train
 
 REGISTER_FIRST_FORWARD = threads._register_first_forward  # before any fixture replaces it
@@ -140,10 +141,45 @@ def test_the_users_torch_set_num_threads_wins(fresh, monkeypatch):
     torch.set_num_threads(2)  # the user's own call
     threads.STATE.due = 0.0
     assert threads.check() == 2
-    assert not threads.STATE.on and "set elsewhere" in threads.STATE.why_off
+    assert not threads.STATE.on and "yours is kept" in threads.STATE.why_off
     threads.STATE.due = 0.0
     threads.check()
     assert torch.get_num_threads() == 2
+
+
+def test_the_users_call_wins_even_when_it_repeats_the_count_in_force(fresh, monkeypatch):
+    installed_at(2)
+    fake_times(monkeypatch, {1: 0.040, 2: 0.010})
+    threads.check()
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(2)  # the user fixes the count vaelib had chosen
+    fake_times(monkeypatch, {1: 0.010, 2: 0.040})  # one thread would now look faster
+    threads.STATE.due = 0.0
+    threads.check()
+    assert torch.get_num_threads() == 2 and not threads.STATE.on
+
+
+def test_off_stops_adapting_and_keeps_the_count(fresh, monkeypatch):
+    installed_at(2)
+    fake_times(monkeypatch, {1: 0.010, 2: 0.040})
+    threads.off()
+    threads.STATE.due = 0.0
+    threads.check()
+    assert torch.get_num_threads() == 2 and not threads.STATE.on
+
+
+def test_a_probe_interrupted_leaves_the_count_it_found(fresh, monkeypatch):
+    installed_at(2)
+
+    def interrupted(steps, pieces, limit):
+        if torch.get_num_threads() == 1:
+            raise KeyboardInterrupt
+        return 0.01, True
+
+    monkeypatch.setattr(threads, "_time_steps", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        threads.check()
+    assert torch.get_num_threads() == 2 and threads.STATE.applied == 2
 
 
 def test_nothing_happens_outside_the_main_thread(fresh, monkeypatch):
@@ -207,8 +243,8 @@ def test_a_real_probe_runs(fresh):
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
                     reason="needs two CPUs")
 def test_the_thread_count_changes_no_number(sample_data, monkeypatch):
-    """Training and the IWAE estimate give the same bits at one thread, at two, and switching between them
-    at every step, as vaelib.threads may (on this machine; other libraries and CPUs may round otherwise)."""
+    """Training, the IWAE estimate and the exact quadrature give the same bits at one thread, at two, and
+    switching between them at every step, as vaelib.threads may (on this machine; other libraries and CPUs may round otherwise)."""
     before = torch.get_num_threads()
     monkeypatch.setattr(threads.STATE, "on", False)  # no probes of its own during this test
     results = {}
@@ -228,13 +264,15 @@ def test_the_thread_count_changes_no_number(sample_data, monkeypatch):
                 if hook is not None:
                     hook.remove()
             weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-            results[label] = (weights, history.test_neg_elbo, per_image_iwae(model, sample_data.test_x[:20], 32))
+            exact = converged_log_px(model, sample_data.test_x[:4])[0]
+            results[label] = (weights, history.test_neg_elbo, per_image_iwae(model, sample_data.test_x[:20], 32), exact)
     finally:
         torch.set_num_threads(before)
     for label in ("2", "switching"):
         assert torch.equal(results[label][0], results["1"][0]), label
         assert results[label][1] == results["1"][1], label
         assert torch.equal(results[label][2], results["1"][2]), label
+        assert torch.equal(results[label][3], results["1"][3]), label
 
 
 def test_more_threads_must_be_fifteen_percent_faster_to_take_over(fresh, monkeypatch):

@@ -8,8 +8,8 @@ hundred parallel operations of a few microseconds each, so the second thread spi
 time. On a quiet machine that is what makes two threads 1.4 times faster than one. When another
 process keeps a core busy, the scheduler shares that core between it and the spinning thread, the
 barrier at the end of each operation waits for a thread that is off the CPU, and training runs 3 to
-8 times slower than on one thread (benchmarks/README.md, "Threads beside other work"). Waiting
-passively (OMP_WAIT_POLICY=PASSIVE) avoids the collapse but pays a wake-up on every operation,
+8 times slower than on one thread (benchmarks/README.md, "Threads beside other work: bench_busy.py").
+Waiting passively (OMP_WAIT_POLICY=PASSIVE) avoids the collapse but pays a wake-up on every operation,
 half the quiet speed; and both variables are read once, when libgomp is loaded by ``import torch``,
 which a notebook does before it imports vaelib. No static setting wins both cases.
 
@@ -33,13 +33,16 @@ exact quadrature (vaelib.exact.Tiling.tile_log_mass). It acts in the main thread
 thread count belongs to the thread that sets it. :func:`status` says what it did.
 
 Yours wins. Nothing adapts when OMP_NUM_THREADS or MKL_NUM_THREADS is set, when VAELIB_FIT_THREADS=0
-or VAELIB_ADAPT_THREADS=0, when vaelib started with one thread (a one-CPU quota, see vaelib.cpus), or
-once anything else has changed torch's thread count (``torch.set_num_threads`` in your code): from
-then on vaelib leaves the count alone for the rest of the process.
+or VAELIB_ADAPT_THREADS=0, when vaelib started with one thread (a one-CPU quota, see vaelib.cpus), after
+:func:`off`, or once your code calls ``torch.set_num_threads`` (vaelib wraps it to notice, even when
+you set the count already in force): from then on vaelib leaves the count alone for the rest of the
+process. A probe interrupted (Ctrl-C) leaves the count it found.
 
-The thread count changes no number the course computes on this project's machine (tests/test_threads.py
-trains and scores at one and two threads and compares bit for bit); libraries may round differently
-with other counts on other machines, as between any two machines.
+Numbers. vaelib's training, IWAE estimate and exact quadrature give the same bits at one thread, at
+two and switching between them (tests/test_threads.py, on this project's machine). Your own code may
+not: a sum over a whole large tensor, say, is split differently between threads and rounds
+differently. Where the last bits must repeat from run to run, fix the count (OMP_NUM_THREADS=1, or
+:func:`off`); `make notebooks` and `make check` do.
 """
 
 from __future__ import annotations
@@ -82,6 +85,20 @@ class _State:
 
 STATE = _State()
 _WORK = None
+_SET_THREADS = torch.set_num_threads  # PyTorch's own, which this module calls; torch.set_num_threads is wrapped
+
+
+def _set_by_user(count: int) -> None:
+    """torch.set_num_threads while vaelib adapts: the caller's count is kept, and vaelib stops adapting."""
+    _SET_THREADS(count)
+    if STATE.on and threading.get_ident() == STATE.main:
+        STATE.on, STATE.why_off = False, f"torch.set_num_threads({count}) was called: yours is kept"
+        STATE.applied = count
+
+
+def off(reason: str = "vaelib.threads.off() was called") -> None:
+    """Stop adapting for the rest of the process; the thread count in force stays."""
+    STATE.on, STATE.why_off = False, reason
 
 
 def candidates(most: int) -> list[int]:
@@ -115,6 +132,7 @@ def install() -> None:
             STATE.why_off = reason
             return
         STATE.on, STATE.why_off, STATE.due = True, None, 0.0
+        torch.set_num_threads = _set_by_user
         _register_optimizer_hook()
         _register_first_forward()
         _register_ipython()
@@ -203,7 +221,11 @@ def _probe() -> int:
     started = time.perf_counter()
     counts = candidates(STATE.most)
     times, dropped = {n: [] for n in counts}, set()
-    _time_counts(counts, times, dropped)
+    try:
+        _time_counts(counts, times, dropped)
+    except BaseException:  # Ctrl-C or an error inside a probe: the count in force stays what it was
+        _SET_THREADS(current)
+        raise
     seconds = {n: sum(t) / len(t) for n, t in times.items()}
     if min(counts, key=seconds.get) > current:
         dropped.clear()  # more threads look faster: time every count again before switching up
@@ -213,8 +235,9 @@ def _probe() -> int:
     keep = current if current in seconds else STATE.most
     margin = HYSTERESIS_UP if best > keep else HYSTERESIS
     choice = best if seconds[best] * (1 + margin) < seconds[keep] else keep
-    torch.set_num_threads(choice)
-    STATE.interval = min(2 * STATE.interval, LONGEST_INTERVAL) if choice == STATE.applied and STATE.probes else FIRST_INTERVAL
+    _SET_THREADS(choice)
+    same = choice == STATE.applied and STATE.probes
+    STATE.interval = min(2 * STATE.interval, LONGEST_INTERVAL) if same else FIRST_INTERVAL
     now = time.perf_counter()
     STATE.applied, STATE.probes = choice, STATE.probes + 1
     STATE.last = {n: round(s, 6) for n, s in seconds.items()}
@@ -233,7 +256,7 @@ def _time_counts(counts: list[int], times: dict, dropped: set) -> None:
         for n in (counts if repeat % 2 == 0 else counts[::-1]):
             if n in dropped:
                 continue
-            torch.set_num_threads(n)
+            _SET_THREADS(n)
             others = [min(times[m]) for m in counts if m != n and times[m]]
             limit = ABORT_FACTOR * min(others) if others else math.inf
             if n > 1:
@@ -273,16 +296,18 @@ def _work_steps() -> list:
         return _WORK
 
     def filled(rows, cols, scale=0.05):  # fixed values: no generator is touched
-        return torch.linspace(-scale, scale, rows * cols).reshape(rows, cols)
+        return torch.linspace(-scale, scale, rows * cols, dtype=torch.float32).reshape(rows, cols)
 
-    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, wherever the first probe runs
+    # ordinary float32 CPU tensors, wherever the first probe runs (a default device or dtype set by the user)
+    with torch.inference_mode(False), torch.no_grad(), torch.device("cpu"):
         B, widths = 100, [784, 256, 128, 4, 2, 128, 256, 784]
         weights = [filled(a, b) for a, b in zip(widths, widths[1:]) if (a, b) != (4, 2)]
-        biases = [torch.zeros(w.shape[1]) for w in weights]
-        acts = [torch.linspace(0, 1, B * 784).reshape(B, 784)] + [torch.empty(B, w.shape[1]) for w in weights]
-        grads = [torch.empty(B, w.shape[1]) for w in weights]
+        biases = [torch.zeros(w.shape[1], dtype=torch.float32) for w in weights]
+        acts = [torch.linspace(0, 1, B * 784, dtype=torch.float32).reshape(B, 784)]
+        acts += [torch.empty(B, w.shape[1], dtype=torch.float32) for w in weights]
+        grads = [torch.empty(B, w.shape[1], dtype=torch.float32) for w in weights]
         wgrads = [torch.empty_like(w) for w in weights]
-        pixels = torch.empty(B, 784)
+        pixels = torch.empty(B, 784, dtype=torch.float32)
     steps = [lambda: torch.mul(acts[0], 1.0, out=pixels)]  # one cheap parallel operation (the wake-up)
     for i, (w, b) in enumerate(zip(weights, biases)):
         source = acts[i] if i != 3 else acts[3][:, :2]  # the decoder starts from z, 2 of the 4 encoder outputs
