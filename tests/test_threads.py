@@ -244,7 +244,8 @@ def test_a_real_probe_runs(fresh):
                     reason="needs two CPUs")
 def test_the_thread_count_changes_no_number(sample_data, monkeypatch):
     """Training, the IWAE estimate and the exact quadrature give the same bits at one thread, at two, and
-    switching between them at every step, as vaelib.threads may (on this machine; other libraries and CPUs may round otherwise)."""
+    switching between them at every step, as vaelib.threads may (on this machine; other libraries and CPUs
+    may round otherwise)."""
     before = torch.get_num_threads()
     monkeypatch.setattr(threads.STATE, "on", False)  # no probes of its own during this test
     results = {}
