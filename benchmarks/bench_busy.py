@@ -25,7 +25,7 @@ model on the offline sample for --steps steps (images/s of its History, optimise
 (images/s); (3) the exact quadrature, vaelib.exact.converged_log_px on the first --exact-images
 test images with the model just trained (images/s). The table gives medians over the repeats and,
 per case and workload, the default's median over the best fixed setting's median (1 thread,
-2 threads, passive). Every process also reports the CPU time that processes other than this
+2 threads, passive), and the same ratio paired within each repeat (its settings run one after another). Every process also reports the CPU time that processes other than this
 benchmark's used while it ran ("others", in CPUs: from /proc/stat, less the measured process, its
 companion and the busy loop), so a "quiet" row taken while other users were busy shows as such.
 
@@ -220,9 +220,22 @@ def summarise(runs: list[dict]) -> dict:
         for w in WORKLOADS:
             best = max(FIXED, key=lambda n: rows.get(n, {}).get(w, 0))
             ratios[w] = {"best": best, "default / best": rows["default"][w] / rows[best][w],
-                         "fit only / best": rows["fit only"][w] / rows[best][w] if "fit only" in rows else None}
+                         "fit only / best": rows["fit only"][w] / rows[best][w] if "fit only" in rows else None,
+                         "paired": paired(runs, case, w)}
         table[case] = {"medians": rows, "ratios": ratios}
     return table
+
+
+def paired(runs: list[dict], case: str, workload: str) -> list[float]:
+    """Per repeat, the default's speed over the best fixed setting's in that same repeat (the settings of a
+    repeat run one after another, so they met much the same load): the ratios, in repeat order."""
+    ratios = []
+    for repeat in sorted({r["repeat"] for r in runs if r["case"] == case}):
+        mine = {r["setting"]: r[workload] for r in runs if r["case"] == case and r["repeat"] == repeat}
+        fixed = [mine[n] for n in FIXED if n in mine]
+        if "default" in mine and fixed:
+            ratios.append(round(mine["default"] / max(fixed), 3))
+    return ratios
 
 
 def markdown(table: dict) -> str:
@@ -234,7 +247,8 @@ def markdown(table: dict) -> str:
             for w in WORKLOADS:
                 cell = f"{row[w]:,.0f}" if row[w] >= 100 else f"{row[w]:,.1f}"
                 if name == "default":
-                    cell += f" ({t['ratios'][w]['default / best']:.2f} of best)"
+                    each = ", ".join(f"{r:.2f}" for r in t["ratios"][w]["paired"])
+                    cell += f" ({t['ratios'][w]['default / best']:.2f} of best; per repeat {each})"
                 if name == t["ratios"][w]["best"]:
                     cell = f"**{cell}**"
                 cells.append(cell)
