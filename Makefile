@@ -40,8 +40,18 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python -m vaelib train
 
+# In parallel (pytest-xdist): one worker per CPU this process may use (vaelib/cpus.py counts the quota and the
+# affinity mask; read without importing torch), at most 4; none on one CPU. Each notebook runs whole in one worker
+# and the long ones start first (conftest.py, at the top level). Each worker's processes get a fixed share of the
+# CPUs as their thread count (OMP_NUM_THREADS), so that workers never wait on each other's threads and every run
+# gives the same bits (vaelib.threads adapts only where no count is set).
+USABLE_CPUS = $$($(BIN)/python -c "import runpy; print(runpy.run_path('vaelib/cpus.py')['usable_cpus']())")
+CHECK_WORKERS = $$(n=$(USABLE_CPUS); if [ $$n -gt 1 ]; then echo $$(( n < 4 ? n : 4 )); else echo 0; fi)
+CHECK_THREADS = $$(n=$(USABLE_CPUS); w=$$(( n < 4 ? n : 4 )); echo $$(( n / w > 1 ? n / w : 1 )))
+
 check: $(STAMP)
-	VAELIB_SMOKE=1 VAELIB_DOWNLOAD=0 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
+	OMP_NUM_THREADS=$(CHECK_THREADS) VAELIB_SMOKE=1 VAELIB_DOWNLOAD=0 $(QUIET) MPLBACKEND=Agg $(BIN)/python -m pytest \
+		-n $(CHECK_WORKERS) --dist loadscope --no-loadscope-reorder tests $(NOTEBOOKS) --nbval-lax -p no:cacheprovider
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider
@@ -54,7 +64,7 @@ notebooks: export VAELIB_DATA := $(if $(VAELIB_DATA),$(abspath $(VAELIB_DATA)))
 notebooks: $(STAMP)
 	$(BIN)/python -c "from vaelib.data import load_full_mnist; load_full_mnist()"
 	$(BIN)/jupytext --sync notebooks/solutions/[0-9][0-9]_*.py
-	$(QUIET) $(BIN)/python tools/execute_notebooks.py
+	$(QUIET) VAELIB_ADAPT_THREADS=0 $(BIN)/python tools/execute_notebooks.py
 	$(BIN)/jupytext --sync notebooks/solutions/[0-9][0-9]_*.ipynb
 	$(BIN)/python tools/make_student.py --with-outputs
 

@@ -16,3 +16,5 @@ __all__ = ["ModelConfig", "TrainConfig", "pick_device", "seed_everything", "smok
 
 from .cpus import fit_threads  # noqa: E402  one torch thread per CPU the process may use (quota, affinity)
 fit_threads()
+from .threads import install as _adapt_threads  # noqa: E402  then adapted to the load (vaelib.threads)
+_adapt_threads()

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from . import threads
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -154,6 +156,8 @@ def iwae_bound(model, x: torch.Tensor, k: int, chunk: int | None = None,
     lse = torch.full((B,), -math.inf, device=x.device, dtype=x.dtype)
     lse2 = lse.clone()
     for start in range(0, k, chunk):
+        if x.device.type == "cpu":
+            threads.check()  # the thread count fitted to the machine's load now (vaelib.threads)
         log_w = posterior_log_weights(model, x, min(chunk, k - start), generator)  # (c, B)
         lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
         lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * log_w, 0))

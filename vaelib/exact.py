@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import threads
 from .elbo import log_normal
 from .model import require_2d
 
@@ -167,6 +168,8 @@ class Tiling:
         drop (tile_drop) where its mass is within DROP_CUT nats of the image's largest among these tiles
         (nan elsewhere: such tiles would weigh less than e^-DROP_CUT each in the image's mean drop).
         Shapes: (N, D), (T, 2) -> (N, T) [, (N, T)]."""
+        if x.device.type == "cpu":
+            threads.check()  # the thread count fitted to the machine's load now (vaelib.threads)
         z, log_prior = self.points(tiles, level, x, f.log_prior)
         log_joint = (f.log_px_z(x, z) + log_prior).reshape(len(x), len(tiles), -1)  # (N, T, m * m)
         log_mass = torch.logsumexp(log_joint, -1) + 2 * math.log(self.h(level))
