@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
+
+import torch
 
 # Where cgroups are usually mounted, for when /proc/self/mountinfo cannot be read.
 V2_FALLBACK = "/sys/fs/cgroup"
@@ -95,32 +98,16 @@ def fit_threads() -> int:
     Leaves torch alone when the user set OMP_NUM_THREADS or MKL_NUM_THREADS, or VAELIB_FIT_THREADS=0.
     Never raises: thread fitting is an optimisation, not worth failing an import over.
     """
-    try:
-        import torch
-    except Exception:
-        return usable_cpus_or_one()
-    try:
-        current = torch.get_num_threads()
-        if os.environ.get("VAELIB_FIT_THREADS", "").strip() == "0":
-            return current
-        if any(os.environ.get(name, "").strip() for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-            return current
-        wanted = usable_cpus()
-        if wanted < current:
-            torch.set_num_threads(wanted)
+    user_set = any(os.environ.get(name, "").strip() for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    if user_set or os.environ.get("VAELIB_FIT_THREADS", "").strip() == "0":
         return torch.get_num_threads()
-    except Exception:
-        try:
-            return torch.get_num_threads()
-        except Exception:
-            return usable_cpus_or_one()
-
-
-def usable_cpus_or_one() -> int:
     try:
-        return usable_cpus()
+        wanted = usable_cpus()
+        if wanted < torch.get_num_threads():
+            torch.set_num_threads(wanted)
     except Exception:
-        return 1
+        pass  # torch keeps the count it chose
+    return torch.get_num_threads()
 
 
 def _read(path: Path) -> str | None:
@@ -132,17 +119,7 @@ def _read(path: Path) -> str | None:
 
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash in paths as octal escapes (\\040 ...)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
 def _mounts(root: Path) -> list[tuple[str, str, str, set[str]]]:
@@ -188,14 +165,9 @@ def _walk(root: Path, mount_point: str, mount_root: str, path: str, read_limit) 
 
 def _v2_limit(directory: Path) -> float | None:
     """cgroup v2 cpu.max: "max 100000" is no limit, "50000 100000" is half a CPU."""
-    text = _read(directory / "cpu.max")
-    if not text:
-        return None
-    fields = text.split()
+    fields = (_read(directory / "cpu.max") or "").split()
     try:
-        if fields[0] == "max":
-            return None
-        quota = int(fields[0])
+        quota = int(fields[0])  # ValueError for "max"
         period = int(fields[1]) if len(fields) > 1 else 100000
     except (ValueError, IndexError):
         return None
