@@ -22,12 +22,12 @@ from . import __version__
 from .config import ModelConfig, TrainConfig, allowed, pick_device, seed_everything
 from .data import DataError, load_mnist
 from .evaluate import evaluating, per_image_iwae, per_image_terms
+from .exact import converged_log_px, covering_half_width
 from .model import CheckpointError, atomic_write, build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from .train import TrainingDiverged, TrainingInterrupted, steps_per_epoch, train
 
 RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
 TRAIN_STATE = "train_state.pt"
-CONFIGS = (TrainConfig, ModelConfig)  # their options, in this order, are `train`'s (vaelib.config.option)
 
 
 def positive_int(text: str) -> int:
@@ -47,7 +47,7 @@ def flag(f) -> str:
 
 
 # What --resume takes from the run itself, and its flag; giving any of these with --resume is an error.
-RUN_SETTINGS = {f.name: flag(f) for c in CONFIGS for f in options(c) if f.name != "device"}
+RUN_SETTINGS = {f.name: flag(f) for c in (TrainConfig, ModelConfig) for f in options(c) if f.name != "device"}
 RUN_SETTINGS.update(data_dir="--data-dir", out="--out", overwrite="--overwrite")
 
 
@@ -109,12 +109,11 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 def train_config(args) -> TrainConfig:
     """The TrainConfig the options describe (lr: 1e-3 for adam, 5e-3 for sgd, unless given)."""
-    chosen = {f.name: getattr(args, f.name) for c in CONFIGS for f in options(c)}
-    if chosen["lr"] is None:
+    chosen = {f.name: getattr(args, f.name) for f in options(TrainConfig)}
+    if args.lr is None:
         chosen["lr"] = 1e-3 if args.optimizer == "adam" else 5e-3
-    model = ModelConfig(**{f.name: chosen[f.name] for f in options(ModelConfig)})
-    return TrainConfig(**{f.name: chosen[f.name] for f in options(TrainConfig)}, model=model,
-                       progress=not args.no_progress)
+    model = ModelConfig(**{f.name: getattr(args, f.name) for f in options(ModelConfig)})
+    return TrainConfig(**chosen, model=model, progress=not args.no_progress)
 
 
 def cmd_train(args) -> dict:
@@ -128,8 +127,7 @@ def cmd_train(args) -> dict:
     steps_per_epoch(len(data.train_x), cfg.batch_size)  # a batch larger than the training set: refused now
     seed_everything(cfg.seed)
     model = build_model(cfg.model).to(device)
-    origin = {"data_source": data.source, "data_dir": str(args.data_dir) if args.data_dir else None,
-              "device": str(device)}
+    origin = {"data_source": data.source, "data_dir": args.data_dir and str(args.data_dir), "device": str(device)}
     return run(model, data, cfg, out, origin)
 
 
@@ -280,8 +278,6 @@ def cmd_evaluate(args) -> dict:
     columns = {"index": test_indices(data)[chosen], "label": labels, "elbo": elbo,
                "log_px_iwae": log_px, "log_px_iwae_se": se}
     if args.exact:
-        from .exact import converged_log_px, covering_half_width
-
         # [-8, 8]^2, or wider where q puts codes beyond it (a learned prior can)
         exact, change, grid = converged_log_px(model, x, half_width=covering_half_width(model, x))
         result.update(test_log_px_exact=exact.mean().item(), exact_grid=grid)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from . import registry
+
 
 def option(default, help: str = "", *, choices=None, later: bool = False, flag: str | None = None,
            cli: bool = True, **argparse_extra):
@@ -31,8 +33,6 @@ def option(default, help: str = "", *, choices=None, later: bool = False, flag: 
 def allowed(spec) -> tuple:
     """The values an option's `choices` allows: the tuple itself, or the keys of a vaelib.registry table."""
     if isinstance(spec, str):
-        from . import registry
-
         return tuple(getattr(registry, spec.upper()))
     return tuple(spec)
 

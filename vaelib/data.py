@@ -51,9 +51,8 @@ class MNISTData:
     reason: str  # why this source was used
 
     def to(self, device) -> "MNISTData":
-        move = lambda t: t.to(device)  # noqa: E731
-        return MNISTData(move(self.train_x), move(self.train_y), move(self.test_x),
-                         move(self.test_y), self.source, self.reason)
+        tensors = (t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y))
+        return MNISTData(*tensors, self.source, self.reason)
 
 
 def md5(path: Path) -> str:
@@ -102,16 +101,13 @@ def load_sample() -> tuple[torch.Tensor, ...]:
 
 
 def data_dir(folder: str | os.PathLike | None = None) -> Path:
-    """The root folder of full MNIST: `folder` (--data-dir), else $VAELIB_DATA, else ~/.cache/vaelib.
-
-    It is laid out as torchvision's: root/MNIST/raw/<the four files>. A folder that holds the four
-    files itself (a `raw` folder), or a `MNIST` folder with them in raw/, is accepted too.
-    """
+    """The root folder of full MNIST: `folder` (--data-dir), else $VAELIB_DATA, else ~/.cache/vaelib."""
     return Path(folder or os.environ.get("VAELIB_DATA") or Path.home() / ".cache" / "vaelib").expanduser()
 
 
 def raw_folder(root: Path) -> Path:
-    """Where the IDX files of `root` are: root/MNIST/raw, or root itself, or root/raw (see data_dir)."""
+    """Where the IDX files under data_dir() are: root/MNIST/raw, as torchvision lays it out, or root itself (a
+    `raw` folder), or root/raw (a `MNIST` folder), the first that holds any of them."""
     for candidate in (root / "MNIST" / "raw", root, root / "raw"):
         if any((candidate / name).exists() or (candidate / f"{name}.gz").exists() for name in FULL_FILES):
             return candidate

@@ -115,13 +115,6 @@ def posterior_grid(model, x: torch.Tensor, half_width: float = 4.0, spacing: flo
     return log_post.reshape(len(x), len(z2), len(z1)), z1, z2
 
 
-# Refining the grid image by image. Level k is the grid of spacing h0 / 2^k, cut into square tiles of
-# m x m points; an image's mass in a tile is sum_{g in tile} p(x, z_g) h^2, kept as its log. Level 0 has
-# every tile for every image. Going from level k to k + 1 quarters, for each image, only the tiles of level
-# k that hold its mass, and evaluates their points of the halved grid; every other tile keeps its level-k
-# mass. The tiles of an image's refined region are (image, tile) pairs.
-
-
 @dataclass(frozen=True)
 class Tiling:
     """Tiles of m x m points on the grids of spacing h0 / 2^k, k = 0, 1, ..., over [-a, a]^2.
@@ -368,10 +361,12 @@ def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: floa
     """log p(x) by the rectangle rule on grids over [-a, a]^2, refined image by image until the grid resolves
     each image's posterior and halving the spacing h moves its estimate by less than `tol` nats (`going`).
 
-    Level 0 evaluates every image on the whole coarse grid (h0 = `spacing`), summed per tile of m x m points
-    (m = `tile_size`, at least 3); `refine_until_converged` then halves h where each image's mass lies. The
-    defaults: a = 8, where log p(z) is 32 nats below its peak (mass near the edge is reported and warned about);
-    tiles 0.4 wide at level 0; up to 6 refinements, to h = 0.0016.
+    Level k is the grid of spacing h0 / 2^k (h0 = `spacing`), cut into tiles of m x m points (m = `tile_size`,
+    at least 3; Tiling); an image's mass in a tile is sum_{g in tile} p(x, z_g) h^2. Level 0 has every tile for
+    every image; going to level k + 1 quarters, for each image, only the tiles that hold its mass, as (image, tile)
+    pairs (refine_until_converged); every other tile keeps its level-k mass. The defaults: a = 8, where log p(z)
+    is 32 nats below its peak (mass near the edge is reported and warned about); tiles 0.4 wide at level 0; up to
+    6 refinements, to h = 0.0016.
 
     Returns log p(x) (N,), each image's |change| at its last refinement (N,), and a JSON-serialisable report
     (settings, images refined per level, largest and mean last change, largest last drop, mass near the edge,
@@ -425,19 +420,18 @@ def refine_until_converged(f: Integrand, x: torch.Tensor, tiling: Tiling, pairs:
 
 
 def going(change: torch.Tensor, drop: torch.Tensor, tol: float, max_drop: float) -> torch.Tensor:
-    """The images to refine further. An image stops at level k >= 1 when both
+    """The images to refine further: an image stops at level k >= 1 when both
       (1) its estimate moved by less than `tol`: |log p_k(x) - log p_(k-1)(x)| < tol, and
-      (2) the grid resolves its posterior: its drop, the mean of tile_drop over its tiles weighted by their mass
-          (h^2 times the curvature of log p(x, z) where its mass lies), is at most `max_drop` nats.
-    (1) alone can stop on two wrong estimates: while h is wider than the posterior, a Gaussian peak of sd s
-    midway between two points of level k is h/2 from a point of level k - 1 as well, so both levels give
-    2 h N(h/2; 0, s^2) per axis, equal and too small by about h^2 / (8 s^2) nats. (2) cannot be met there: the
-    drop is at least 0.85 (h / s)^2 (tile_drop), so no image stops before h <= 1.08 s, where the rule's relative
-    error, about 4 exp(-2 pi^2 s^2 / h^2) by Poisson summation [Trefethen & Weideman 2014], is below 1e-6; past
-    that point (1) measures the error. Posteriors that are not Gaussian are held the same way, each part by its
-    own curvature, weighted by its mass; but a narrow peak whose grid points all lie more than `coarse_cut` (then
-    `cut`) nats below the largest tile counts for nothing. max_drop = inf leaves (1) alone, which
-    tests/test_exact.py shows stopping on aliased estimates. Shapes: (N,), (N,) -> (N,) bool.
+      (2) the grid resolves its posterior: its drop, the mean of tile_drop over its tiles weighted by their mass,
+          is at most `max_drop` nats.
+    (1) alone can stop on two wrong estimates: while h is wider than the posterior, a Gaussian peak of sd s midway
+    between two points of level k is h/2 from a point of level k - 1 as well, so both levels give 2 h N(h/2; 0, s^2) per
+    axis, equal and too small by about h^2 / (8 s^2) nats. (2) cannot be met there: the drop is at least 0.85 (h / s)^2
+    (tile_drop), so no image stops before h <= 1.08 s, where the rule's relative error, about 4 exp(-2 pi^2 s^2 / h^2)
+    by Poisson summation [Trefethen & Weideman 2014], is below 1e-6; past that, (1) measures it. Other posteriors are
+    held the same way, each part by its own curvature, but a narrow peak whose grid points all lie more than
+    `coarse_cut` (then `cut`) nats below the largest tile counts for nothing. max_drop = inf leaves (1) alone, which
+    tests/test_exact.py shows stopping on aliased estimates. Shapes: (N,), (N,) -> (N,).
     """
     return (change >= tol) | (drop > max_drop)
 

@@ -49,8 +49,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 class History:
     epoch: list[float] = field(default_factory=list)  # epochs completed at each record (fractional with --steps)
     step: list[int] = field(default_factory=list)
-    train_neg_elbo: list[float] = field(default_factory=list)  # mean over the steps since the last record; -IWAE_K
-    # instead when training on the IWAE bound (TrainConfig.objective)
+    train_neg_elbo: list[float] = field(default_factory=list)  # mean since the last record; -IWAE_K with objective iwae
     train_kl: list[float] = field(default_factory=list)  # its KL term (the rate); -ELBO - KL is the distortion
     test_neg_elbo: list[float] = field(default_factory=list)  # the whole test set, nats per image
     test_kl: list[float] = field(default_factory=list)
@@ -143,11 +142,8 @@ def train_step(model, optimizer, batch, generator: torch.Generator, cfg: TrainCo
 
 
 def settings(config: dict) -> dict:
-    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars.
-
-    Fields added since models were committed appear only when they differ from their defaults, so that
-    existing settings, and the keys vaelib.runs makes of them, stay the same.
-    """
+    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars,
+    less the fields added since models were committed while at their defaults (without_later_defaults)."""
     return without_later_defaults({key: value for key, value in config.items() if key not in ("device", "progress")})
 
 
