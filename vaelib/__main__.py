@@ -127,7 +127,8 @@ def cmd_train(args) -> dict:
     steps_per_epoch(len(data.train_x), cfg.batch_size)  # a batch larger than the training set: refused now
     seed_everything(cfg.seed)
     model = build_model(cfg.model).to(device)
-    origin = {"data_source": data.source, "data_dir": args.data_dir and str(args.data_dir), "device": str(device)}
+    origin = {"data_source": data.source, "data_dir": str(args.data_dir) if args.data_dir else None,
+              "device": str(device)}
     return run(model, data, cfg, out, origin)
 
 
