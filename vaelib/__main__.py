@@ -22,12 +22,12 @@ from . import __version__
 from .config import ModelConfig, TrainConfig, allowed, pick_device, seed_everything
 from .data import DataError, load_mnist
 from .evaluate import evaluating, per_image_iwae, per_image_terms
+from .exact import converged_log_px, covering_half_width
 from .model import CheckpointError, atomic_write, build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from .train import TrainingDiverged, TrainingInterrupted, steps_per_epoch, train
 
 RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
 TRAIN_STATE = "train_state.pt"
-CONFIGS = (TrainConfig, ModelConfig)  # their options, in this order, are `train`'s (vaelib.config.option)
 
 
 def positive_int(text: str) -> int:
@@ -46,15 +46,15 @@ def flag(f) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-# What --resume takes from the run itself; giving any of these with --resume is an error.
-RUN_SETTINGS = [f.name for c in CONFIGS for f in options(c) if f.name != "device"] + ["data_dir", "out", "overwrite"]
-FLAGS = {f.name: flag(f) for c in CONFIGS for f in options(c)}
+# What --resume takes from the run itself, and its flag; giving any of these with --resume is an error.
+RUN_SETTINGS = {f.name: flag(f) for c in (TrainConfig, ModelConfig) for f in options(c) if f.name != "device"}
+RUN_SETTINGS.update(data_dir="--data-dir", out="--out", overwrite="--overwrite")
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_class, **defaults) -> None:
     """One option per field of config_class, with the field's default, help and choices; `defaults` overrides."""
     for f in options(config_class):
-        meta, kwargs = f.metadata, {"dest": f.name, "default": defaults.get(f.name, f.default), "help": f.metadata["help"]}
+        meta, kwargs = f.metadata, dict(dest=f.name, default=defaults.get(f.name, f.default), help=f.metadata["help"])
         if meta["choices"] is not None:
             kwargs["choices"] = list(allowed(meta["choices"]))
         elif f.default is not None and not isinstance(f.default, tuple):
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N test images drawn at random with a fixed seed (the same N every time), not all")
     e.add_argument("--exact", action="store_true", help="add exact log p(x) by quadrature (z_dim 2 only)")
     e.add_argument("--per-image", type=Path, default=None, help="write one CSV row per test image")
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the accelerator PyTorch reports, else cpu)")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: $VAELIB_DEVICE, else the "
+                   "accelerator PyTorch reports, else cpu)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-progress", action="store_true")
     return parser
@@ -108,12 +109,11 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 def train_config(args) -> TrainConfig:
     """The TrainConfig the options describe (lr: 1e-3 for adam, 5e-3 for sgd, unless given)."""
-    chosen = {f.name: getattr(args, f.name) for c in CONFIGS for f in options(c)}
-    if chosen["lr"] is None:
+    chosen = {f.name: getattr(args, f.name) for f in options(TrainConfig)}
+    if args.lr is None:
         chosen["lr"] = 1e-3 if args.optimizer == "adam" else 5e-3
-    model = ModelConfig(**{f.name: chosen[f.name] for f in options(ModelConfig)})
-    return TrainConfig(**{f.name: chosen[f.name] for f in options(TrainConfig)}, model=model,
-                       progress=not args.no_progress)
+    model = ModelConfig(**{f.name: getattr(args, f.name) for f in options(ModelConfig)})
+    return TrainConfig(**chosen, model=model, progress=not args.no_progress)
 
 
 def cmd_train(args) -> dict:
@@ -134,10 +134,9 @@ def cmd_train(args) -> dict:
 
 def cmd_resume(args) -> dict:
     """Continue the run in args.resume where it stopped, with the settings it was started with."""
-    given = [name for name in RUN_SETTINGS if getattr(args, name) != PARSER_DEFAULTS[name]]
+    given = [flag_name for name, flag_name in RUN_SETTINGS.items() if getattr(args, name) != PARSER_DEFAULTS[name]]
     if given:
-        raise SystemExit(f"error: --resume continues a run with its own settings; leave out "
-                         f"{', '.join(FLAGS.get(n, '--' + n.replace('_', '-')) for n in given)}")
+        raise SystemExit(f"error: --resume continues a run with its own settings; leave out {', '.join(given)}")
     out, state = args.resume, read_state(args.resume)
     origin = state["origin"]
     if args.device is not None and str(pick_device(args.device)) != origin["device"]:
@@ -206,8 +205,7 @@ def results_block(metrics: dict, out: Path, figures: list[str]) -> str:
         f"  {'test -ELBO':<36}{metrics['test_neg_elbo']:8.2f}",
         f"  {iwae:<36}{metrics['test_neg_log_px_iwae']:8.2f}",
         f"  trained {metrics['epochs']:g} epoch{'' if metrics['epochs'] == 1 else 's'} ({metrics['steps']:,} steps) "
-        f"in {took}, "
-        f"{metrics['train_images_per_second']:,.0f} images/s",
+        f"in {took}, {metrics['train_images_per_second']:,.0f} images/s",
         f"  written to {out}/: metrics.json, model.pt",
         f"  figures: {', '.join(figures)}",
     ])
@@ -281,8 +279,6 @@ def cmd_evaluate(args) -> dict:
     columns = {"index": test_indices(data)[chosen], "label": labels, "elbo": elbo,
                "log_px_iwae": log_px, "log_px_iwae_se": se}
     if args.exact:
-        from .exact import converged_log_px, covering_half_width
-
         # [-8, 8]^2, or wider where q puts codes beyond it (a learned prior can)
         exact, change, grid = converged_log_px(model, x, half_width=covering_half_width(model, x))
         result.update(test_log_px_exact=exact.mean().item(), exact_grid=grid)

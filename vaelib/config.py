@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
+
+from . import registry
 
 
 def option(default, help: str = "", *, choices=None, later: bool = False, flag: str | None = None,
@@ -30,8 +33,6 @@ def option(default, help: str = "", *, choices=None, later: bool = False, flag: 
 def allowed(spec) -> tuple:
     """The values an option's `choices` allows: the tuple itself, or the keys of a vaelib.registry table."""
     if isinstance(spec, str):
-        from . import registry
-
         return tuple(getattr(registry, spec.upper()))
     return tuple(spec)
 
@@ -113,7 +114,7 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.beta < 0:
             raise ValueError("epochs, batch_size and lr must be positive, and beta not negative")
         if self.iwae_train_k < 1:
-            raise ValueError(f"the iwae objective needs iwae_train_k at least 1 sample per image, got {self.iwae_train_k}")
+            raise ValueError(f"the iwae objective needs iwae_train_k at least 1, got {self.iwae_train_k}")
         self.refuse_mismatches()
 
     def refuse_mismatches(self) -> None:
@@ -203,7 +204,7 @@ def pick_device(device: str | None = None) -> torch.device:
     if not device_available(dev):
         here = accelerator()
         instead = f"use --device {here.type} (found here) or --device cpu" if here else "use --device cpu"
-        raise ValueError(f"device {asked!r} {source}, but this PyTorch cannot use {dev.type} on this machine; {instead}")
+        raise ValueError(f"device {asked!r} {source}, but this PyTorch cannot use {dev.type} here; {instead}")
     count = getattr(getattr(torch, dev.type, None), "device_count", None)
     if dev.index is not None and count is not None and dev.index >= count():
         raise ValueError(f"device {asked!r} {source}, but this machine has {count()} {dev.type} device(s), "
@@ -220,8 +221,6 @@ def float64_device(device: torch.device) -> torch.device:
 def runs_dir() -> "os.PathLike":
     """Where notebooks keep trained models: $VAELIB_RUNS, else runs/ in the source checkout,
     else ~/vaelib-runs (an installed, non-editable vaelib)."""
-    from pathlib import Path
-
     if os.environ.get("VAELIB_RUNS"):
         return Path(os.environ["VAELIB_RUNS"])
     checkout = Path(__file__).resolve().parents[1]

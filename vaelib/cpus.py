@@ -23,17 +23,16 @@ So :func:`usable_cpus` takes the affinity mask and the CPU quota of the process'
 through /proc/self/cgroup and /proc/self/mountinfo, and of every parent group up to the mount's
 root (a parent's limit binds its children too), for cgroup v1 and v2. A missing or unreadable file
 means "no limit from there", never an exception.
-
-Opting out: ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` set by the user wins (fit_threads leaves
-PyTorch alone); ``VAELIB_FIT_THREADS=0`` turns the fit off (benchmarks/bench_quota.py uses it to
-measure what the fit gains).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
+
+import torch
 
 # Where cgroups are usually mounted, for when /proc/self/mountinfo cannot be read.
 V2_FALLBACK = "/sys/fs/cgroup"
@@ -85,42 +84,26 @@ def cgroup_cpu_limit(root: str | os.PathLike = "/") -> float | None:
             found = [m for m in mounts if m[2] == "cgroup" and "cpu" in m[3]]
             candidates = [(mount, point) for mount, point, _, _ in found] or [("/", p) for p in V1_CPU_FALLBACKS]
             limits += [_walk(root, point, mount, path, _v1_limit) for mount, point in candidates]
-    limits = [limit for limit in limits if limit is not None]
-    return min(limits) if limits else None
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def fit_threads() -> int:
     """Lower torch's intra-op threads to :func:`usable_cpus` when it started more; return the count in force.
 
-    Leaves torch alone when the user set OMP_NUM_THREADS or MKL_NUM_THREADS, or VAELIB_FIT_THREADS=0.
-    Never raises: thread fitting is an optimisation, not worth failing an import over.
+    Leaves torch alone when the user set OMP_NUM_THREADS or MKL_NUM_THREADS, or VAELIB_FIT_THREADS=0 (which
+    benchmarks/bench_quota.py sets to measure what the fit gains). Never raises: thread fitting is an
+    optimisation, not worth failing an import over.
     """
-    try:
-        import torch
-    except Exception:
-        return usable_cpus_or_one()
-    try:
-        current = torch.get_num_threads()
-        if os.environ.get("VAELIB_FIT_THREADS", "").strip() == "0":
-            return current
-        if any(os.environ.get(name, "").strip() for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-            return current
-        wanted = usable_cpus()
-        if wanted < current:
-            torch.set_num_threads(wanted)
+    user_set = any(os.environ.get(name, "").strip() for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    if user_set or os.environ.get("VAELIB_FIT_THREADS", "").strip() == "0":
         return torch.get_num_threads()
-    except Exception:
-        try:
-            return torch.get_num_threads()
-        except Exception:
-            return usable_cpus_or_one()
-
-
-def usable_cpus_or_one() -> int:
     try:
-        return usable_cpus()
+        wanted = usable_cpus()
+        if wanted < torch.get_num_threads():
+            torch.set_num_threads(wanted)
     except Exception:
-        return 1
+        pass  # torch keeps the count it chose
+    return torch.get_num_threads()
 
 
 def _read(path: Path) -> str | None:
@@ -132,17 +115,7 @@ def _read(path: Path) -> str | None:
 
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash in paths as octal escapes (\\040 ...)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
 def _mounts(root: Path) -> list[tuple[str, str, str, set[str]]]:
@@ -151,16 +124,11 @@ def _mounts(root: Path) -> list[tuple[str, str, str, set[str]]]:
     mounts = []
     for line in (text or "").splitlines():
         fields = line.split()
-        if "-" not in fields:
-            continue
-        dash = fields.index("-")
-        if len(fields) < dash + 3 or dash < 5:
-            continue
-        fstype = fields[dash + 1]
-        if fstype not in ("cgroup", "cgroup2"):
+        dash = fields.index("-") if "-" in fields else -1  # the separator before fstype, source, options
+        if dash < 5 or len(fields) < dash + 3 or fields[dash + 1] not in ("cgroup", "cgroup2"):
             continue
         options = set(fields[dash + 3].split(",")) if len(fields) > dash + 3 else set()
-        mounts.append((_unescape(fields[3]), _unescape(fields[4]), fstype, options))
+        mounts.append((_unescape(fields[3]), _unescape(fields[4]), fields[dash + 1], options))
     return mounts
 
 
@@ -170,32 +138,22 @@ def _walk(root: Path, mount_point: str, mount_root: str, path: str, read_limit) 
     ``path`` is the group as /proc/self/cgroup names it, from the hierarchy's root; the mount shows
     the hierarchy from ``mount_root`` on (a container sees its own group at the mount point).
     """
-    relative = path
-    if mount_root not in ("", "/"):
-        if path == mount_root or path.startswith(mount_root.rstrip("/") + "/"):
-            relative = path[len(mount_root.rstrip("/")):]
+    relative, inside = path, mount_root.rstrip("/")
+    if inside and (path == inside or path.startswith(inside + "/")):
+        relative = path[len(inside):]
     if ".." in relative.split("/"):  # a group outside this cgroup namespace's root: not visible from here
         return None
     parts = [p for p in relative.split("/") if p and p != "."]
     base = root / mount_point.lstrip("/")
-    limits = []
-    for depth in range(len(parts), -1, -1):
-        limit = read_limit(base.joinpath(*parts[:depth]))
-        if limit is not None:
-            limits.append(limit)
-    return min(limits) if limits else None
+    limits = [read_limit(base.joinpath(*parts[:depth])) for depth in range(len(parts) + 1)]
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def _v2_limit(directory: Path) -> float | None:
     """cgroup v2 cpu.max: "max 100000" is no limit, "50000 100000" is half a CPU."""
-    text = _read(directory / "cpu.max")
-    if not text:
-        return None
-    fields = text.split()
+    fields = (_read(directory / "cpu.max") or "").split()
     try:
-        if fields[0] == "max":
-            return None
-        quota = int(fields[0])
+        quota = int(fields[0])  # ValueError for "max"
         period = int(fields[1]) if len(fields) > 1 else 100000
     except (ValueError, IndexError):
         return None

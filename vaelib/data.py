@@ -51,9 +51,8 @@ class MNISTData:
     reason: str  # why this source was used
 
     def to(self, device) -> "MNISTData":
-        move = lambda t: t.to(device)  # noqa: E731
-        return MNISTData(move(self.train_x), move(self.train_y), move(self.test_x),
-                         move(self.test_y), self.source, self.reason)
+        tensors = (t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y))
+        return MNISTData(*tensors, self.source, self.reason)
 
 
 def md5(path: Path) -> str:
@@ -88,12 +87,6 @@ def binarise(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return (u < x).to(x.dtype)
 
 
-def split_sample(images: torch.Tensor, labels: torch.Tensor):
-    """The sample's fixed split: index % 5 == 4 is test (2,000), the rest train (8,000)."""
-    test = torch.arange(len(images)) % 5 == 4
-    return images[~test], labels[~test], images[test], labels[test]
-
-
 def load_sample() -> tuple[torch.Tensor, ...]:
     """The bundled MNIST test digits, verified, as (train_x, train_y, test_x, test_y) in [0, 1]."""
     try:
@@ -102,20 +95,19 @@ def load_sample() -> tuple[torch.Tensor, ...]:
     except DataError as err:
         raise DataError(f"the bundled offline sample is damaged: {err}. Restore it from git "
                         f"(git checkout -- vaelib/data) or reinstall vaelib.") from err
-    return split_sample(torch.from_numpy(images).float() / 255, torch.from_numpy(labels).long())
+    images, labels = torch.from_numpy(images).float() / 255, torch.from_numpy(labels).long()
+    test = torch.arange(len(images)) % 5 == 4  # the fixed split: 2,000 test, 8,000 train
+    return images[~test], labels[~test], images[test], labels[test]
 
 
 def data_dir(folder: str | os.PathLike | None = None) -> Path:
-    """The root folder of full MNIST: `folder` (--data-dir), else $VAELIB_DATA, else ~/.cache/vaelib.
-
-    It is laid out as torchvision's: root/MNIST/raw/<the four files>. A folder that holds the four
-    files itself (a `raw` folder), or a `MNIST` folder with them in raw/, is accepted too.
-    """
+    """The root folder of full MNIST: `folder` (--data-dir), else $VAELIB_DATA, else ~/.cache/vaelib."""
     return Path(folder or os.environ.get("VAELIB_DATA") or Path.home() / ".cache" / "vaelib").expanduser()
 
 
 def raw_folder(root: Path) -> Path:
-    """Where the IDX files of `root` are: root/MNIST/raw, or root itself, or root/raw (see data_dir)."""
+    """Where the IDX files under data_dir() are: root/MNIST/raw, as torchvision lays it out, or root itself (a
+    `raw` folder), or root/raw (a `MNIST` folder), the first that holds any of them."""
     for candidate in (root / "MNIST" / "raw", root, root / "raw"):
         if any((candidate / name).exists() or (candidate / f"{name}.gz").exists() for name in FULL_FILES):
             return candidate
@@ -174,22 +166,21 @@ def load_full_mnist(folder=None, fetch=None) -> tuple[torch.Tensor, ...]:
     brings what is missing (default: `download`, torchvision's).
     Returns (train_x, train_y, test_x, test_y), images (N, 784) in [0, 1].
     """
-    md5s = FULL_FILES
     raw = raw_folder(data_dir(folder))
-    missing = check_files(raw, md5s, "fetching it again")
+    missing = check_files(raw, FULL_FILES, "fetching it again")
     if missing:
         try:
             (fetch or download)(raw)
         except DataError as err:
             raise DataError(
                 f"MNIST is not complete in {raw} (missing: {', '.join(missing)}) and could not be fetched "
-                f"({err}). Without network, put the four files {', '.join(md5s)} (or their .gz "
+                f"({err}). Without network, put the four files {', '.join(FULL_FILES)} (or their .gz "
                 f"downloads) in {raw}, as torchvision.datasets.MNIST(root) leaves them in root/MNIST/raw, "
                 f"or point --data-dir or $VAELIB_DATA at a folder that has them.") from err
-        still = check_files(raw, md5s, "the fetched file is not MNIST")
+        still = check_files(raw, FULL_FILES, "the fetched file is not MNIST")
         if still:
             raise DataError(f"after fetching, {', '.join(still)} is still missing or corrupt in {raw}")
-    arrays = {name.rsplit("-", 2)[0]: read_idx(raw / name) for name in md5s}  # "train-images": ...
+    arrays = {name.rsplit("-", 2)[0]: read_idx(raw / name) for name in FULL_FILES}  # "train-images": ...
     images = lambda split: torch.from_numpy(arrays[f"{split}-images"]).float() / 255  # noqa: E731
     labels = lambda split: torch.from_numpy(arrays[f"{split}-labels"]).long()  # noqa: E731
     return images("train"), labels("train"), images("t10k"), labels("t10k")

@@ -116,13 +116,6 @@ def posterior_grid(model, x: torch.Tensor, half_width: float = 4.0, spacing: flo
     return log_post.reshape(len(x), len(z2), len(z1)), z1, z2
 
 
-# Refining the grid image by image. Level k is the grid of spacing h0 / 2^k, cut into square tiles of
-# m x m points; an image's mass in a tile is sum_{g in tile} p(x, z_g) h^2, kept as its log. Level 0 has
-# every tile for every image. Going from level k to k + 1 quarters, for each image, only the tiles of level
-# k that hold its mass, and evaluates their points of the halved grid; every other tile keeps its level-k
-# mass. The tiles of an image's refined region are (image, tile) pairs.
-
-
 @dataclass(frozen=True)
 class Tiling:
     """Tiles of m x m points on the grids of spacing h0 / 2^k, k = 0, 1, ..., over [-a, a]^2.
@@ -139,9 +132,10 @@ class Tiling:
     def over(cls, half_width: float, spacing: float, size: int) -> "Tiling":
         """The tiling of [-a, a]^2; a / h0 must be a whole number, so that every level's grid ends at +-a."""
         n = round(half_width / spacing)
-        if abs(n - half_width / spacing) > 1e-6 or n < 1 or size < 1:
-            raise ValueError(f"half_width / spacing must be a positive whole number and tile_size positive, "
-                             f"got {half_width} / {spacing} and {size}")
+        if abs(n - half_width / spacing) > 1e-6 or n < 1:
+            raise ValueError(f"half_width / spacing must be a positive whole number, got {half_width} / {spacing}")
+        if size < 3:
+            raise ValueError(f"tile_size must be at least 3, for three neighbouring points in a tile, got {size}")
         return cls(n, spacing, size)
 
     def h(self, level: int) -> float:
@@ -257,6 +251,8 @@ def split_coarse(log_mass: torch.Tensor, tiles: torch.Tensor, cut: float) -> tup
 
     A tile is refined when it or one of its 8 neighbours is within `cut` nats of the image's largest tile:
     a peak narrower than the spacing, on a tile's edge, puts its grid point in one tile and its mass in both.
+    converged_log_px's coarse_cut is wider than its later cut: the coarse grid can see a narrow peak far below its
+    height (h0^2 / (4 s^2) nats midway between points, 39 for a posterior of sd s = 0.008 at h0 = 0.1).
     """
     W, refine, rest = math.isqrt(log_mass.shape[1]), [], []
     for block in log_mass.split(IMAGE_BLOCK):  # (B, T) masks at a time, to bound memory
@@ -366,65 +362,81 @@ def converged_log_px(model, x: torch.Tensor, tol: float = 0.01, half_width: floa
                      tile_size: int = 4, coarse_cut: float = 40.0, cut: float = 20.0, max_refinements: int = 6,
                      max_drop: float = 1.0):
     """log p(x) by the rectangle rule on grids over [-a, a]^2, refined image by image until the grid resolves
-    each image's posterior and halving the spacing h moves its estimate by less than `tol` nats.
+    each image's posterior and halving the spacing h moves its estimate by less than `tol` nats (`going`).
 
-    Level 0 evaluates every image on the whole coarse grid (h0 = `spacing`), summed per tile of m x m points
-    (m = `tile_size`, at least 3). Each refinement halves h for the images still going, only in their tiles within
-    `cut` nats of their largest tile and the 8 around those (split_coarse says why); every other tile keeps its
-    last mass, under e^-cut of the largest, so the result is the full grid's (log_px_grid at the same h) to about
-    1e-5 nats. The first refinement takes `coarse_cut`: the coarse grid can see a narrow peak far below its height
-    (h0^2 / (4 s^2) nats midway between points, 39 for a posterior of sd s = 0.008 at h0 = 0.1).
-
-    The stopping rule. An image stops at level k >= 1 when both
-      (1) its estimate moved by less than `tol`: |log p_k(x) - log p_(k-1)(x)| < tol, and
-      (2) the grid resolves its posterior: its drop, the mean of tile_drop over its tiles weighted by their mass
-          (h^2 times the curvature of log p(x, z) where its mass lies; tiles more than DROP_CUT = 10 nats below its
-          largest left out), is at most `max_drop` nats.
-    (1) alone can stop on two wrong estimates: while h is wider than the posterior, a Gaussian peak of sd s
-    midway between two points of level k is h/2 from a point of level k - 1 as well, so both levels give
-    2 h N(h/2; 0, s^2) per axis, equal and too small by about h^2 / (8 s^2) nats. (2) cannot be met there: every
-    grid that sees a Gaussian peak reads its drop exactly, at least 0.85 (h / s)^2 for s the sd along its narrowest
-    direction, so no image stops before h <= 1.08 s, where the rule's relative error, about 4 exp(-2 pi^2 s^2 / h^2)
-    by Poisson summation [Trefethen & Weideman 2014], is below 1e-6; past that point (1) measures the error.
-    Posteriors that are not Gaussian are held the same way, each part by its own curvature, weighted by its mass.
-    A narrow peak whose grid points all lie more than `coarse_cut` (then `cut`) nats below the largest tile
-    counts for nothing. max_drop = inf leaves (1) alone, which tests/test_exact.py shows stopping on aliased
-    estimates.
-
-    The defaults: a = 8, where log p(z) is 32 nats below its peak (mass near the edge is reported and warned
-    about); tiles 0.4 wide at level 0; up to 6 refinements, to h = 0.0016. An image still unresolved or moving
-    after the last refinement is counted as not converged, with a warning.
+    Level k is the grid of spacing h0 / 2^k (h0 = `spacing`), cut into tiles of m x m points (m = `tile_size`,
+    at least 3; Tiling); an image's mass in a tile is sum_{g in tile} p(x, z_g) h^2. Level 0 has every tile for
+    every image; going to level k + 1 quarters, for each image, only the tiles that hold its mass, as (image, tile)
+    pairs (refine_until_converged); every other tile keeps its level-k mass. The defaults: a = 8, where log p(z)
+    is 32 nats below its peak (mass near the edge is reported and warned about); tiles 0.4 wide at level 0; up to
+    6 refinements, to h = 0.0016.
 
     Returns log p(x) (N,), each image's |change| at its last refinement (N,), and a JSON-serialisable report
-    (settings, images refined per level, largest and mean last change, largest last drop, mass near the edge).
+    (settings, images refined per level, largest and mean last change, largest last drop, mass near the edge,
+    and whether every image converged: one still unresolved or moving after the last refinement is warned about).
     Shapes: (N, D) -> (N,), (N,), dict.
     """
     if max_refinements < 1:
         raise ValueError(f"max_refinements must be at least 1 to check convergence, got {max_refinements}")
-    if tile_size < 3:
-        raise ValueError(f"tile_size must be at least 3, for three neighbouring points in a tile, got {tile_size}")
     started, f, tiling = time.perf_counter(), integrand(model), Tiling.over(half_width, spacing, tile_size)
     log_mass, tiles = coarse_tiles(f, x, tiling)
     pairs, rest = split_coarse(log_mass, tiles, coarse_cut)  # rest: log mass of the tiles left behind
-    log_px = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))  # level 0's estimate
+    log_px = level_estimate(pairs, rest)
     edge = edge_report(log_mass, tiles, tiling, tol, log_px)
     del log_mass  # (N, T), the largest tensor here
+    settings = dict(half_width=half_width, spacing=spacing, tile_size=tile_size, coarse_cut=coarse_cut, cut=cut,
+                    tol=tol, max_drop=max_drop)
+    change, drop, refined = refine_until_converged(f, x, tiling, pairs, rest, log_px, settings, max_refinements)
+    return log_px, change, summarise(settings, tiling, refined, change, drop, edge, log_px, started)
+
+
+def level_estimate(pairs: Pairs, rest: torch.Tensor) -> torch.Tensor:
+    """Each image's log p(x) at one level: the log mass of its pairs' tiles and of the tiles it left behind
+    (`rest`). Shapes: Pairs of P, (N,) -> (N,)."""
+    return torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(rest)))
+
+
+def refine_until_converged(f: Integrand, x: torch.Tensor, tiling: Tiling, pairs: Pairs, rest: torch.Tensor,
+                           log_px: torch.Tensor, settings: dict, max_refinements: int):
+    """converged_log_px's refinements, levels 1 to max_refinements, while any image is still `going`.
+
+    Each halves h for those images, only in their tiles within settings["cut"] nats of their largest tile and the
+    8 around those (split_fine); every other tile keeps its last mass, under e^-cut of the largest, so the result
+    is the full grid's (log_px_grid at the same h) to about 1e-5 nats. Updates log_px (N,) in place; returns each
+    image's last change and drop (N,) and the number of images refined at each level.
+    """
+    tol, max_drop = settings["tol"], settings["max_drop"]
     change, drop, refined = torch.full_like(log_px, math.inf), torch.full_like(log_px, math.inf), []
     for level in range(1, max_refinements + 1):
-        active = (change >= tol) | (drop > max_drop)
+        active = going(change, drop, tol, max_drop)
         pairs = refine(f, x, pairs, tiling, level)
-        estimate = torch.logaddexp(rest, segment_logsumexp(pairs.log_mass, pairs.image, len(x)))
+        estimate = level_estimate(pairs, rest)
         change[active], log_px[active] = (estimate - log_px)[active].abs(), estimate[active]
         drop[active] = segment_mean(pairs.drop, pairs.log_mass, pairs.image, len(x))[active]
         refined.append(int(active.sum()))
-        going = (change >= tol) | (drop > max_drop)
-        if level == max_refinements or not going.any():
+        still = going(change, drop, tol, max_drop)
+        if level == max_refinements or not still.any():
             break
-        pairs, left = split_fine(Pairs(*(column[going[pairs.image]] for column in pairs)), len(x), cut)
+        pairs, left = split_fine(Pairs(*(column[still[pairs.image]] for column in pairs)), len(x), settings["cut"])
         rest = torch.logaddexp(rest, left)
-    settings = dict(half_width=half_width, spacing=spacing, tile_size=tile_size, coarse_cut=coarse_cut, cut=cut,
-                    tol=tol, max_drop=max_drop)
-    return log_px, change, summarise(settings, tiling, refined, change, drop, edge, log_px, started)
+    return change, drop, refined
+
+
+def going(change: torch.Tensor, drop: torch.Tensor, tol: float, max_drop: float) -> torch.Tensor:
+    """The images to refine further: an image stops at level k >= 1 when both
+      (1) its estimate moved by less than `tol`: |log p_k(x) - log p_(k-1)(x)| < tol, and
+      (2) the grid resolves its posterior: its drop, the mean of tile_drop over its tiles weighted by their mass,
+          is at most `max_drop` nats.
+    (1) alone can stop on two wrong estimates: while h is wider than the posterior, a Gaussian peak of sd s midway
+    between two points of level k is h/2 from a point of level k - 1 as well, so both levels give 2 h N(h/2; 0, s^2) per
+    axis, equal and too small by about h^2 / (8 s^2) nats. (2) cannot be met there: the drop is at least 0.85 (h / s)^2
+    (tile_drop), so no image stops before h <= 1.08 s, where the rule's relative error, about 4 exp(-2 pi^2 s^2 / h^2)
+    by Poisson summation [Trefethen & Weideman 2014], is below 1e-6; past that, (1) measures it. Other posteriors are
+    held the same way, each part by its own curvature, but a narrow peak whose grid points all lie more than
+    `coarse_cut` (then `cut`) nats below the largest tile counts for nothing. max_drop = inf leaves (1) alone, which
+    tests/test_exact.py shows stopping on aliased estimates. Shapes: (N,), (N,) -> (N,).
+    """
+    return (change >= tol) | (drop > max_drop)
 
 
 def segment_mean(values: torch.Tensor, log_weight: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
@@ -441,14 +453,14 @@ def summarise(settings: dict, tiling: Tiling, refined: list, change: torch.Tenso
               log_px: torch.Tensor, started: float) -> dict:
     """The report of converged_log_px; warns when an image has not converged or the grid is too small for it."""
     tol, max_drop, n = settings["tol"], settings["max_drop"], len(change)
-    going = (change >= tol) | (drop > max_drop)
+    unconverged = going(change, drop, tol, max_drop)
     result = dict(settings, finest_spacing=tiling.h(len(refined)), refinements=len(refined), images_refined=refined,
                   max_image_change=change.max().item(), mean_change=change.mean().item(),
-                  max_image_drop=drop.max().item(), converged=not bool(going.any()), **edge,
+                  max_image_drop=drop.max().item(), converged=not bool(unconverged.any()), **edge,
                   mean_log_px=log_px.mean().item(), seconds=time.perf_counter() - started)
     if not result["converged"]:
         warnings.warn(f"log p(x) by quadrature did not converge to {tol} nats in {len(refined)} refinements for "
-                      f"{int(going.sum())} of {n} images (largest last change {change.max():.4f} nats, "
+                      f"{int(unconverged.sum())} of {n} images (largest last change {change.max():.4f} nats, "
                       f"{int((drop > max_drop).sum())} with the posterior unresolved: drop above {max_drop:g} nats)")
     if edge["edge_images"]:
         warnings.warn(f"{edge['edge_images']} of {n} images have more than {tol / 10:g} of p(x) where |z_1| or "

@@ -38,36 +38,40 @@ def local_elbo(model, x: torch.Tensor, params: dict, k: int, seed: int = 0) -> t
 
 def fit_local(model, x: torch.Tensor, starts: list[dict], steps: int, samples: int = 32, lr: float = 0.02,
               eval_samples: int = 1000) -> tuple[dict, torch.Tensor]:
-    """q*_x: each image's own local parameters, by Adam on its ELBO (`samples` draws a step, the step size
-    decaying linearly to 0), from each of `starts` (dicts as local_parameters gives).
+    """q*_x: each image's own local parameters, by Adam on its ELBO (`fit_start`), from each of `starts` (dicts
+    as local_parameters gives).
 
     Image n's ELBO depends only on its own parameters, so maximising the sum fits every image at once. Per
     image the best candidate (every start and every fit) is kept, chosen by an ELBO from `eval_samples` draws
     and never one that is not finite; the ELBO returned comes from fresh draws, so the choice does not bias it
-    upwards. Only the local parameters get gradients. Returns the best local parameters and their ELBO (B,).
+    upwards. Returns the best local parameters and their ELBO (B,).
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}: to score q without fitting it, use local_elbo")
-    candidates = [{name: None if t is None else t.detach() for name, t in start.items()} for start in starts]
-    for start in starts:
-        params = {name: None if t is None else t.detach().clone().requires_grad_() for name, t in start.items()}
-        leaves = [t for t in params.values() if t is not None]
-        optimizer = torch.optim.Adam(leaves, lr=lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
-        generator = torch.Generator(x.device).manual_seed(0)
-        for _ in range(steps):
-            loss = -posterior_log_weights(model, x, samples, generator, params).mean(0).sum()
-            grads = torch.autograd.grad(loss, leaves)  # the model's parameters get no .grad
-            for leaf, grad in zip(leaves, grads):
-                leaf.grad = grad
-            optimizer.step(), schedule.step()
-        candidates.append({name: None if t is None else t.detach() for name, t in params.items()})
+    fits = [fit_start(model, x, start, steps, samples, lr) for start in starts]
+    candidates = [{name: t.detach() for name, t in start.items()} for start in starts] + fits
     elbos = torch.stack([local_elbo(model, x, c, eval_samples, seed=1) for c in candidates])  # (candidates, B)
     best = elbos.nan_to_num(nan=-math.inf).argmax(0)  # (B,)
     rows = torch.arange(len(best), device=best.device)
-    chosen = {name: None if candidates[0][name] is None else
-              torch.stack([c[name] for c in candidates])[best, rows] for name in candidates[0]}
+    chosen = {name: torch.stack([c[name] for c in candidates])[best, rows] for name in candidates[0]}
     return chosen, local_elbo(model, x, chosen, eval_samples, seed=2)
+
+
+def fit_start(model, x: torch.Tensor, start: dict, steps: int, samples: int, lr: float) -> dict:
+    """The local parameters after `steps` Adam steps from `start` on each image's ELBO of `samples` draws, the
+    step size decaying linearly to 0. Only the local parameters get gradients, never the model's."""
+    params = {name: t.detach().clone().requires_grad_() for name, t in start.items()}
+    leaves = list(params.values())
+    optimizer = torch.optim.Adam(leaves, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    generator = torch.Generator(x.device).manual_seed(0)
+    for _ in range(steps):
+        loss = -posterior_log_weights(model, x, samples, generator, params).mean(0).sum()
+        for leaf, grad in zip(leaves, torch.autograd.grad(loss, leaves)):  # so that no model parameter gets .grad
+            leaf.grad = grad
+        optimizer.step()
+        schedule.step()
+    return {name: t.detach() for name, t in params.items()}
 
 
 def posterior_moments_start(model, x: torch.Tensor, log_post: torch.Tensor, z1: torch.Tensor,

@@ -10,6 +10,9 @@ log q(z|x) - log p(z). `build_model` builds a model from its settings (vaelib.re
 
 from __future__ import annotations
 
+import os
+from dataclasses import asdict
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -39,7 +42,7 @@ class LatentVariableModel(Protocol):
     def draw_posterior(self, params, k=None, generator=None): """z ~ q, reparametrised, and log q(z)."""
     def posterior_log_prob(self, params, z): """log q(z) at a given z (a ValueError where the family has none)."""
     def sample_posterior(self, x, k=None, generator=None): """draw_posterior(posterior_params(x), k, generator)."""
-    def kl(self, params, z, log_q): """KL(q || p) per image: the closed form where there is one, else log q - log p(z)."""
+    def kl(self, params, z, log_q): """KL(q || p) per image: closed form where it has one, else log q - log p(z)."""
     def decode(self, z): """Logits of p(x|z), (..., D)."""
 
 
@@ -172,9 +175,6 @@ class CheckpointError(RuntimeError):
 def atomic_write(path, write) -> None:
     """write(tmp) to a temporary file beside `path`, then rename it to `path`: a reader, or a run killed
     half-way, sees the old file or the new one, never a part of one."""
-    import os
-    from pathlib import Path
-
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     write(tmp)
     os.replace(tmp, path)
@@ -183,8 +183,6 @@ def atomic_write(path, write) -> None:
 def save_checkpoint(path, model: nn.Module, **extra) -> None:
     """Weights (as CPU copies, from a model on any device, which is left where it is) and settings, in a file that
     torch.load(..., weights_only=True) can read, written atomically."""
-    from dataclasses import asdict
-
     config = without_later_defaults(asdict(model.config))  # a plain VAE's file reads as it always did
     config["hidden"] = list(config["hidden"])
     weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}  # copies; the model stays put
@@ -195,8 +193,6 @@ def save_checkpoint(path, model: nn.Module, **extra) -> None:
 def read_checkpoint(path, map_location="cpu") -> dict:
     """What save_checkpoint wrote at `path`: "config" (as a ModelConfig), "state_dict" and the extras
     (data_source, ...); a missing, foreign or damaged file raises CheckpointError saying what to do."""
-    from pathlib import Path
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one first, e.g. "
@@ -209,7 +205,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
                               f"{err}); train again to recreate it") from err
 
 
-def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu", saved: dict | None = None) -> nn.Module:
+def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu",
+                    saved: dict | None = None) -> nn.Module:
     """Rebuild the model saved at `path`; if `config` is given, the checkpoint must have that shape.
     `saved`: what read_checkpoint(path) returned, when the caller has read it already."""
     saved = saved or read_checkpoint(path, map_location)

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .diagnostics import encode_all
+from .exact import grid_points
 from .model import require_2d
 from .train import History
 
@@ -56,11 +57,6 @@ def plot_history(history: History, title: str = "Training", label: str = "") -> 
     return fig
 
 
-def model_device(model) -> torch.device:
-    """The device of the model's weights: inputs are copied there; the model itself is never moved."""
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = None, n: int = 16,
                          code_labels: torch.Tensor | None = None, per_row: int = 8) -> plt.Figure:
@@ -68,7 +64,8 @@ def plot_reconstructions(model, x: torch.Tensor, labels: torch.Tensor | None = N
     posterior mean, per_row digits to a pair of rows. labels: titles of the inputs; code_labels:
     titles of the reconstructions (e.g. the class among whose codes mu(x) lies), red where they differ."""
     x = x[:n]
-    recon = torch.sigmoid(model.decode(model.encode(x.to(model_device(model)))[0])).cpu()
+    device = next(model.parameters()).device  # x is copied there; the model itself is never moved
+    recon = torch.sigmoid(model.decode(model.encode(x.to(device))[0])).cpu()
     blocks = -(-len(x) // per_row)
     fig, axes = plt.subplots(2 * blocks, per_row, figsize=(1.2 * per_row, 2.9 * blocks), squeeze=False,
                              layout="constrained")
@@ -111,11 +108,9 @@ def plot_latent_grid(model, n: int = 20, half_width: float = 4.0) -> plt.Figure:
     """Decoded means over an n x n grid of z in [-hw, hw]^2: z1 grows left to right, z2 bottom to top,
     each tile centred on the point it decodes and every tick at a grid point, so the axes read off z."""
     require_2d(model, "the latent grid", " to draw it")
-    device = model_device(model)
     z1 = torch.linspace(-half_width, half_width, n)
     z2 = torch.linspace(half_width, -half_width, n)  # image rows run top to bottom
-    zz2, zz1 = torch.meshgrid(z2, z1, indexing="ij")
-    z = torch.stack([zz1, zz2], -1).reshape(-1, 2).to(device)
+    z = grid_points(z1, z2).to(next(model.parameters()).device)
     picture = image_grid(torch.sigmoid(model.decode(z)), rows=n)
     edge = half_width * (1 + 1 / (n - 1))  # each tile is centred on its z: half a tile beyond the end points
     fig, ax = plt.subplots(figsize=(7, 7))

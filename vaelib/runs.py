@@ -53,8 +53,8 @@ def cache_dir() -> Path:
 
 def stores() -> list[tuple[str, Path]]:
     """Where trained models are looked for, in order."""
-    committed = [] if os.environ.get("VAELIB_PRETRAINED", "1") in ("0", "false", "False") else [("pretrained", PRETRAINED)]
-    return committed + [("cache", cache_dir())]
+    skip_committed = os.environ.get("VAELIB_PRETRAINED", "1") in ("0", "false", "False")
+    return ([] if skip_committed else [("pretrained", PRETRAINED)]) + [("cache", cache_dir())]
 
 
 def canonical(settings: dict) -> dict:
@@ -117,7 +117,8 @@ def trained(settings: dict, fit: Callable[[], tuple[nn.Module, History]], label:
         print(f"{label}: trained now in {seconds:.0f} s (smoke setting: not cached)")
     else:
         save(cache_dir() / key, settings, model, history, label)
-        print(f"{label}: trained now in {seconds:.0f} s; saved in {shown(cache_dir() / key)}, loaded from there next time")
+        print(f"{label}: trained now in {seconds:.0f} s; saved in {shown(cache_dir() / key)}, "
+              "loaded from there next time")
     return Trained(model, history, "trained")
 
 

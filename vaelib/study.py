@@ -18,8 +18,7 @@ from .diagnostics import active_units, bits_per_dim, kl_per_dimension
 from .evaluate import per_image_iwae, per_image_terms
 from .model import build_model
 from .runs import trained
-from .train import History, train
-from .train import settings as train_settings
+from .train import History, settings as train_settings, train
 
 
 USED_NATS = 0.1  # a latent dimension is "used" when it carries more than this share of the rate, in nats
@@ -47,8 +46,8 @@ def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, bin
 
 def fit_label(cfg: TrainConfig, binarisation: str) -> str:
     """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants."""
-    config, k = cfg.model, cfg.iwae_train_k
-    variant = "".join([f", IWAE K = {k}" + (" (DReG)" if cfg.gradient == "dreg" else "") if cfg.objective == "iwae" else "",
+    config, dreg = cfg.model, " (DReG)" if cfg.gradient == "dreg" else ""
+    variant = "".join([f", IWAE K = {cfg.iwae_train_k}{dreg}" if cfg.objective == "iwae" else "",
                        f", {config.flow_layers} planar layers" if config.posterior == "planar" else "",
                        f", {config.prior} prior of {config.prior_components}" if config.prior != "normal" else ""])
     return (f"L = {config.z_dim}, beta = {cfg.beta:g}, {binarisation} binarisation{variant}"

@@ -49,8 +49,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 class History:
     epoch: list[float] = field(default_factory=list)  # epochs completed at each record (fractional with --steps)
     step: list[int] = field(default_factory=list)
-    train_neg_elbo: list[float] = field(default_factory=list)  # mean over the steps since the last record; -IWAE_K
-    # instead when training on the IWAE bound (TrainConfig.objective)
+    train_neg_elbo: list[float] = field(default_factory=list)  # mean since the last record; -IWAE_K with objective iwae
     train_kl: list[float] = field(default_factory=list)  # its KL term (the rate); -ELBO - KL is the distortion
     test_neg_elbo: list[float] = field(default_factory=list)  # the whole test set, nats per image
     test_kl: list[float] = field(default_factory=list)
@@ -143,11 +142,8 @@ def train_step(model, optimizer, batch, generator: torch.Generator, cfg: TrainCo
 
 
 def settings(config: dict) -> dict:
-    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars.
-
-    Fields added since models were committed appear only when they differ from their defaults, so that
-    existing settings, and the keys vaelib.runs makes of them, stay the same.
-    """
+    """The settings that decide a run's numbers: all of TrainConfig but where it runs and whether it shows bars,
+    less the fields added since models were committed while at their defaults (without_later_defaults)."""
     return without_later_defaults({key: value for key, value in config.items() if key not in ("device", "progress")})
 
 
@@ -191,6 +187,16 @@ class Run:
         last = self.history.step[-1] if self.history.step else 0
         self.terms[last:self.step] = state["terms"].to(self.device)
 
+    def advance(self) -> bool:
+        """One optimiser step on the next batch (a new epoch shuffles first); True when it ends an epoch or the run."""
+        i = self.step % self.per_epoch
+        if i == 0:
+            self.batches.shuffle()
+        self.terms[self.step] = train_step(self.model, self.optimizer, self.batches(i), self.generator, self.cfg)
+        self.schedule.step()
+        self.step += 1
+        return i == self.per_epoch - 1 or self.step == self.total
+
     def record(self) -> None:
         """Close the epoch (or the run): check the losses, evaluate on the test set, add a History row."""
         last = self.history.step[-1] if self.history.step else 0
@@ -218,31 +224,18 @@ def train(model: torch.nn.Module, data: MNISTData, cfg: TrainConfig, optimizer: 
         run.restore(resume)
     model.train()
     bar = tqdm(total=run.total, initial=run.step, desc="training", unit="step", disable=not cfg.progress)
-    with deferred_interrupt() as interrupted:
+    with bar, deferred_interrupt() as interrupted:
         tick = time.perf_counter()
         while run.step < run.total:
-            i = run.step % run.per_epoch
-            if i == 0:
-                run.batches.shuffle()
-            run.terms[run.step] = train_step(model, run.optimizer, run.batches(i), run.generator, cfg)
-            run.schedule.step()
-            run.step += 1
-            if i == run.per_epoch - 1 or run.step == run.total:
-                run.seconds += seconds_since(tick, run.device)
+            if run.advance():
+                synchronize(run.device)  # the steps' time, not only their launch
+                run.seconds += time.perf_counter() - tick
                 close_epoch(run, bar, on_record)
                 tick = time.perf_counter()
             if interrupted.is_set() and run.step < run.total:
                 run.seconds += time.perf_counter() - tick
-                bar.close()
                 raise TrainingInterrupted(run.step, run.total, run.state())
-    bar.close()
     return run.history
-
-
-def seconds_since(tick: float, device: torch.device) -> float:
-    """Seconds since `tick`, once the work queued on the device is done: the steps' time, not only their launch."""
-    synchronize(device)
-    return time.perf_counter() - tick
 
 
 def close_epoch(run: Run, bar, on_record) -> None:
