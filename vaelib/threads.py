@@ -38,9 +38,9 @@ or VAELIB_ADAPT_THREADS=0, when vaelib started with one thread (a one-CPU quota,
 you set the count already in force): from then on vaelib leaves the count alone for the rest of the
 process. A probe interrupted (Ctrl-C) leaves the count it found.
 
-Numbers. vaelib's training, IWAE estimate and exact quadrature give the same bits at one thread, at
-two and switching between them (tests/test_threads.py, on this project's machine). Your own code may
-not: a sum over a whole large tensor, say, is split differently between threads and rounds
+Numbers. vaelib's training and IWAE estimate give the same bits at one thread, at two and switching
+between them (tests/test_threads.py, on this project's machine); so does the exact quadrature of the
+course's model, while that of a learned prior may differ by about 1e-5 nats. Your own code may not: a sum over a whole large tensor, say, is split differently between threads and rounds
 differently. Where the last bits must repeat from run to run, fix the count (OMP_NUM_THREADS=1, or
 :func:`off`); `make notebooks` and `make check` do.
 """
@@ -219,19 +219,12 @@ def _probe() -> int:
         STATE.on, STATE.why_off = False, f"the thread count was set elsewhere ({STATE.applied} -> {current})"
         return current
     started = time.perf_counter()
-    counts = candidates(STATE.most)
-    times, dropped = {n: [] for n in counts}, set()
     try:
-        _time_counts(counts, times, dropped)
+        seconds = _timed(candidates(STATE.most), current)
     except BaseException:  # Ctrl-C or an error inside a probe: the count in force stays what it was
         _SET_THREADS(current)
         raise
-    seconds = {n: sum(t) / len(t) for n, t in times.items()}
-    if min(counts, key=seconds.get) > current:
-        dropped.clear()  # more threads look faster: time every count again before switching up
-        _time_counts(counts, times, dropped)
-        seconds = {n: sum(t) / len(t) for n, t in times.items()}
-    best = min(counts, key=seconds.get)
+    best = min(seconds, key=seconds.get)
     keep = current if current in seconds else STATE.most
     margin = HYSTERESIS_UP if best > keep else HYSTERESIS
     choice = best if seconds[best] * (1 + margin) < seconds[keep] else keep
@@ -244,6 +237,17 @@ def _probe() -> int:
     STATE.history = STATE.history[-(HISTORY - 1):] + [(round(now - STATE.started, 2), STATE.last, choice)]
     STATE.due = now + max(STATE.interval, COST_RATIO * (now - started))
     return choice
+
+
+def _timed(counts: list[int], current: int) -> dict:
+    """Mean seconds per repeat at each count; when more threads than `current` look faster, every count is
+    timed again before they may take over."""
+    times, dropped = {n: [] for n in counts}, set()
+    _time_counts(counts, times, dropped)
+    if min(counts, key=lambda n: sum(times[n]) / len(times[n])) > current:
+        dropped.clear()
+        _time_counts(counts, times, dropped)
+    return {n: sum(t) / len(t) for n, t in times.items()}
 
 
 def _time_counts(counts: list[int], times: dict, dropped: set) -> None:
