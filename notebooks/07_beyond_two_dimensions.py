@@ -210,7 +210,7 @@ print(f"the {int(inactive.sum())} inactive dimensions cost {kl_each[inactive].su
 # %% [markdown]
 # For seed 0 the two criteria agree. For seed 1 they do not: 21 dimensions are active, but only 12 are
 # used. Figure 2 shows why. The nine extra dimensions sit just above the activity threshold, far below the
-# used ones, and each costs a few hundredths of a nat. A variance of 0.01 in $\mu_j(x)$ can cost as little as 0.005 nats,
+# used ones, and each costs at most a few hundredths of a nat. A variance of 0.01 in $\mu_j(x)$ can cost as little as 0.005 nats,
 # through the $\tfrac12\mu_j^2$ term of the KL. So the active-unit criterion counts dimensions that carry
 # almost nothing.
 
@@ -489,8 +489,8 @@ for ax, (beta, model) in zip(axes, beta_models.items()):
 fig.suptitle("Figure 4. Decoder means (pixel probabilities) of the same ten draws z ~ N(0, I), seed 0's models");
 
 # %% [markdown]
-# With $\beta = 784$ the encoder gives up. A nat of rate must then save 784 nats of distortion; near rate
-# 0 it saves about 12. Every $z$ decodes to the same average digit. If a VAE draws one blurry digit for
+# With $\beta = 784$ the encoder gives up. A nat of rate must then save 784 nats of distortion; from
+# $\beta = 784$ to $\beta = 4$ each saved about 12. Every $z$ decodes to the same average digit. If a VAE draws one blurry digit for
 # every input, look first at how its loss is reduced.
 
 # %%
@@ -500,7 +500,8 @@ slope = (beta_distortions[-1] - beta_distortions[-2]) / (beta_rates[-2] - beta_r
 ratio = spread[784.0] / spread[1.0]  # spread: std over 100 draws of each pixel's probability, mean over pixels
 print(f"from beta = 784 to beta = 4, each nat of rate saves {slope:.1f} nats of distortion on average")
 print("spread of 100 decoded draws: " + ", ".join(f"beta = {b:g}: {s:.3f}" for b, s in spread.items()))
-holds(slope < 50, "a nat of rate saves far less than 784 nats of distortion near rate 0", full_only=True)
+holds(slope < 50, "from beta = 784 to beta = 4, a nat of rate saves far less than 784 nats of distortion",
+      full_only=True)
 holds(all(row["rate"] < 0.01 and row["active"] == 0 for row in beta_scores[784.0]),
       "with beta = 784 every seed's rate is below 0.01 nats, with no active unit", full_only=True)
 holds(ratio < 0.05, "its decoded draws spread less than a twentieth as much as beta = 1's", full_only=True);
@@ -524,7 +525,8 @@ if burda_metrics and burda_metrics.get("complete"):
           f"{burda_metrics['data_source']} data")
 else:
     burda_metrics = None
-    print(f"no finished run in benchmarks/results/burda: training a 784-200-200-50 tanh model here ({steps:,} steps)")
+    print(f"the committed run (benchmarks/results/burda) is not in this installation: open this notebook from a "
+          f"clone of the repository or on Binder to see it. Training a brief one here ({steps:,} steps)")
     burda, _ = fit(data, burda_config, steps, device=device)
 
 # %% [markdown]
@@ -542,9 +544,12 @@ quiet, loud = burda_units.variance[~burda_units.active], burda_units.variance[bu
 print(f"active units: {burda_units.count} on our {n_test:,} test images, {on_train.count} on 500 training images; "
       f"used: {int((burda_kl > USED_NATS).sum())}; Burda et al.: 19")
 print(f"Var_x mu_j(x): at most {quiet.max():.1e} for the inactive dimensions, at least {loud.min():.2f} for the active")
-holds(burda_units.count == on_train.count and burda_units.count < 19,
-      "fewer active units than Burda et al.'s 19, on test and on training images alike", full_only=True)
-holds(loud.min() > 1000 * quiet.max(), "active and inactive variances at least a factor 1,000 apart", full_only=True);
+if burda_metrics:  # claims about the committed run; a brief run trained here may differ
+    holds(burda_units.count == on_train.count and burda_units.count < 19,
+          "fewer active units than Burda et al.'s 19, on test and on training images alike", full_only=True)
+    holds(loud.min() > 1000 * quiet.max(), "active and inactive variances at least a factor 1,000 apart", full_only=True)
+else:
+    print("– not checked here: the committed run is not in this installation");
 
 # %% [markdown]
 # Its log-likelihood is 1.5 nats short of the published figure, after 33 times fewer optimiser steps. The
@@ -566,8 +571,10 @@ reference = burda_metrics["test_neg_log_px_iwae"] if burda_metrics else neg_log_
 epochs = burda_metrics["epochs"] if burda_metrics else steps * 100 / len(data.train_x)
 print(f"against Burda et al.'s 86.76 nats: {reference - 86.76:+.2f} nats ({bits_per_dim(reference - 86.76):+.4f} "
       f"bits/dim), after {epochs:,.0f} epochs of batches of 100 (theirs: 3,280 of batches of 20)")
-holds(burda_metrics and 0 < reference - 86.76 < 3, "short of Burda et al.'s 86.76 nats by less than 3 nats",
-      full_only=True);
+if burda_metrics:
+    holds(0 < reference - 86.76 < 3, "short of Burda et al.'s 86.76 nats by less than 3 nats", full_only=True)
+else:
+    print("– not checked here: the committed run is not in this installation");
 
 # %% [markdown]
 # ## Notes on the method

@@ -68,7 +68,7 @@ from vaelib.study import compare, fit, settled
 SMOKE = smoke()
 data = load_mnist("auto")
 device = pick_device()  # $VAELIB_DEVICE, else the accelerator PyTorch reports (CUDA, MPS), else the CPU
-steps = 20 if SMOKE else 6000  # Adam steps of 100 images per model: the budget of notebooks 4 and 7
+steps = 20 if SMOKE else 6000  # Adam steps of 100 images per model: notebook 7's budget (notebook 4 trains 12,000)
 seeds = (0, 1) if SMOKE else (0, 1, 2)  # two seeds are the fewest a spread between seeds needs
 n_test, n_fit = (10, 4) if SMOKE else (1000, 50)  # test images scored; of those, images whose q is fitted
 k_eval, k_fit, spacing = (20, 50, 0.4) if SMOKE else (200, 1000, 0.05)  # draws of z per image: for the 1,000
@@ -169,8 +169,9 @@ holds(torch.allclose(by_hand, mixture.log_prob(z)) and torch.allclose(mog_toy.pr
 # %% [markdown]
 # ## Fifteen models
 #
-# Five settings, each from three seeds, on the course's 784-256-128-2 network and budget: the plain VAE
-# (notebook 7's $L = 2$ models), IWAE-trained with $K = 5$ and $K = 20$, 8 planar layers after the
+# Five settings, each from three seeds, on the course's 784-256-128-2 network with notebook 7's budget,
+# 6,000 steps (half notebook 4's): the plain VAE (notebook 7's $L = 2$ models), IWAE-trained with $K = 5$
+# and $K = 20$, 8 planar layers after the
 # Gaussian, and a learned prior of 10 Gaussians. They were trained once and are loaded here.
 
 # %%
@@ -250,13 +251,13 @@ print(f"IWAE, K = 5: mean gain {k5.mean():.2f} nats against the rule's bar for t
 # %% [markdown]
 # - **Training on $\mathrm{IWAE}_K$ raises $\log p_\theta(x)$ and lowers the ELBO.** With $K = 20$,
 #   $\log p_\theta(x)$ is higher for every seed, by 2.5 to 4.2 nats. The ELBO is lower by 21 to 23.
-# - With $K = 5$, $\log p_\theta(x)$ is higher for every seed too, by 1.2 to 3.2 nats. The rule does not
-#   call it: the VAE's seeds spread too much. Its ELBO is lower, settled.
+# - With $K = 5$, $\log p_\theta(x)$ is higher for every seed too, by 1.2 to 3.2 nats. Whether the rule calls
+#   it is a knife edge: the mean gain sits at the rule's bar. Its ELBO is lower, settled.
 # - The rate falls as $K$ grows, for every seed. Its means are 6.24, 4.92 and 3.62 nats. The model gets
 #   better; its encoder, judged as an approximation to the posterior, gets worse.
 # - **Eight planar layers buy nothing the seeds agree on.** Their $\log p_\theta(x)$ is lower for every
 #   seed, by 0.2 to 0.9 nats. Each of those is less than three image standard errors.
-# - **Nor does the mixture prior.** Two seeds gain more than a nat of $\log p_\theta(x)$; one does not.
+# - **Nor does the mixture prior.** Its seeds disagree by well over a nat: two gain, one does not.
 #   Its rate is 6.15 nats against the VAE's 6.24.
 
 # %%
@@ -264,16 +265,16 @@ d = {name: changes[name, "exact"][0] for name in ("IWAE, K = 20", "IWAE, K = 5",
 flow_se = changes["planar flow", "exact"][1]
 holds(changes["IWAE, K = 20", "exact"][2] == 1 and changes["IWAE, K = 20", "elbo"][2] == -1,
       "K = 20 raises log p(x) and lowers the ELBO, both settled", full_only=True)
-holds((d["IWAE, K = 5"] > 0).all() and changes["IWAE, K = 5", "exact"][2] == 0
-      and changes["IWAE, K = 5", "elbo"][2] == -1,
-      "K = 5 raises log p(x) for every seed, unsettled; its ELBO is lower, settled", full_only=True)
+holds((d["IWAE, K = 5"] > 0).all() and changes["IWAE, K = 5", "elbo"][2] == -1,
+      "K = 5 raises log p(x) for every seed; its ELBO is lower, settled", full_only=True)
 holds(rates["IWAE, K = 20"].max() < rates["IWAE, K = 5"].min() <= rates["IWAE, K = 5"].max() < rates["VAE"].min(),
       "the rate falls from the VAE to K = 5 to K = 20, for every seed", full_only=True)
 holds((d["planar flow"] < 0).all() and (d["planar flow"].abs() < 3 * flow_se).all()
       and all(changes[name, key][2] == 0 for name in ("planar flow", "mixture prior") for key in ("exact", "elbo")),
       "the flow's log p(x) is lower for every seed, each within three image standard errors; neither the flow nor "
       "the mixture prior settles a direction", full_only=True)
-holds((d["mixture prior"] > 1).sum() == 2, "two seeds of the mixture prior gain more than a nat", full_only=True)
+holds(d["mixture prior"].max() - d["mixture prior"].min() > 1,
+      "the mixture prior's seeds disagree: their gains spread over more than a nat", full_only=True)
 
 # %% [markdown]
 # ## Where each remedy moves the gap
@@ -308,9 +309,9 @@ print("approximation gap, seed by seed: " + "; ".join(f"{name} {', '.join(f'{v:.
                                                       for name, p in parts.items()))
 
 # %% [markdown]
-# **Most of every model's gap is the encoder's**, for every setting and seed. On average the best member of
-# each family comes within 0.53 nats of $\log p_\theta(x)$. The farthest single seed, one of $K = 20$'s, is at
-# 1.01. So there was little for the flow to close. Eight planar layers cut the Gaussian's approximation gap
+# **Most of every model's gap is the encoder's**, for every setting and seed. The best member of each family
+# comes within 0.53 nats of $\log p_\theta(x)$ on average, and within 1.01 for every seed. So there was little
+# for the flow to close. Eight planar layers cut the Gaussian's approximation gap
 # from 0.11 to 0.05 nats. They leave the amortisation gap no smaller: 2.19 against 1.68 nats. Cremer et al.
 # also found amortisation the larger part on MNIST. They found, too, that a flow's extra parameters can shrink
 # the amortisation gap; at this budget, in 2-D, they did not.
@@ -350,13 +351,14 @@ for row, name in enumerate(["VAE", "planar flow"]):
         post = (log_post[n] - log_post[n].max()).cpu()
         ax.contourf(z1.cpu(), z2.cpu(), post, levels=[-4.5, -2.0, -0.5, 0.0], cmap="Blues")
         ax.scatter(*z[:, n].cpu().T, s=1, color="crimson", alpha=0.25)
+        ax.contour(z1.cpu(), z2.cpu(), post, levels=[-4.5, -2.0, -0.5], colors="navy", linewidths=0.8)  # over the draws
         inside = post > -4.5  # frame the posterior's region, with a margin
         cols, rows_ = inside.any(0).nonzero(), inside.any(1).nonzero()
         ax.set_xlim(z1[cols.min()].item() - 0.5, z1[cols.max()].item() + 0.5)
         ax.set_ylim(z2[rows_.min()].item() - 0.5, z2[rows_.max()].item() + 0.5)
         i = int(worst[n])
         gap, approx = split[name][0][0][i], split[name][0][1][i]
-        ax.set_title(f"{name}: test image {int(pick[rows[i]])}\nq's gap {gap:.2f}, approximation gap {approx:.2f} nats",
+        ax.set_title(f"{name}: test image {int(pick[rows[i]])}\ninference gap {gap:.2f}, approximation gap {approx:.2f} nats",
                      fontsize=9)
         ax.set(aspect="equal", xlabel="$z_1$", ylabel="$z_2$" if n == 0 else None)
         inset = ax.inset_axes([0.0, 0.78, 0.2, 0.2])
@@ -366,10 +368,10 @@ fig.suptitle("Figure 1. True posterior p(z|x) (blue, within e^-4.5 of its peak) 
 
 # %% [markdown]
 # The VAE's worst-fitted posteriors are not two-peaked. They are tilted ellipses, and a Gaussian with a
-# diagonal covariance cannot tilt. Its draws sit inside the posterior but cover only part of it, off its
-# centre: the amortisation gap. The flow model's posteriors for the same digits are rounder. Its draws sit
-# within them, closer to their shape (in the last panel, a streak along the ellipse). Its best member comes
-# within 0.01 to 0.02 nats (the titles).
+# diagonal covariance cannot tilt. So its draws cover only part of the ellipse: that is the approximation gap.
+# They also sit off its centre: that is the amortisation gap, the rest of each title's inference gap. The
+# flow model's posteriors for the same digits are mostly rounder. Its best member comes within 0.01 to 0.02
+# nats (the titles), but its encoder still misses: in the third panel its draws spread beyond the posterior.
 
 # %% [markdown]
 # ## In 50 dimensions, beside the published numbers
@@ -386,8 +388,12 @@ path = benchmark_results("compare_50d.json")
 runs = json.loads(path.read_text())["models"] if path.exists() else {}  # an installed vaelib has no results
 OBJECTIVES = ["vae", "vae_5_draws", "iwae5", "iwae50"]  # the learned priors' rows: notebook 11
 BURDA_ACTIVE = {"vae": 19, "iwae5": 22, "iwae50": 25}  # their Table 1's active units, one stochastic layer
-print(f"{'20 passes, seed 0; nats':42s} {'-log p(x)':>10s} {'-ELBO':>8s} {'rate':>6s} {'active':>7s} "
-      f"{'training':>9s}   Burda et al., 3,280 passes (active)")
+if runs:
+    print(f"{'20 passes, seed 0; nats':42s} {'-IWAE_5000':>10s} {'-ELBO':>8s} {'rate':>6s} {'active':>7s} "
+          f"{'training':>9s}   Burda et al., 3,280 passes (active)")
+else:
+    print("the committed 50-D results (benchmarks/results/compare_50d.json) are not in this installation: "
+          "open this notebook from a clone of the repository or on Binder to see them")
 for name in [name for name in OBJECTIVES if name in runs]:
     run = runs[name]
     published = f"{run['published_burda_2016']:.2f} ({BURDA_ACTIVE[name]})" if run["published_burda_2016"] else "-"
@@ -398,15 +404,14 @@ for name in [name for name in OBJECTIVES if name in runs]:
 # At 20 passes the IWAE-trained models beat the VAE: by 3.3 nats with $K = 5$ and 4.8 with $K = 50$. They
 # keep more latent dimensions active, 36 and 40 against 14. That is the direction of Burda et al.'s table
 # (1.22 and 1.98 nats better; 22 and 25 active units against 19). Ours are 7 to 10 nats short of the published
-# figures: the budget is 164 times smaller. Training took 7 and 25 times the VAE's time on a shared machine.
-# The 2-D trade appears at $K = 50$: its ELBO is 3.3 nats worse than the VAE's, its $\log p_\theta(x)$ 4.8
-# better. At $K = 5$ the two ELBOs are 0.40 nats apart. Each row is one seed; the 2-D study above is the one
-# over seeds.
+# figures: the budget is 164 times smaller. The 2-D trade appears at $K = 50$: its ELBO is 3.3 nats worse
+# than the VAE's, its $\log p_\theta(x)$ 4.8 better. At $K = 5$ the two ELBOs are 0.40 nats apart. Each row is one seed.
 #
-# **More than half of IWAE's gain is the tighter bound.** The control, with $\mathrm{IWAE}_5$'s decoder work,
-# gains 1.33 nats on the VAE. $\mathrm{IWAE}_5$ gains 1.93 more. Its active units fall in between too: 26.
+# In this one seed, the tighter bound gave more than the extra samples. The control, with $\mathrm{IWAE}_5$'s
+# decoder work, gains 1.33 nats on the VAE; $\mathrm{IWAE}_5$ gains 1.93 more. Its active units fall in
+# between too: 26.
 #
-# Notebook 11 takes up two learned priors, which did worse than $\mathcal N(0, I)$ here.
+# Notebook 11 takes up two learned priors in this 50-D setting.
 
 # %%
 if runs:
@@ -415,9 +420,11 @@ if runs:
           and min(runs["iwae5"]["active_units"], runs["iwae50"]["active_units"]) > runs["vae"]["active_units"],
           "both IWAE models beat the VAE's log p(x) and keep more active units (one seed each)")
     holds(neg_elbo["iwae50"] > neg_elbo["vae"] + 2 and abs(neg_elbo["iwae5"] - neg_elbo["vae"]) < 0.5,
-          "at K = 50 the ELBO is worse than the VAE's by over 2 nats; at K = 5 within half a nat")
+          "at K = 50 the ELBO is worse than the VAE's by over 2 nats; at K = 5 within half a nat (one seed)")
     holds(nll["iwae5"] < nll["vae_5_draws"] < nll["vae"] and nll["vae"] - nll["vae_5_draws"] < nll["vae_5_draws"] - nll["iwae5"],
-          "the 5-draw VAE lies between the VAE and IWAE_5, nearer the VAE: the bound gives more than the samples")
+          "seed 0 only: the 5-draw VAE lies between the VAE and IWAE_5, nearer the VAE")
+else:
+    print("– not checked here: the committed 50-D results are not in this installation")
 
 # %% [markdown]
 # ## Summary
@@ -426,12 +433,12 @@ if runs:
 #   ELBO falls by 21 to 23, for every seed. The model improves while its encoder fits the posterior worse.
 #   Compare models trained with different objectives by $\log p_\theta(x)$, never by their ELBOs. Each step
 #   costs about $K$ times the VAE's decoder work.
-# - **A planar-flow posterior** closes the approximation gap, but in 2-D that gap is a tenth of a nat. The
-#   amortisation gap dominates for every model, and the flow leaves it no smaller.
+# - **A planar-flow posterior** halves the VAE's approximation gap, but in 2-D that gap is a tenth of a nat.
+#   The amortisation gap dominates for every model, and the flow leaves it no smaller.
 # - **A learned mixture prior** changes $\log p_\theta(x)$ by nothing the seeds agree on.
 # - **In 50-D**, at 20 passes and one seed, IWAE beats the VAE by 3.3 nats with $K = 5$ and 4.8 with
-#   $K = 50$, with more active units, as Burda et al. found at 3,280 passes. A VAE given $K = 5$'s samples
-#   gets 1.33 of those nats; the tighter bound gives the rest.
+#   $K = 50$, with more active units, as Burda et al. found at 3,280 passes. In that seed a VAE given $K = 5$'s
+#   samples gets 1.33 of those nats; the tighter bound gives the rest.
 
 # %% [markdown]
 # ## Exercises

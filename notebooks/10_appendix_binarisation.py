@@ -121,8 +121,9 @@ holds(static_cost[0] < -0.25, "seed 0 alone: static worse by over a quarter of a
 # The fixed binarisation does change something. The static models fit their own training images more
 # closely than the dynamic models do, for every seed. We score each model on 10,000 training digits, as
 # the fixed binarisation has them, and on all 10,000 test images. The *gap* is the ELBO on the training
-# images minus the ELBO on the test images. The dynamic models' gap is near zero: no overfitting to speak
-# of. The static models' gap is larger by 0.7 to 0.9 nats, many image standard errors.
+# images minus the ELBO on the test images. The dynamic models' gap is slightly negative, about $-0.3$ nats
+# for every seed: no overfitting, and these training digits score a little below the test images. The
+# static models' gap is larger by 0.7 to 0.9 nats, many image standard errors.
 
 # %%
 # The same images for both kinds of model: for the static ones, the very images they saw at every epoch;
@@ -143,8 +144,8 @@ for (train_s, test_s), (train_d, test_d) in zip(elbos["static"], elbos["dynamic"
     extra_se.append(math.sqrt(on_train.var() / len(on_train) + on_test.var() / len(on_test)))
 print(f"static gap minus dynamic gap, seed by seed: {', '.join(f'{e:+.2f}' for e in extra)} nats "
       f"(image standard errors {', '.join(f'{e:.2f}' for e in extra_se)})")
-holds(all(abs(train.mean() - test.mean()) < 0.5 for train, test in elbos["dynamic"]),
-      "the dynamic models' gap is under half a nat for every seed", full_only=True)
+holds(all(-0.5 < train.mean() - test.mean() < 0 for train, test in elbos["dynamic"]),
+      "the dynamic models' gap is below zero and above -0.5 nats for every seed", full_only=True)
 holds(all(e > 5 * s for e, s in zip(extra, extra_se)),
       "the static models' gap is larger for every seed, by over five image standard errors", full_only=True);
 
@@ -168,11 +169,10 @@ fig.suptitle("Figure 1. Static against dynamic binarisation, paired seed by seed
              "(bars: ± one image standard error)");
 
 # %% [markdown]
-# With a fixed binarisation the model sees the same binary images at every epoch. It can learn their
-# particular pixels, the binarisation's noise included, and that does not carry over to new images.
-# Dynamic binarisation brings new binary images of the same digits at every epoch: free data
-# augmentation. Its training images also come from the same distribution as the test images, which vaelib
-# binarises once, with a fixed seed.
+# With a fixed binarisation the model sees the same binary images at every epoch. That set is one draw
+# from the same distribution as the test images, but it is reused. So the model can learn its particular
+# pixels, the binarisation's noise included, and that does not carry over to new images. Dynamic
+# binarisation draws new binary images of the same digits at every epoch: free data augmentation.
 #
 # Burda et al. (2016) report a larger effect in their code's README (github.com/yburda/iwae). Trained on
 # Larochelle & Murray's 50,000 fixed images, their models overfit by about 3.5 nats. Their test
