@@ -66,7 +66,7 @@ def test_the_student_notebook_is_the_instructors_with_its_exercises_open(source)
 def test_make_check_runs_every_notebook_of_both_versions():
     dry_run = subprocess.run(["make", "-n", "--always-make", "check"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
-    command = next(line for line in dry_run.splitlines() if "pytest" in line)
+    command = next(line for line in dry_run.replace("\\\n", " ").splitlines() if "pytest" in line)
     assert "--nbval" in command
     missing = [name(nb) for nb in IPYNBS if str(nb.relative_to(ROOT)) not in command.split()]
     assert not missing, f"`make check` does not run {missing}"
@@ -81,7 +81,8 @@ def test_committed_notebook_is_executed_on_full_mnist_with_figures(notebook):
         f"{name(notebook)} is not executed: run `make notebooks`")
     assert code[0]["execution_count"], f"{name(notebook)} is not executed: run `make notebooks`"
     outputs = [o for c in code for o in c["outputs"]]
-    assert any("image/png" in o.get("data", {}) for o in outputs), f"{name(notebook)} has no figure"
+    unrun = [c for c in code if not c["execution_count"]]  # a student notebook's figures may all need the exercise
+    assert any("image/png" in o.get("data", {}) for o in outputs) or unrun, f"{name(notebook)} has no figure"
     assert not any(o.get("output_type") == "error" for o in outputs)
     if "data = load_mnist(" in notebook.with_suffix(".py").read_text():
         assert FULL_MNIST in outputs_text(notebook), f"{name(notebook)} was not run on full MNIST"

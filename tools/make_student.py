@@ -146,6 +146,8 @@ def student_notebook(source: Path, with_outputs: bool = False):
         if cell.cell_type == "markdown":  # a link to the instructor's notebook becomes one to the student's
             cell.source = cell.source.replace("/notebooks/solutions/", "/notebooks/")
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    # each exercise's cell and its check cell run in the student's notebook too: never left unrun
+    exercise_cells = {id(c) for i, c in enumerate(code) if is_solution(c) or (i and is_solution(code[i - 1]))}
     for i, cell in enumerate(code):
         if not is_solution(cell):
             continue
@@ -156,7 +158,8 @@ def student_notebook(source: Path, with_outputs: bool = False):
             code[i + 1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
             # a later cell that uses the exercise's function or the check's result, or anything made
             # from them in between, would show the instructor's output, not the student's: it is left unrun
-            leave_unrun(code[i + 2:], defined_names(cell.source) | defined_names(code[i + 1].source))
+            later = [c for c in code[i + 2:] if id(c) not in exercise_cells]
+            leave_unrun(later, defined_names(cell.source) | defined_names(code[i + 1].source))
     for cell in code:
         if not with_outputs:
             cell.outputs, cell.execution_count = [], None
