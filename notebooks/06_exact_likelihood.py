@@ -160,8 +160,9 @@ holds(report["converged"] and change.max() < 0.01 and report["max_image_drop"] <
 #
 # **Exercise.** Write $\log \frac1K \sum_k w_k$ from the log weights $\log w_k$. It must not underflow:
 # for a typical image every $\log w_k$ lies near $-140$, and $e^{-140}$ is 0 in float32. Log weights also differ
-# by hundreds of nats between images, and within an image whose encoder misses the posterior. The rest
-# of the notebook computes every bound with your function.
+# by hundreds of nats between images, and within an image whose encoder misses the posterior. Write the
+# trick by hand, without `torch.logsumexp`, which hides it. The rest of the notebook computes every bound
+# with your function.
 
 # %% tags=["solution"]
 def my_iwae(log_w):

@@ -15,11 +15,8 @@ def shifted_by_image_max(log_w):
     return top + torch.log(torch.exp(log_w - top).mean(0))
 
 
-CORRECT = [
+CORRECT = [  # by hand: torch.logsumexp gives the right numbers but is refused (the exercise is its trick)
     shifted_by_image_max,
-    lambda log_w: torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]),
-    lambda log_w: torch.logsumexp(log_w - math.log(len(log_w)), dim=0),
-    lambda log_w: torch.logsumexp(log_w.double(), 0).float() - torch.tensor(float(log_w.shape[0])).log(),
     lambda log_w: log_w.amax(0) + torch.exp(log_w - log_w.amax(0, keepdim=True)).sum(0).log() - math.log(len(log_w)),
 ]
 
@@ -132,3 +129,21 @@ def test_the_inputs_are_as_wide_as_the_checker_says_and_the_reference_is_right()
     by_hand = [max(col) + math.log(sum(math.exp(v - max(col)) for v in col) / len(col)) for col in log_w.T.tolist()]
     torch.testing.assert_close(log_mean_exp(log_w.double()), torch.tensor(by_hand, dtype=torch.float64),
                                rtol=0, atol=1e-9)
+
+
+def test_torch_logsumexp_is_refused_with_a_message_that_says_why():
+    import torch as t
+
+    def with_function(log_w):
+        return t.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+    def with_method(log_w):
+        return log_w.logsumexp(0) - math.log(log_w.shape[0])
+
+    def in_float64(log_w):
+        return torch.logsumexp(log_w.double(), 0).float() - torch.tensor(float(log_w.shape[0])).log()
+
+    for fn in (with_function, with_method, in_float64):
+        result = check_iwae(fn)
+        assert not result.passed and "uses torch.logsumexp" in result.message, result.message
+    assert torch.logsumexp(torch.zeros(2), 0).item() == pytest.approx(math.log(2))  # put back afterwards

@@ -155,10 +155,11 @@ holds(all(e > 5 * s for e, s in zip(extra, extra_se)),
 # zero. On the gap every seed lies far above it.
 
 # %%
-test_diffs = [b["log_px_each"] - a["log_px_each"] for a, b in zip(bin_scores["dynamic"], bin_scores["static"])]
-test_se = [d.std().item() / math.sqrt(len(d)) for d in test_diffs]  # each seed's own image standard error
+# each seed's paired difference on the same images, with its own image standard error (vaelib.study.compare)
+test_pairs = [compare([a], [b]) for a, b in zip(bin_scores["dynamic"], bin_scores["static"])]
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained", sharey=True)
-for ax, values, errors, title in [(left, [d.mean().item() for d in test_diffs], test_se, "test log p(x)"),
+for ax, values, errors, title in [(left, [d.item() for d, _ in test_pairs], [se for _, se in test_pairs],
+                                   "test log p(x)"),
                                   (right, extra, extra_se, "gap: ELBO on training minus on test images")]:
     ax.errorbar(seeds, values, yerr=errors, fmt="o", capsize=4)
     ax.axhline(0, color="black", lw=0.8)

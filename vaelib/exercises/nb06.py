@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -66,6 +67,26 @@ def same(got: torch.Tensor, wrong: torch.Tensor) -> bool:
     return torch.isclose(got.double(), wrong.double(), rtol=1e-5, atol=1e-4).all().item()
 
 
+class UsesLogsumexp(BaseException):  # past the student-error handling in core.call
+    pass
+
+
+@contextlib.contextmanager
+def logsumexp_refused():
+    """torch.logsumexp (function and method) raise while the student's function runs: the exercise is its trick."""
+    def refused(*args, **kwargs):
+        raise UsesLogsumexp
+    saved = torch.logsumexp, torch.Tensor.logsumexp
+    torch.logsumexp, torch.Tensor.logsumexp = refused, refused
+    try:
+        yield
+    except UsesLogsumexp:
+        raise Fail("uses torch.logsumexp: right, but the exercise is to write the trick inside it. Take each "
+                   "image's largest log weight out of the sum by hand") from None
+    finally:
+        torch.logsumexp, torch.Tensor.logsumexp = saved
+
+
 def check_iwae(fn) -> CheckResult:
     """fn(log_w) -> log (1/K) sum_k exp(log_w[k]), computed stably. Shapes: (K, B) -> (B,)."""
     def run(fn):
@@ -100,5 +121,7 @@ def check_iwae(fn) -> CheckResult:
             "subtracts K, not log K": torch.logsumexp(log_w, 0) - K,
         }, "exp(log_w) underflows or overflows for log weights hundreds of nats apart; take each image's "
            "largest log weight out of the sum before the exponentials", rtol=1e-5)
+        with logsumexp_refused():  # right: but by hand, not by the function that hides the trick
+            answer(fn, log_w)
         return "log-mean-exp over the K samples, stable for log weights hundreds of nats apart"
     return report(fn, run, log_mean_exp)
