@@ -172,9 +172,9 @@ def my_elbo_per_image(logits, x, mu, logvar):
 elbo_per_image = check_elbo_per_image(my_elbo_per_image).use()
 
 # %% [markdown]
-# Predict the loss of the untrained model before you run the next cell. Its logits are near 0 (notebook 1), so
-# every pixel is a fair coin: about $784\log 2 = 543$ nats per image. The cell also checks the three terms
-# against `vaelib.elbo.elbo_terms`.
+# Predict the loss of the untrained model before you run the next cell. Hint: its logits are near 0
+# (notebook 1), so what is each pixel's probability? The cell also checks the three terms against
+# `vaelib.elbo.elbo_terms`.
 
 # %%
 logits, mu, logvar = page_model(x, same_eps())
@@ -189,7 +189,7 @@ holds(abs(-terms[0].mean().item() - 784 * math.log(2)) < 10, "the untrained loss
 # ### Why from logits
 #
 # Many VAE scripts end the decoder in a sigmoid and take the binary cross-entropy (BCE) of the probabilities.
-# In float32, $\sigma(\ell)$ rounds to exactly 1 from $\ell = 17$, and to 0 only below about $-88$. PyTorch's
+# In float32, PyTorch's $\sigma(\ell)$ rounds to exactly 1 from $\ell = 17$, and to 0 only below about $-88$. PyTorch's
 # BCE then clamps $\log 0$ at $-100$. For a pixel the decoder gets confidently wrong:
 
 # %% tags=["nbval-check-output"]
@@ -444,7 +444,8 @@ holds(last - rate > 10 * rate, "the distortion is more than ten times the rate")
 # \sigma^2_z = \mathbb E_x\,\mathrm{tr\,Var}_\varepsilon(g).$$
 #
 # With $S$ samples an image costs one encoder pass and $S$ decoder passes, of about the same size. So ten samples
-# cost $(1 + 10)/2 = 5.5$ times one sample, as much as 550 images with one sample each. The 550 images win
+# cost $(1 + 10)/2 = 5.5$ times one sample. A batch of 100 images with ten samples each costs as much as 550
+# images with one sample each. The 550 images win
 # whenever $\sigma^2_z < 10\,\sigma^2_{\text{data}}$. We measure both terms from per-image gradients, for the
 # encoder (with its two heads) and for the decoder.
 

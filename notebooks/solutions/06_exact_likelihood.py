@@ -257,7 +257,7 @@ holds(inside.median() < 20, f"the median digit's posterior catches fewer than 20
       full_only=True);
 
 # %% [markdown]
-# That works in two dimensions only. In fifty, almost no prior draw lands in a posterior. Here is the
+# That works in two dimensions only. In fifty, a posterior fills a far smaller share of the prior. Here is the
 # 784-200-200-50 model of notebook 7 (`benchmarks/results/burda/`):
 
 # %%
