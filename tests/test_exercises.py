@@ -40,7 +40,8 @@ def collapsed_dims(mu, logvar, threshold):
 
 
 def iwae(log_w):
-    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+    top = log_w.amax(0)
+    return top + torch.log(torch.exp(log_w - top).sum(0)) - math.log(log_w.shape[0])
 
 
 def interpolate(z_a, z_b, n):
