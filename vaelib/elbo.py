@@ -30,13 +30,8 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
 
 class BernoulliLogLikelihood(torch.autograd.Function):
-    """The log-likelihood as -(max(l, 0) - x l + log(1 + e^-|l|)), with its gradient x - sigmoid(l) written out.
-
-    Why by hand: PyTorch's binary_cross_entropy_with_logits (reduction "none") and log1p run a scalar log1p
-    on the CPU, an eighth of a training step of the course's model; log(1 + t) runs vectorised and makes the
-    step as fast as the summed loss training used before (benchmarks/bench_one_elbo.py). For t = e^-|l| below
-    float32's resolution (|l| > 17) it drops t, under 1e-7 nats a pixel.
-    """
+    """-(max(l, 0) - x l + log(1 + e^-|l|)) and its gradient x - sigmoid(l), by hand: PyTorch's BCE with logits runs
+    a scalar log1p on the CPU, an eighth of a step (benchmarks/bench_one_elbo.py); e^-|l| < 1e-7 is dropped."""
 
     @staticmethod
     def forward(ctx, logits, x):
@@ -48,9 +43,8 @@ class BernoulliLogLikelihood(torch.autograd.Function):
     def backward(ctx, grad):
         logits, x = ctx.saved_tensors
         grad = grad.unsqueeze(-1)
-        grad_logits = (x - torch.sigmoid(logits)) * grad if ctx.needs_input_grad[0] else None
-        grad_x = (logits * grad).sum_to_size(x.shape) if ctx.needs_input_grad[1] else None
-        return grad_logits, grad_x
+        return ((x - torch.sigmoid(logits)) * grad if ctx.needs_input_grad[0] else None,
+                (logits * grad).sum_to_size(x.shape) if ctx.needs_input_grad[1] else None)
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
