@@ -41,7 +41,7 @@ train: $(STAMP)
 	$(BIN)/python -m vaelib train
 
 # In parallel (pytest-xdist): one worker per CPU this process may use (vaelib/cpus.py counts the quota and the
-# affinity mask; read without importing torch), at most 4; none on one CPU. Each notebook runs whole in one worker
+# affinity mask), at most 4; none on one CPU. Each notebook runs whole in one worker
 # and the long ones start first (conftest.py, at the top level). Each worker's processes get a fixed share of the
 # CPUs as their thread count (OMP_NUM_THREADS), so that workers never wait on each other's threads and every run
 # gives the same bits (vaelib.threads adapts only where no count is set).

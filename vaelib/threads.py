@@ -225,9 +225,8 @@ def _probe() -> int:
         _SET_THREADS(current)
         raise
     best = min(seconds, key=seconds.get)
-    keep = current if current in seconds else STATE.most
-    margin = HYSTERESIS_UP if best > keep else HYSTERESIS
-    choice = best if seconds[best] * (1 + margin) < seconds[keep] else keep
+    margin = HYSTERESIS_UP if best > current else HYSTERESIS
+    choice = best if seconds[best] * (1 + margin) < seconds[current] else current
     _SET_THREADS(choice)
     same = choice == STATE.applied and STATE.probes
     STATE.interval = min(2 * STATE.interval, LONGEST_INTERVAL) if same else FIRST_INTERVAL

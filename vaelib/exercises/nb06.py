@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -69,24 +68,13 @@ def same(got: torch.Tensor, wrong: torch.Tensor) -> bool:
     return torch.isclose(got.double(), wrong.double(), rtol=1e-5, atol=1e-4).all().item()
 
 
-class UsesLogsumexp(BaseException):  # past the student-error handling in core.call
-    pass
-
-
-@contextlib.contextmanager
-def logsumexp_refused():
-    """torch.logsumexp (function and method) raise while the student's function runs: the exercise is its trick."""
-    def refused(*args, **kwargs):
-        raise UsesLogsumexp
-    saved = torch.logsumexp, torch.Tensor.logsumexp
-    torch.logsumexp, torch.Tensor.logsumexp = refused, refused
-    try:
-        yield
-    except UsesLogsumexp:
-        raise Fail("uses torch.logsumexp: right, but the exercise is to write the trick inside it. Take each "
-                   "image's largest log weight out of the sum by hand") from None
-    finally:
-        torch.logsumexp, torch.Tensor.logsumexp = saved
+def names_used(code) -> set[str]:
+    """The global and attribute names a function's code uses, nested functions and lambdas included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= names_used(const)
+    return names
 
 
 def check_iwae(fn) -> CheckResult:
@@ -123,7 +111,9 @@ def check_iwae(fn) -> CheckResult:
             "subtracts K, not log K": torch.logsumexp(log_w, 0) - K,
         }, "exp(log_w) underflows or overflows for log weights hundreds of nats apart; take each image's "
            "largest log weight out of the sum before the exponentials", rtol=1e-5)
-        with logsumexp_refused():  # right: but by hand, not by the function that hides the trick
-            answer(fn, log_w)
+        code = getattr(fn, "__code__", None)  # a plain function's; a callable object's is not looked into
+        if code is not None and "logsumexp" in names_used(code):  # right, but not by hand
+            raise Fail("uses logsumexp: right, but the exercise is to write the trick inside it. Take each "
+                       "image's largest log weight out of the sum by hand")
         return "log-mean-exp over the K samples, stable for log weights hundreds of nats apart"
     return report(fn, run, log_mean_exp)
