@@ -71,7 +71,7 @@ def registered():
 
 
 def test_an_unregistered_name_is_refused_with_the_registered_ones():
-    with pytest.raises(ValueError, match="arch must be 'mlp', got 'toy'"):
+    with pytest.raises(ValueError, match="arch must be 'mlp', 'conv', 'conv-mlp' or 'mlp-conv', got 'toy'"):
         ModelConfig(arch="toy")
     with pytest.raises(ValueError, match="objective must be 'elbo' or 'iwae', got 'toy-labelled'"):
         TrainConfig(objective="toy-labelled")

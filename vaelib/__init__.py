@@ -7,6 +7,7 @@ from .config import ModelConfig, TrainConfig, pick_device, seed_everything, smok
 from .data import MNISTData, load_mnist
 from .elbo import bernoulli_log_likelihood, elbo_terms, iwae_bound, kl_standard_normal, log_normal, reparameterize
 from .model import VAE, build_model
+from . import conv as _conv  # noqa: F401,E402  registers the convolutional networks (vaelib.registry.NETWORKS)
 from . import train as _train  # noqa: F401,E402  registers the training objectives (vaelib.registry.OBJECTIVES)
 
 __version__ = "0.1.0"

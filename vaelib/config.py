@@ -63,14 +63,18 @@ class ModelConfig:
                         "(learned pseudo-inputs)", choices=("normal", "mog", "vamp"), later=True)
     prior_components: int = option(10, "C: Gaussians of the mog prior, pseudo-inputs of the vamp prior",
                                    later=True, metavar="C")
-    arch: str = option("mlp", "the encoder's and decoder's network (vaelib.registry.NETWORKS)",
-                       choices="networks", later=True)
+    arch: str = option("mlp", "the encoder's and decoder's network (vaelib.registry.NETWORKS): mlp, conv (both "
+                       "convolutional, vaelib.conv), conv-mlp or mlp-conv (encoder first)", choices="networks",
+                       later=True)
+    channels: tuple[int, ...] = option((32, 64), "C1 C2: the convolutional network's channels (--arch conv)",
+                                       later=True, nargs=2, type=int, metavar="C")
     kind: str = option("vae", "the kind of model (vaelib.registry.KINDS)", choices="kinds", later=True,
                        flag="--model")
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
-        if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden):
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden + self.channels):
             raise ValueError(f"all sizes must be positive, got {self}")
         validate_choices(self)
         if self.flow_layers < 1 or self.prior_components < 1:

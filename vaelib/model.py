@@ -185,6 +185,8 @@ def save_checkpoint(path, model: nn.Module, **extra) -> None:
     torch.load(..., weights_only=True) can read, written atomically."""
     config = without_later_defaults(asdict(model.config))  # a plain VAE's file reads as it always did
     config["hidden"] = list(config["hidden"])
+    if "channels" in config:
+        config["channels"] = list(config["channels"])
     weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}  # copies; the model stays put
     checkpoint = {"format": "vaelib-vae-1", "config": config, "state_dict": weights, **extra}
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
@@ -199,10 +201,15 @@ def read_checkpoint(path, map_location="cpu") -> dict:
                               f"`python -m vaelib train --out {path.parent}`, or check the path")
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
-        return {**saved, "config": ModelConfig(**saved["config"])}
+        settings = saved["config"]
     except Exception as err:
         raise CheckpointError(f"{path} is not a vaelib checkpoint or is damaged ({type(err).__name__}: "
                               f"{err}); train again to recreate it") from err
+    try:
+        return {**saved, "config": ModelConfig(**settings)}
+    except (TypeError, ValueError) as err:  # settings this vaelib does not know: a network or kind not registered
+        raise CheckpointError(f"{path} holds a model whose settings this vaelib does not know ({err}): import the "
+                              f"module that registers it (vaelib.registry), or use the vaelib that wrote it") from err
 
 
 def load_checkpoint(path, config: ModelConfig | None = None, map_location="cpu",

@@ -47,7 +47,8 @@ def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, bin
 def fit_label(cfg: TrainConfig, binarisation: str) -> str:
     """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants."""
     config, dreg = cfg.model, " (DReG)" if cfg.gradient == "dreg" else ""
-    variant = "".join([f", IWAE K = {cfg.iwae_train_k}{dreg}" if cfg.objective == "iwae" else "",
+    variant = "".join([f", {config.arch} network" if config.arch != "mlp" else "",
+                       f", IWAE K = {cfg.iwae_train_k}{dreg}" if cfg.objective == "iwae" else "",
                        f", {config.flow_layers} planar layers" if config.posterior == "planar" else "",
                        f", {config.prior} prior of {config.prior_components}" if config.prior != "normal" else ""])
     return (f"L = {config.z_dim}, beta = {cfg.beta:g}, {binarisation} binarisation{variant}"
