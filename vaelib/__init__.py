@@ -9,6 +9,7 @@ from .elbo import bernoulli_log_likelihood, elbo_terms, iwae_bound, kl_standard_
 from .model import VAE, build_model
 from . import conv as _conv  # noqa: F401,E402  registers the convolutional networks (vaelib.registry.NETWORKS)
 from . import train as _train  # noqa: F401,E402  registers the training objectives (vaelib.registry.OBJECTIVES)
+from . import m2 as _m2  # noqa: F401,E402  registers the semi-supervised model kind "m2" (vaelib.registry.KINDS)
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "TrainConfig", "pick_device", "seed_everything", "smoke", "MNISTData",

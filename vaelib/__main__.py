@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, registry
 from .config import ModelConfig, TrainConfig, allowed, pick_device, seed_everything
 from .data import DataError, load_mnist
 from .evaluate import evaluating, per_image_iwae, per_image_terms
 from .exact import converged_log_px, covering_half_width
 from .model import CheckpointError, atomic_write, build_model, load_checkpoint, read_checkpoint, save_checkpoint
-from .train import TrainingDiverged, TrainingInterrupted, steps_per_epoch, train
+from .train import TrainingDiverged, TrainingInterrupted, make_batches, train
 
 RUN_FILES = ("metrics.json", "model.pt", "train_state.pt")
 TRAIN_STATE = "train_state.pt"
@@ -124,7 +124,7 @@ def cmd_train(args) -> dict:
     cfg = train_config(args)
     device = pick_device(cfg.device)
     data = load_mnist(cfg.data, args.data_dir)
-    steps_per_epoch(len(data.train_x), cfg.batch_size)  # a batch larger than the training set: refused now
+    make_batches(data, cfg, torch.Generator())  # a batch larger than the training set, too many labels: refused now
     seed_everything(cfg.seed)
     model = build_model(cfg.model).to(device)
     origin = {"data_source": data.source, "data_dir": str(args.data_dir) if args.data_dir else None,
@@ -172,8 +172,9 @@ def run(model, data, cfg: TrainConfig, out: Path, origin: dict, resume: dict | N
         write_run(out, model, {**state, "origin": origin}, complete=False)
         if not cfg.progress:
             h, bound = state["history"], f"-IWAE_{cfg.iwae_train_k}" if cfg.objective == "iwae" else "-ELBO"
+            extra = "".join(f", {name.replace('_', ' ')} {values[-1]:.4f}" for name, values in h["metrics"].items())
             print(f"epoch {h['epoch'][-1]:g}: train {bound} {h['train_neg_elbo'][-1]:.2f}, test -ELBO "
-                  f"{h['test_neg_elbo'][-1]:.2f} (KL {h['test_kl'][-1]:.2f}) nats per image", flush=True)
+                  f"{h['test_neg_elbo'][-1]:.2f} (KL {h['test_kl'][-1]:.2f}) nats per image{extra}", flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -199,11 +200,14 @@ def results_block(metrics: dict, out: Path, figures: list[str]) -> str:
     data = "full MNIST" if metrics["data_source"] == "mnist" else "offline sample"
     seconds = metrics["train_seconds"]
     took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-    iwae = f"-log p(x), IWAE estimate (K={metrics['iwae_k']:,})"
+    scores = [(f"-log p(x), IWAE estimate (K={metrics['iwae_k']:,})", f"{metrics['test_neg_log_px_iwae']:8.2f}")
+              ] if "iwae_k" in metrics else []
+    scores += [(f"{name.replace('_', ' ')} (q(y|x))", f"{metrics[name]:8.4f}")
+               for name in ("test_accuracy", "validation_accuracy") if name in metrics]
     return "\n".join([
         f"results ({data}, {metrics['n_test']:,} test images; nats per image):",
         f"  {'test -ELBO':<36}{metrics['test_neg_elbo']:8.2f}",
-        f"  {iwae:<36}{metrics['test_neg_log_px_iwae']:8.2f}",
+        *(f"  {name:<36}{value}" for name, value in scores),
         f"  trained {metrics['epochs']:g} epoch{'' if metrics['epochs'] == 1 else 's'} ({metrics['steps']:,} steps) "
         f"in {took}, {metrics['train_images_per_second']:,.0f} images/s",
         f"  written to {out}/: metrics.json, model.pt",
@@ -225,16 +229,19 @@ def write_run(out: Path, model, state: dict, complete: bool = True, metrics: dic
 
 
 def run_metrics(model, data, cfg: TrainConfig, history, device) -> dict:
-    test_x = data.test_x.to(device)
-    started = time.perf_counter()
-    log_px = per_image_iwae(model, test_x, cfg.iwae_k, progress=cfg.progress)
+    """The numbers of a finished run: the IWAE estimate of log p(x), or the model kind's own (Kind.final)."""
+    started, final = time.perf_counter(), registry.KINDS[cfg.model.kind].final
+    if final is not None:
+        scores = final(model, data, cfg)
+    else:
+        log_px = per_image_iwae(model, data.test_x.to(device), cfg.iwae_k, progress=cfg.progress)
+        scores = {"iwae_k": cfg.iwae_k, "test_neg_log_px_iwae": -log_px.mean().item()}
     return {
         "data_source": data.source, "n_train": len(data.train_x), "n_test": len(data.test_x),
         "epochs": history.epoch[-1], "steps": history.step[-1],
         "train_neg_elbo": history.train_neg_elbo[-1], "test_neg_elbo": history.test_neg_elbo[-1],
-        "test_kl": history.test_kl[-1],
-        "iwae_k": cfg.iwae_k, "test_neg_log_px_iwae": -log_px.mean().item(),
-        "iwae_seconds": time.perf_counter() - started,
+        "test_kl": history.test_kl[-1], **scores,
+        "iwae_seconds" if final is None else "final_seconds": time.perf_counter() - started,
         "train_seconds": history.train_seconds,
         "train_images_per_second": history.train_images / history.train_seconds,
         "device": str(device), "torch_version": torch.__version__, "vaelib_version": __version__,
@@ -244,23 +251,30 @@ def run_metrics(model, data, cfg: TrainConfig, history, device) -> dict:
 
 
 def save_figures(model, data, history, out: Path) -> list[str]:
-    """Write the run's figures as PNGs in `out`; returns their file names."""
+    """Write the run's figures (the VAE's, or the model kind's own: Kind.figures) as PNGs in `out`; returns their
+    file names."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import plot
-
     with evaluating(model):  # the model stays on its device; the plots copy their inputs there
-        figures = {"elbo_history": plot.plot_history(history),
-                   "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
-                   "prior_samples": plot.plot_prior_samples(model)}
-        if model.config.z_dim == 2:
-            figures["latent_grid"] = plot.plot_latent_grid(model)
-            figures["embedding"] = plot.plot_embedding(model, data.test_x, data.test_y)
+        figures = (registry.KINDS[model.config.kind].figures or vae_figures)(model, data, history)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         matplotlib.pyplot.close(fig)
     return [f"{name}.png" for name in figures]
+
+
+def vae_figures(model, data, history) -> dict:
+    """Training curves, reconstructions, samples and, for a 2-D latent space, the decoded grid and the embedding."""
+    from . import plot
+
+    figures = {"elbo_history": plot.plot_history(history),
+               "reconstructions": plot.plot_reconstructions(model, data.test_x, data.test_y),
+               "prior_samples": plot.plot_prior_samples(model)}
+    if model.config.z_dim == 2:
+        figures["latent_grid"] = plot.plot_latent_grid(model)
+        figures["embedding"] = plot.plot_embedding(model, data.test_x, data.test_y)
+    return figures
 
 
 def cmd_evaluate(args) -> dict:

@@ -108,6 +108,12 @@ class TrainConfig:
     gradient: str = option("plain", "the iwae objective's encoder gradient: plain, or doubly reparametrised "
                            "(dreg: Tucker et al. 2019; better for large K, Gaussian posterior only)",
                            choices=("plain", "dreg"), later=True)
+    labels: int | None = option(None, "labelled training images for --model m2, an equal number per class (100, "
+                                "600, 1000, 3000), a seeded draw", later=True, type=int, metavar="N")
+    alpha: float | None = option(None, "--model m2: weight of the classifier's cross-entropy on the labelled images "
+                                 "(default 0.1 x unlabelled / labelled images; vaelib.m2)", later=True, type=float)
+    validation_share: float = option(1 / 6, "--model m2: share of the training images held out to choose alpha "
+                                     "and the budget on (1/6: 10,000 of full MNIST's 60,000)", later=True)
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
@@ -132,10 +138,33 @@ class TrainConfig:
         if self.gradient == "dreg" and self.objective != "iwae":
             raise ValueError("gradient 'dreg' estimates the gradient of the IWAE bound: "
                              "use it with objective 'iwae' (--objective iwae)")
+        self.refuse_label_mismatches()
         if self.gradient == "dreg" and self.model.posterior != "gaussian":
             raise ValueError("gradient 'dreg' needs log q(z|x) at a given z with q's parameters held fixed, which "
                              "a planar flow gives only by inverting it: use gradient 'plain' (--gradient plain) "
                              "with posterior 'planar'")
+
+    def refuse_label_mismatches(self) -> None:
+        """The semi-supervised settings go with model kind 'm2' and only with it."""
+        m2, defaults = self.model.kind == "m2", TrainConfig.__dataclass_fields__
+        if not m2 and (self.labels is not None or self.alpha is not None
+                       or self.validation_share != defaults["validation_share"].default):
+            raise ValueError("labels, alpha and validation_share are settings of the semi-supervised model: "
+                             "add --model m2 (ModelConfig(kind='m2')), or leave them out")
+        if not m2:
+            return
+        if self.labels is None:
+            raise ValueError("model 'm2' learns from a few labelled images: say how many with --labels N "
+                             "(TrainConfig(labels=N)), e.g. --labels 100")
+        if self.labels < 10 or self.labels % 10:
+            raise ValueError(f"labels must be a positive multiple of 10, an equal number of each digit, got "
+                             f"{self.labels}: use e.g. --labels {max(10, self.labels // 10 * 10)}")
+        if self.objective != "elbo" or self.beta != 1:
+            raise ValueError("model 'm2' trains on its own bounds (vaelib.m2.m2_loss): leave --objective and "
+                             "--beta at their defaults")
+        if not 0 < self.validation_share < 1 or (self.alpha is not None and self.alpha < 0):
+            raise ValueError(f"validation_share must lie in (0, 1) and alpha must not be negative, got "
+                             f"{self.validation_share} and {self.alpha}")
 
 
 def without_later_defaults(config: dict) -> dict:

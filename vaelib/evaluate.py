@@ -11,6 +11,7 @@ import contextlib
 import torch
 from tqdm.auto import tqdm
 
+from . import registry
 from .elbo import ELBO, elbo_terms, iwae_bound
 
 EVAL_SEED = 1234  # the eps of the evaluation ELBO: fixed, so the test loss is the same every time
@@ -29,13 +30,15 @@ def evaluating(model: torch.nn.Module):
 
 @torch.no_grad()
 def per_image_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_SEED) -> ELBO:
-    """elbo_terms of every image in x (elbo, log_px_z, kl), one sample of z each from a fixed seed.
+    """elbo_terms (or the model kind's own terms) of every image in x: elbo, log_px_z, kl, one sample of z each
+    from a fixed seed.
 
     Shapes: (N, D) -> ELBO of three (N,) tensors.
     """
     generator = torch.Generator(device=x.device).manual_seed(seed)
+    terms = registry.KINDS[model.config.kind].terms or elbo_terms  # the kind's own bound, if it has one
     with evaluating(model):
-        parts = [elbo_terms(model, x[i:i + batch_size], generator) for i in range(0, len(x), batch_size)]
+        parts = [terms(model, x[i:i + batch_size], generator) for i in range(0, len(x), batch_size)]
     return ELBO(*(torch.cat(t) for t in zip(*parts)))
 
 

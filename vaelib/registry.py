@@ -1,8 +1,19 @@
 """The names a model's settings may take, each a table that a new module adds itself to: ModelConfig.arch
 names an entry of NETWORKS, ModelConfig.kind one of KINDS, TrainConfig.objective one of OBJECTIVES. vaelib
-adds its own on import (the MLP and the VAE in vaelib.model, the ELBO and the IWAE bound in vaelib.train);
-everything that takes a model works with a new entry unchanged (tests/test_registry.py adds a toy network
-and a toy labelled model).
+adds its own on import (the MLP and the VAE in vaelib.model, the ELBO and the IWAE bound in vaelib.train, the
+semi-supervised M2 in vaelib.m2); everything that takes a model works with a new entry unchanged
+(tests/test_registry.py adds a toy network and a toy labelled model).
+
+A Kind whose model follows vaelib.model.LatentVariableModel needs only `build`. A kind whose model does not (M2's
+q(z|x, y) and p(x|y, z) take a label) gives what training and the command line would otherwise take from that
+protocol; each hook it leaves at None is the VAE's:
+  batches  what a step reads (M2: an unlabelled and a labelled batch; an epoch is a pass over `.images`);
+  loss     the step's loss, in place of OBJECTIVES[TrainConfig.objective];
+  terms    the per-image bound that the test set is scored with after every epoch and by `evaluate`;
+  record   numbers after every epoch, kept in History.metrics (M2: validation accuracy);
+  final    numbers at the end of a run, in metrics.json, in place of the IWAE estimate of log p(x) (test accuracy);
+  figures  the run's figures.
+The bounds, the quadrature, the gap fits and the plots still take only LatentVariableModels.
 """
 
 from __future__ import annotations
@@ -20,9 +31,14 @@ class Network:
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of model: how it is built, and what a training step reads."""
-    build: Callable  # ModelConfig -> a model that follows vaelib.model.LatentVariableModel
+    """A kind of model: how it is built, and what a training step reads (see the module docstring for the hooks)."""
+    build: Callable  # ModelConfig -> a model that follows vaelib.model.LatentVariableModel, or gives the hooks below
     batches: Callable | None = None  # (data, TrainConfig, generator) -> batches; None: vaelib.train.Batches
+    loss: Callable | None = None  # (model, batch, generator, TrainConfig) -> as an OBJECTIVES entry returns
+    terms: Callable | None = None  # (model, x, generator) -> vaelib.elbo.ELBO of each image; None: elbo_terms
+    record: Callable | None = None  # (model, data, TrainConfig) -> {name: number}, after every epoch
+    final: Callable | None = None  # (model, data, TrainConfig) -> {name: number}, at the end of a run
+    figures: Callable | None = None  # (model, data, History) -> {name: matplotlib figure}
 
 
 NETWORKS: dict[str, Network] = {}

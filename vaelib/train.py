@@ -55,6 +55,7 @@ class History:
     test_kl: list[float] = field(default_factory=list)
     train_seconds: float = 0.0  # wall time of the optimiser steps alone, evaluation excluded
     train_images: int = 0
+    metrics: dict = field(default_factory=dict)  # {name: one value per record}: the model kind's own (Kind.record)
 
     def record(self, **values):
         for key, value in values.items():
@@ -102,6 +103,10 @@ class Batches:
         self.grey, self.uniform, self.x = (images.new_empty(batch_size, images.shape[1]) for _ in range(3))
         self.order: torch.Tensor | None = None  # the current epoch's order (shuffle), part of the training state
 
+    def __len__(self) -> int:
+        """Images in an epoch."""
+        return len(self.images)
+
     def shuffle(self) -> None:
         self.order = torch.randperm(len(self.images), generator=self.generator, device=self.images.device)
 
@@ -110,6 +115,15 @@ class Batches:
         torch.index_select(self.images, 0, self.order[i * self.B:(i + 1) * self.B], out=self.grey)
         torch.rand(self.grey.shape, generator=self.generator, out=self.uniform)
         return torch.lt(self.uniform, self.grey, out=self.x)
+
+
+def make_batches(data: MNISTData, cfg: TrainConfig, generator: torch.Generator):
+    """The batches a step of cfg's model kind reads: its own (vaelib.registry.Kind.batches), else Batches of
+    data.train_x. A setting that does not fit the data (a batch or a label count too large) raises ValueError."""
+    own = registry.KINDS[cfg.model.kind].batches
+    batches = own(data, cfg, generator) if own else Batches(data.train_x, cfg.batch_size, generator)
+    steps_per_epoch(len(batches), cfg.batch_size)
+    return batches
 
 
 def elbo_objective(model, x: torch.Tensor, generator: torch.Generator, cfg: TrainConfig):
@@ -132,9 +146,10 @@ registry.OBJECTIVES.update(elbo=elbo_objective, iwae=iwae_objective)
 
 
 def train_step(model, optimizer, batch, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """One optimiser step on a batch with cfg.objective's loss; returns (-bound, KL) of the batch in nats per
-    image, left on the device."""
-    loss, terms = registry.OBJECTIVES[cfg.objective](model, batch, generator, cfg)
+    """One optimiser step on a batch with cfg.objective's loss (or the model kind's own); returns (-bound, KL) of the
+    batch in nats per image, left on the device."""
+    objective = registry.KINDS[cfg.model.kind].loss or registry.OBJECTIVES[cfg.objective]
+    loss, terms = objective(model, batch, generator, cfg)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -154,13 +169,12 @@ class Run:
         self.model, self.cfg, self.device = model, cfg, next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.data = data.to(self.device)
-        self.per_epoch = steps_per_epoch(len(self.data.train_x), cfg.batch_size)
+        self.batches, self.history = make_batches(self.data, cfg, self.generator), history or History()
+        self.per_epoch = steps_per_epoch(len(self.batches), cfg.batch_size)
         self.total = cfg.steps or cfg.epochs * self.per_epoch
         self.optimizer = optimizer or make_optimizer(model, cfg.optimizer, cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total, cfg.lr_schedule))
-        make_batches = registry.KINDS[cfg.model.kind].batches or (lambda d, c, g: Batches(d.train_x, c.batch_size, g))
-        self.batches, self.history = make_batches(self.data, cfg, self.generator), history or History()
         self.terms = torch.zeros(self.total, 2, device=self.device)  # per step: -ELBO and KL, nats per image
         self.step, self.seconds = 0, 0.0  # steps done; training seconds since the last record
 
@@ -208,6 +222,9 @@ class Run:
         self.history.train_images += (self.step - last) * self.cfg.batch_size
         self.history.record(epoch=self.step / self.per_epoch, step=self.step, train_neg_elbo=train_neg_elbo,
                             train_kl=train_kl, test_neg_elbo=test_neg_elbo, test_kl=test_kl)
+        kind_metrics = registry.KINDS[self.cfg.model.kind].record
+        for name, value in (kind_metrics(self.model, self.data, self.cfg) if kind_metrics else {}).items():
+            self.history.metrics.setdefault(name, []).append(value)
         self.seconds = 0.0
 
 

@@ -1,0 +1,266 @@
+"""The semi-supervised VAE "M2" of Kingma, Rezende, Mohamed & Welling (2014), "Semi-supervised learning with deep
+generative models", registered as the model kind "m2" (`python -m vaelib train --model m2 --labels 100`).
+
+Generative model: p(y) = 1/C uniform over the C = 10 digits, p(z) = N(0, I), p(x|y, z) Bernoulli with logits from
+a decoder on [z, onehot(y)]. Inference model: a classifier q(y|x) = softmax(logits(x)) and an encoder
+q(z|x, y) = N(mu, diag(exp(logvar))) on [x, onehot(y)]. The networks are ModelConfig.arch's, built for the wider
+inputs. Two bounds [Kingma et al. 2014, eqs. 6 and 7]:
+
+    labelled     log p(x, y) >= E_q(z|x,y)[log p(x|y, z)] + log p(y) - KL(q(z|x, y) || p(z)) = ELBO(x, y) = -L(x, y)
+    unlabelled   log p(x)    >= sum_y q(y|x) ELBO(x, y) + H(q(y|x)) = -U(x)
+
+-U(x) is the ELBO of a VAE whose latent is the pair (y, z), q(y, z|x) = q(y|x) q(z|x, y); the sum over y is done
+exactly, all C labels in one batched pass. The labelled bound does not train q(y|x), so the loss adds its
+cross-entropy on the labelled images, weighted by alpha (`labelled_loss`, and TrainConfig.alpha says what we use).
+
+Training (`Split`, `M2Batches`, `m2_loss`): a seeded, class-balanced draw of the labelled images from the training
+set less a seeded validation split; every step takes a batch of the unlabelled images (every training image outside
+the validation split, the labelled ones included with their labels hidden) and a batch of the labelled ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import registry
+from .config import ModelConfig, TrainConfig
+from .data import TEST_BINARISATION_SEED, MNISTData, binarise
+from .elbo import ELBO, bernoulli_log_likelihood, gaussian_draw, kl_standard_normal
+from .evaluate import evaluating
+from .priors import StandardNormal
+from .train import Batches
+
+C = 10  # classes: the ten digits
+SPLIT_SEED = 22_2014  # added to TrainConfig.seed: the split's draws are not the training stream's first numbers
+
+
+class M2(nn.Module):
+    """Classifier x -> logits of q(y|x); encoder [x, onehot(y)] -> (mu, logvar); decoder [z, onehot(y)] -> logits."""
+
+    closed_form_kl = True
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config = config or ModelConfig(kind="m2")
+        network = registry.NETWORKS[config.arch]
+        features, width = network.encoder(config)  # built in this order: the order draws the initial weights
+        self.classifier = nn.Sequential(features, nn.Linear(width, C))
+        self.encoder, width = network.encoder(replace(config, x_dim=config.x_dim + C))
+        self.mu_head = nn.Linear(width, config.z_dim)
+        self.logvar_head = nn.Linear(width, config.z_dim)
+        self.decoder = network.decoder(replace(config, z_dim=config.z_dim + C))
+        self.prior = StandardNormal(config.z_dim)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of q(y|x) (softmax gives the probabilities). Shapes: (..., D) -> (..., C)."""
+        return self.classifier(x)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu, logvar of q(z|x, y); y one-hot, x broadcast against it. Shapes: (..., D), (..., C) -> 2 x (..., L)."""
+        h = self.encoder(concat(x, y))
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Logits of p(x|y, z); y one-hot, broadcast against z. Shapes: (..., L), (..., C) -> (..., D)."""
+        return self.decoder(concat(z, y))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixel probabilities for n draws y ~ p(y), z ~ p(z). Shape: (n, D)."""
+        device = next(self.parameters()).device
+        y = torch.randint(C, (n,), generator=generator).to(device)
+        z = self.prior.sample(n, generator).to(device)
+        return torch.sigmoid(self.decode(z, F.one_hot(y, C).to(z.dtype)))
+
+
+def concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[a, b] along the last dimension, their leading dimensions broadcast. Shapes: (..., m), (..., n) -> (..., m + n)."""
+    shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    return torch.cat([a.expand(*shape, a.shape[-1]), b.expand(*shape, b.shape[-1])], -1)
+
+
+def one_hot(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Labels as one-hot rows in the dtype and device of `like`. Shapes: (...,) -> (..., C)."""
+    return F.one_hot(y.to(like.device), C).to(like.dtype)
+
+
+def all_labels(x: torch.Tensor) -> torch.Tensor:
+    """Every label for every image, one-hot: y[c, b] = onehot(c). Shapes: (B, D) -> (C, B, C)."""
+    return torch.eye(C, dtype=x.dtype, device=x.device)[:, None, :].expand(C, len(x), C)
+
+
+def labelled_elbo(model: M2, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> ELBO:
+    """ELBO(x, y) = log p(x|y, z) + log p(y) - KL(q(z|x, y) || N(0, I)), one reparametrised z ~ q(z|x, y) per row,
+    the KL in closed form [Kingma et al. 2014, eq. 6]; `elbo` includes log p(y) = -log C, `kl` is the z part alone.
+    y one-hot, with as many leading dimensions as needed (all C labels at once: `all_labels`).
+    Shapes: x (B, D), y (..., B, C) -> three (..., B) tensors.
+    """
+    mu, logvar = model.encode(x, y)  # (..., B, L)
+    z, _ = gaussian_draw(mu, logvar, generator=generator)
+    log_px_z = bernoulli_log_likelihood(model.decode(z, y), x)
+    kl = kl_standard_normal(mu, logvar)
+    return ELBO(log_px_z - math.log(C) - kl, log_px_z, kl)
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H(q(y|x)) = -sum_y q(y|x) log q(y|x) in nats, from the classifier's logits. Shapes: (B, C) -> (B,)."""
+    log_q = F.log_softmax(logits, -1)
+    return -(log_q.exp() * log_q).sum(-1)
+
+
+def unlabelled_terms(model: M2, x: torch.Tensor, generator: torch.Generator | None = None) -> ELBO:
+    """-U(x) = sum_y q(y|x) ELBO(x, y) + H(q(y|x)) [Kingma et al. 2014, eq. 7], summed over the C labels exactly in
+    one batched pass (one z per label and image), as the ELBO of the latent pair (y, z):
+    log_px_z = sum_y q(y|x) log p(x|y, z_y), kl = sum_y q(y|x) KL(q(z|x, y) || p(z)) + KL(q(y|x) || p(y)), where
+    KL(q(y|x) || p(y)) = log C - H(q(y|x)). Shapes: (B, D) -> three (B,) tensors.
+    """
+    logits = model.classify(x)
+    q = F.softmax(logits, -1).T  # (C, B)
+    terms = labelled_elbo(model, x, all_labels(x), generator)  # (C, B) each
+    log_px_z = (q * terms.log_px_z).sum(0)
+    kl = (q * terms.kl).sum(0) + math.log(C) - entropy(logits)
+    return ELBO(log_px_z - kl, log_px_z, kl)
+
+
+def unlabelled_loss(model: M2, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """U(x) = sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x)), per image (unlabelled_terms). Shapes: (B, D) -> (B,)."""
+    return -unlabelled_terms(model, x, generator).elbo
+
+
+def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """-ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers) [Kingma et al. 2014, eq. 9].
+
+    The paper's objective (its Sec. 3.1.2, eq. 9) is J^alpha = J + alpha E_{p~l(x,y)}[-log q(y|x)], with J the sum
+    of L(x, y) over the labelled and of U(x) over the unlabelled data set; "alpha controls the relative weight
+    between generative and purely discriminative learning", and it uses alpha = 0.1 N in all experiments. What
+    we use, per step (m2_loss): the mean of U over an unlabelled batch plus the mean of this loss over a labelled
+    batch, with alpha = TrainConfig.alpha (by default 0.1 N_unlabelled / N_labelled, resolve_alpha).
+    Shapes: (B, D), (B,) -> (B,).
+    """
+    cross_entropy = F.cross_entropy(model.classify(x), y, reduction="none")
+    return -labelled_elbo(model, x, one_hot(y, x), generator).elbo + alpha * cross_entropy
+
+
+class M2Batch(NamedTuple):
+    """What a training step of M2 reads."""
+    x: torch.Tensor  # (B, D) unlabelled images, binarised
+    x_labelled: torch.Tensor  # (B_l, D) labelled images, binarised
+    y: torch.Tensor  # (B_l,) their labels
+    alpha: float  # the cross-entropy's weight (resolve_alpha)
+
+
+def m2_loss(model: M2, batch: M2Batch, generator: torch.Generator | None = None, cfg: TrainConfig | None = None):
+    """mean U(x) over the unlabelled batch + mean (L(x, y) - alpha log q(y|x)) over the labelled one (no labelled
+    rows: that term is 0); and (-bound, KL) of the unlabelled batch, nats per image (vaelib.registry.Kind.loss)."""
+    terms = unlabelled_terms(model, batch.x, generator)
+    loss = -terms.elbo.mean()
+    if len(batch.y):
+        loss = loss + labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator).mean()
+    return loss, torch.stack([-terms.elbo.mean(), terms.kl.mean()]).detach()
+
+
+@torch.no_grad()
+def accuracy(model: M2, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """The share of images whose most probable class under q(y|x) is their label. Shapes: (N, D), (N,) -> float."""
+    device = next(model.parameters()).device  # x is copied there in batches; the caller's tensors stay put
+    with evaluating(model):
+        right = sum((model.classify(xb.to(device)).argmax(-1).cpu() == yb.cpu()).sum().item()
+                    for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
+    return right / len(x)
+
+
+class Split(NamedTuple):
+    """Positions in the training set: the held-out validation images, the labelled ones, the unlabelled ones."""
+    validation: torch.Tensor  # (N_val,)
+    labelled: torch.Tensor  # (labels,), labels / C of each class
+    unlabelled: torch.Tensor  # (N_train - N_val,): every image outside the validation split
+
+
+def split(train_y: torch.Tensor, labels: int, validation_share: float, seed: int) -> Split:
+    """A seeded split of the training set: round(share N) validation images at random, then labels / C images of
+    each class drawn at random from the rest; the unlabelled set is the whole rest. The same seed gives the same
+    images. Shapes: (N,) -> Split."""
+    generator = torch.Generator().manual_seed(seed + SPLIT_SEED)
+    y = train_y.cpu()
+    order = torch.randperm(len(y), generator=generator)
+    n_val = round(validation_share * len(y))
+    validation, rest = order[:n_val], order[n_val:]
+    counts = torch.bincount(y[rest], minlength=C)
+    if labels // C > counts.min():
+        raise ValueError(f"{labels} labels need {labels // C} images of every digit outside the validation split, "
+                         f"but digit {int(counts.argmin())} has only {int(counts.min())} of {len(rest):,} images "
+                         f"there: use --labels {C * int(counts.min())} or fewer")
+    shuffled = rest[torch.randperm(len(rest), generator=generator)]
+    labelled = torch.cat([shuffled[y[shuffled] == c][:labels // C] for c in range(C)])
+    return Split(validation.sort().values, labelled.sort().values, rest.sort().values)
+
+
+def resolve_alpha(cfg: TrainConfig, parts: Split) -> float:
+    """cfg.alpha, or by default 0.1 N_unlabelled / N_labelled: the cross-entropy's weight per labelled image is
+    then a tenth of the unlabelled images' share of the data (Pyro's ss-vae uses 46 at 3,000 labels)."""
+    return cfg.alpha if cfg.alpha is not None else 0.1 * len(parts.unlabelled) / len(parts.labelled)
+
+
+class M2Batches(Batches):
+    """Each step: a batch of the unlabelled images (an epoch is a pass over them) and a labelled batch of
+    min(B, labels) images drawn afresh without replacement, both binarised afresh (vaelib.registry.Kind.batches)."""
+
+    def __init__(self, data: MNISTData, cfg: TrainConfig, generator: torch.Generator):
+        parts = split(data.train_y, cfg.labels, cfg.validation_share, cfg.seed)
+        device = data.train_x.device
+        super().__init__(data.train_x, cfg.batch_size, generator)  # drawn from self.unlabelled only: no copy
+        self.unlabelled = parts.unlabelled.to(device)
+        self.labelled = Batches(data.train_x[parts.labelled.to(device)], min(cfg.batch_size, cfg.labels), generator)
+        self.labels, self.alpha = data.train_y[parts.labelled.to(device)], resolve_alpha(cfg, parts)
+
+    def __len__(self) -> int:
+        return len(self.unlabelled)
+
+    def shuffle(self) -> None:
+        order = torch.randperm(len(self.unlabelled), generator=self.generator, device=self.unlabelled.device)
+        self.order = self.unlabelled[order]
+
+    def __call__(self, i: int) -> M2Batch:
+        self.labelled.order = torch.randperm(len(self.labels), generator=self.generator,
+                                             device=self.labels.device)[:self.labelled.B]
+        return M2Batch(super().__call__(i), self.labelled(0), self.labels[self.labelled.order], self.alpha)
+
+
+def validation_images(data: MNISTData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation split's images, binarised once with the test set's fixed seed, and their labels, on the CPU.
+    Shapes: -> (N_val, D), (N_val,)."""
+    where = split(data.train_y, cfg.labels, cfg.validation_share, cfg.seed).validation
+    x, y = data.train_x.cpu()[where], data.train_y.cpu()[where]
+    return binarise(x, torch.Generator().manual_seed(TEST_BINARISATION_SEED)), y
+
+
+def epoch_metrics(model: M2, data: MNISTData, cfg: TrainConfig) -> dict:
+    """After every epoch: the accuracy of q(y|x) on the validation split, what alpha and the budget are chosen on."""
+    return {"validation_accuracy": accuracy(model, *validation_images(data, cfg))}
+
+
+def final_metrics(model: M2, data: MNISTData, cfg: TrainConfig) -> dict:
+    """At the end of a run: the accuracy of q(y|x) on every test image and on the validation split, and the
+    labelled, validation and unlabelled counts and alpha the run used."""
+    parts = split(data.train_y, cfg.labels, cfg.validation_share, cfg.seed)
+    return {"test_accuracy": accuracy(model, data.test_x, data.test_y), **epoch_metrics(model, data, cfg),
+            "labels": len(parts.labelled), "n_validation": len(parts.validation),
+            "n_unlabelled": len(parts.unlabelled), "alpha": resolve_alpha(cfg, parts)}
+
+
+def figures(model: M2, data: MNISTData, history) -> dict:
+    """The run's figures: its training curves, and images drawn from the model."""
+    from . import plot
+
+    return {"elbo_history": plot.plot_history(history), "prior_samples": plot.plot_prior_samples(model)}
+
+
+registry.KINDS["m2"] = registry.Kind(build=M2, batches=M2Batches, loss=m2_loss, terms=unlabelled_terms,
+                                     record=epoch_metrics, final=final_metrics, figures=figures)
