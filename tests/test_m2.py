@@ -1,0 +1,242 @@
+"""vaelib.m2, the semi-supervised M2 of Kingma et al. (2014), each part against an independent reference:
+torch.distributions for the Bernoulli likelihood, the Gaussian KL and the categorical entropy and KL, an explicit
+loop over the labels, the exact log p(x) by quadrature; then the split of the labels and the command line."""
+
+import contextlib
+import io
+import json
+import math
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
+
+from vaelib import m2
+from vaelib.__main__ import main
+from vaelib.config import ModelConfig, TrainConfig
+from vaelib.exact import converged_log_px
+from vaelib.model import build_model, read_checkpoint, save_checkpoint
+from vaelib.train import train
+
+C = 10
+
+
+def small_model(z_dim=3, seed=0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(kind="m2", hidden=(32,), z_dim=z_dim))
+
+
+def reference_label_terms(model, x, eps):
+    """For each label c by a Python loop: log p(x|c, z_c) by torch.distributions.Bernoulli and
+    KL(q(z|x, c) || N(0, I)) by torch.distributions.kl_divergence, with z_c = mu_c + std_c * eps[c].
+    Shapes: (B, D), eps (C, B, L) -> two (C, B)."""
+    log_px_z, kl = [], []
+    for c in range(C):
+        y = F.one_hot(torch.full((len(x),), c), C).to(x.dtype)
+        h = model.encoder(torch.cat([x, y], -1))
+        q_z = Normal(model.mu_head(h), torch.exp(0.5 * model.logvar_head(h)))
+        z = q_z.loc + q_z.scale * eps[c]
+        log_px_z.append(Bernoulli(logits=model.decoder(torch.cat([z, y], -1))).log_prob(x).sum(-1))
+        kl.append(kl_divergence(q_z, Normal(torch.zeros_like(z), torch.ones_like(z))).sum(-1))
+    return torch.stack(log_px_z), torch.stack(kl)
+
+
+@pytest.fixture(scope="module")
+def x(sample_data):
+    return sample_data.test_x[:6]
+
+
+def test_the_batched_sum_over_labels_equals_a_loop_over_them(x):
+    model = small_model()
+    loss = m2.unlabelled_loss(model, x, torch.Generator().manual_seed(5))
+    eps = torch.randn((C, len(x), 3), generator=torch.Generator().manual_seed(5))  # the same draws
+    log_px_z, kl = reference_label_terms(model, x, eps)
+    q = Categorical(logits=model.classifier(x))
+    expected = sum(q.probs[:, c] * -(log_px_z[c] - math.log(C) - kl[c]) for c in range(C)) - q.entropy()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_the_entropy_is_the_categorical_one():
+    logits = torch.randn(50, C, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.1, 3.0, 40.0]).repeat(17)[:50, None]
+    torch.testing.assert_close(m2.entropy(logits), Categorical(logits=logits).entropy())
+
+
+def test_alpha_zero_without_labels_is_a_vae_whose_latent_is_the_pair_y_z(x):
+    """-U(x) is the ELBO of q(y, z|x) = q(y|x) q(z|x, y) against p(y) p(z): E_q(y)[E_q(z|x,y) log p(x|y, z)]
+    - KL(q(y|x) || p(y)) - E_q(y)[KL(q(z|x, y) || p(z))], each term from torch.distributions."""
+    model = small_model()
+    none = torch.zeros(0, dtype=torch.long)
+    loss, (neg_bound, kl_mean) = m2.m2_loss(model, m2.M2Batch(x, x[:0], none, 0.0), torch.Generator().manual_seed(2))
+    eps = torch.randn((C, len(x), 3), generator=torch.Generator().manual_seed(2))
+    log_px_z, kl_z = reference_label_terms(model, x, eps)
+    q_y = Categorical(logits=model.classifier(x))
+    kl_y = kl_divergence(q_y, Categorical(probs=torch.full((len(x), C), 1 / C)))
+    rate = (q_y.probs * kl_z.T).sum(-1) + kl_y
+    elbo = (q_y.probs * log_px_z.T).sum(-1) - rate
+    torch.testing.assert_close(loss, -elbo.mean())
+    torch.testing.assert_close(torch.stack([neg_bound, kl_mean]), torch.stack([-elbo.mean(), rate.mean()]).detach())
+
+
+def test_the_labelled_loss_adds_alpha_times_the_cross_entropy(x):
+    """With labels: the labelled loss is -ELBO(x, y) (log p(y) = -log 10 included) plus alpha times the
+    classifier's cross-entropy, the reference again by hand from torch.distributions."""
+    model, y = small_model(), torch.tensor([3, 1, 4, 1, 5, 9])
+    eps = torch.randn((len(x), 3), generator=torch.Generator().manual_seed(7))
+    log_px_z, kl = reference_label_terms(model, x, eps.expand(C, -1, -1))
+    picked = torch.arange(len(x))
+    neg_elbo = -(log_px_z[y, picked] - math.log(C) - kl[y, picked])
+    cross_entropy = -Categorical(logits=model.classifier(x)).log_prob(y)
+    for alpha in (0.0, 2.5):
+        loss = m2.labelled_loss(model, x, y, alpha, torch.Generator().manual_seed(7))
+        torch.testing.assert_close(loss, neg_elbo + alpha * cross_entropy)
+
+
+@pytest.fixture(scope="module")
+def trained_2d(sample_data):
+    """A 2-D M2 trained for 150 steps on the sample, so that its posteriors are narrower than the prior."""
+    cfg = TrainConfig(data="sample", steps=150, model=ModelConfig(kind="m2", hidden=(32,), z_dim=2), labels=100,
+                      progress=False)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    train(model, sample_data, cfg)
+    return model.eval()
+
+
+def test_the_unlabelled_bound_lies_below_the_exact_log_px(trained_2d, sample_data):
+    """log p(x) = log sum_y p(y) int p(x|y, z) p(z) dz, each integral by vaelib.exact's quadrature with the label
+    fixed; -U(x), averaged over 200 draws of z (its expectation is the bound), lies below it, and so does each
+    labelled bound ELBO(x, y) below log p(x, y)."""
+    model, x = trained_2d, sample_data.test_x[:5]
+
+    def log_px_z(label):
+        y = F.one_hot(torch.tensor(label), C).float()
+
+        def f(x, z):  # log p(x|y, z) of every image at every grid point: (N, D), (G, 2) -> (N, G)
+            logits = model.decode(z, y)
+            return x @ logits.T - F.softplus(logits).sum(-1)
+        return f
+
+    with torch.no_grad():
+        log_pxy = torch.stack([converged_log_px(log_px_z(c), x)[0] for c in range(C)]) - math.log(C)  # (C, N)
+        log_px = torch.logsumexp(log_pxy, 0)
+        generator = torch.Generator().manual_seed(0)
+        draws = torch.stack([-m2.unlabelled_loss(model, x, generator) for _ in range(200)])
+        labelled = torch.stack([m2.labelled_elbo(model, x, m2.all_labels(x), generator).elbo for _ in range(200)])
+    bound, se = draws.mean(0), draws.std(0) / math.sqrt(len(draws))
+    assert (bound < log_px + 3 * se).all() and (log_px - bound < 60).all(), (bound, log_px)
+    assert (labelled.mean(0) < log_pxy + 3 * labelled.std(0) / math.sqrt(200)).all()
+
+
+def test_a_checkpoint_round_trip_gives_the_same_outputs(trained_2d, x, tmp_path):
+    save_checkpoint(tmp_path / "m2.pt", trained_2d)
+    saved = read_checkpoint(tmp_path / "m2.pt")
+    assert saved["config"] == trained_2d.config
+    model = build_model(saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    assert isinstance(model, m2.M2)
+    torch.testing.assert_close(model.classify(x), trained_2d.classify(x), rtol=0, atol=0)
+    one, two = (m2.unlabelled_loss(m, x, torch.Generator().manual_seed(1)) for m in (model, trained_2d))
+    torch.testing.assert_close(one, two, rtol=0, atol=0)
+
+
+def test_no_function_moves_casts_or_changes_what_it_is_given(x):
+    model, y = small_model().double(), torch.tensor([3, 1, 4, 1, 5, 9])
+    x64 = x.double()
+    before, labels = x64.clone(), y.clone()
+    m2.unlabelled_loss(model, x64).sum().backward()
+    m2.labelled_loss(model, x64, y, 1.0).sum().backward()
+    m2.m2_loss(model, m2.M2Batch(x64, x64, y, 1.0))[0].backward()
+    assert 0 <= m2.accuracy(model, x64, y) <= 1 and model.training
+    assert m2.entropy(model.classify(x64)).dtype == torch.float64
+    assert all(p.dtype == torch.float64 and p.device.type == "cpu" for p in model.parameters())
+    assert torch.equal(x64, before) and x64.dtype == torch.float64 and torch.equal(y, labels)
+
+
+def test_the_labelled_draw_is_seeded_class_balanced_and_outside_the_validation_split(sample_data):
+    train_y = sample_data.train_y
+    parts = m2.split(train_y, 100, 1 / 6, seed=0)
+    again, other = m2.split(train_y, 100, 1 / 6, seed=0), m2.split(train_y, 100, 1 / 6, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(parts, again))
+    assert not torch.equal(parts.labelled, other.labelled) and not torch.equal(parts.validation, other.validation)
+    assert torch.equal(torch.bincount(train_y[parts.labelled], minlength=C), torch.full((C,), 10))
+    assert len(parts.validation) == round(len(train_y) / 6)
+    validation = set(parts.validation.tolist())
+    assert not validation & set(parts.labelled.tolist())
+    assert set(parts.unlabelled.tolist()) == set(range(len(train_y))) - validation  # the labelled ones included
+    assert torch.equal(torch.bincount(train_y[m2.split(train_y, 600, 1 / 6, 0).labelled]), torch.full((C,), 60))
+
+
+def run_cli(*args):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["train", "--data", "sample", "--hidden", "16", "--no-progress", *args])
+    return code, printed.getvalue()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--model", "m2", "--labels", "105"], "labels must be a positive multiple of 10.*--labels 100"),
+    (["--model", "m2", "--labels", "7000"], "digit .* has only .* use --labels .* or fewer"),
+    (["--labels", "100"], "add --model m2"),
+    (["--model", "m2"], "say how many with --labels N"),
+    (["--model", "m2", "--labels", "100", "--objective", "iwae"], "leave --objective and --beta"),
+])
+def test_bad_label_settings_are_refused_saying_what_to_do_and_write_nothing(tmp_path, capsys, args, says):
+    out = tmp_path / "r"
+    assert run_cli("--steps", "2", "--out", str(out), *args)[0] == 1
+    assert re.search(says, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_an_unknown_model_is_refused_with_the_known_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "m3", "--labels", "100"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'm3'" in err and "'vae', 'm2'" in err
+
+
+def test_train_help_offers_labels(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "--labels N" in shown and "--alpha" in shown and "{vae,m2}" in shown
+
+
+TINY = ["--model", "m2", "--labels", "100", "--z-dim", "2", "--seed", "3"]
+
+
+def test_a_tiny_run_writes_test_accuracy_and_resumes_where_it_would_have_ended(tmp_path, monkeypatch):
+    """70 steps on the sample (66 per epoch: 6,667 unlabelled images in batches of 100): metrics with the test
+    accuracy on every test image, validation accuracy after each epoch; then the same run stopped after its first
+    epoch and resumed ends with the very same weights."""
+    whole = tmp_path / "whole"
+    code, printed = run_cli("--steps", "70", "--out", str(whole), *TINY)
+    assert code == 0
+    metrics = json.loads((whole / "metrics.json").read_text())
+    assert metrics["n_test"] == 2000 and metrics["labels"] == 100 and 0 <= metrics["test_accuracy"] <= 1
+    assert len(metrics["history"]["metrics"]["validation_accuracy"]) == 2 and metrics["history"]["step"] == [66, 70]
+    assert "test accuracy (q(y|x))" in printed and f"{metrics['test_accuracy']:.4f}" in printed
+    assert "validation accuracy" in printed.split("results")[0]  # each epoch's line
+
+    import vaelib.train as training
+
+    class StopAfterFirstEpoch:  # as Ctrl-C would: the loop asks after every step
+        def __init__(self):
+            self.asked = 0
+
+        def is_set(self):
+            self.asked += 1
+            return self.asked > 66
+
+    monkeypatch.setattr(training, "deferred_interrupt", lambda: contextlib.nullcontext(StopAfterFirstEpoch()))
+    stopped = tmp_path / "stopped"
+    with pytest.raises(SystemExit):
+        run_cli("--steps", "70", "--out", str(stopped), *TINY)
+    monkeypatch.undo()
+    assert json.loads((stopped / "metrics.json").read_text())["complete"] is False
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--resume", str(stopped), "--no-progress"]) == 0
+    resumed, expected = (read_checkpoint(d / "model.pt")["state_dict"] for d in (stopped, whole))
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+    assert json.loads((stopped / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
