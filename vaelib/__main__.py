@@ -281,6 +281,9 @@ def cmd_evaluate(args) -> dict:
     device = pick_device(args.device)
     saved = read_checkpoint(args.model)
     model = load_checkpoint(args.model, saved=saved).to(device).eval()
+    if registry.KINDS[model.config.kind].terms is not None:
+        raise ValueError(f"evaluate scores models of the VAE protocol (vaelib.model.LatentVariableModel); a "
+                         f"{model.config.kind!r} model's test accuracy and bound are in its run's metrics.json")
     source = args.data or saved.get("data_source", "auto")
     data = load_mnist(source, args.data_dir)
     chosen = test_subset(len(data.test_x), args.limit)
