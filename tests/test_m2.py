@@ -181,6 +181,7 @@ def run_cli(*args):
     (["--labels", "100"], "add --model m2"),
     (["--model", "m2"], "say how many with --labels N"),
     (["--model", "m2", "--labels", "100", "--objective", "iwae"], "leave --objective and --beta"),
+    (["--model", "m2", "--labels", "100", "--arch", "conv"], "mlp network only.*--arch mlp"),
 ])
 def test_bad_label_settings_are_refused_saying_what_to_do_and_write_nothing(tmp_path, capsys, args, says):
     out = tmp_path / "r"
