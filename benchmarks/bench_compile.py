@@ -25,6 +25,7 @@ import torch
 os.environ.setdefault("VAELIB_ADAPT_THREADS", "0")  # the thread count is this benchmark's to fix
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_conv import shown_arguments  # noqa: E402
 from bench_step import full_or_sample  # noqa: E402
 
 from vaelib.config import ModelConfig  # noqa: E402
@@ -91,7 +92,7 @@ def main(argv=None) -> dict:
         print(f"block {block + 1}: eager {seen['eager'][-1]:,.0f}, compiled {seen['compiled'][-1]:,.0f} images/s",
               flush=True)
     paired = [c / e for c, e in zip(seen["compiled"], seen["eager"])]
-    result = {"command": "benchmarks/bench_compile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": "benchmarks/bench_compile.py " + shown_arguments(argv if argv is not None else sys.argv[1:]),
               "data": data.source, "threads": args.threads, "torch": torch.__version__,
               "compile_seconds": compile_seconds,
               "images_per_second": {name: statistics.median(v) for name, v in seen.items()},

@@ -10,11 +10,12 @@ for each image alone, found by gradient ascent from two starts (the encoder's ou
 moments), the better kept (vaelib.gaps.fit_local, 200 steps of 16 draws, scored with 1,000 draws).
 
 Models: vaelib.study.fit with notebook 8's settings (z of size 2, 6,000 Adam steps of 100 images, seeds 0, 1, 2);
-the MLP ones are notebook 7's committed models, the others are committed with the course (vaelib/pretrained).
-The quadrature on a convolutional decoder costs about 40 times the MLP's per grid point (bench_conv.py), which is
-why this runs here and not in the notebook. Each model's result is written as it finishes, to
-benchmarks/results/network_gaps/<arch>-<seed>.json; a finished one is not computed again; --collect gathers
-them into benchmarks/results/network_gaps.json.
+the MLP ones are notebook 7's committed models, and the others are committed in vaelib/pretrained too, so that
+notebook 12 loads the very models scored here. The quadrature on a convolutional decoder costs tens of times the
+MLP's per grid point (bench_conv.py, "grid points decoded per second"), which is why this runs here and not in
+the notebook. Each model's result is written as it finishes, to benchmarks/results/network_gaps/<arch>-<seed>.json;
+a finished one is not computed again unless it was scored on other numbers of images; --collect gathers them
+into benchmarks/results/network_gaps.json.
 
     VAELIB_DATA=/path/to/mnist-full python benchmarks/network_gaps.py [--only conv mlp-conv] [--seeds 0 1 2]
     python benchmarks/network_gaps.py --collect
@@ -85,7 +86,10 @@ def split_gaps(model, xs, exact) -> dict:
 def run_one(data, arch: str, seed: int) -> None:
     out = RUNS / f"{arch}-{seed}.json"
     if out.exists():
-        return
+        done = json.loads(out.read_text())
+        if len(done["scores"]["exact"]) == N_TEST and len(done["gaps"]["inference"]) == N_FIT:
+            return
+        print(f"{out.name} was scored on other numbers of images: scoring it again", flush=True)
     model, history = fit(data, ModelConfig(z_dim=2, arch=arch), STEPS, seed=seed)
     model.eval()
     pick, fit_pick = test_images(data)

@@ -4,6 +4,7 @@ stubs fail clearly. The wrong answers are written the way a student would write 
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +29,7 @@ CONV_CORRECT = [
     lambda n, k, s, p: int((n + 2 * p - k) / s) + 1,  # int() floors the non-negative numbers asked about
     lambda n, k, s, p: torch.tensor((n + 2 * p - k) // s + 1),
     lambda n, k, s, p: len(range(0, n + 2 * p - k + 1, s)),  # the kernel's positions, counted
+    lambda n, k, s, p: np.int64((n + 2 * p - k) // s + 1),  # NumPy's integers
 ]
 CONV_MISTAKES = [
     (lambda n, k, s, p: (n + 2 * p - k) // s, "forgets the +1"),
@@ -90,3 +92,13 @@ def test_no_message_gives_the_formula_away():
         for fn, _ in mistakes:
             message = check(fn).message
             assert "2 * padding" not in message and "// stride" not in message and "(side - 1)" not in message
+
+
+def test_the_checks_leave_the_global_random_generator_alone():
+    """Later cells draw from it: whether the exercise was done must not change what they draw."""
+    draws = []
+    for fn in (conv, stub):
+        torch.manual_seed(0)
+        check_conv_side(fn), check_transposed_side(transposed if fn is conv else stub)
+        draws.append(torch.rand(3))
+    assert torch.equal(*draws)

@@ -73,13 +73,29 @@ class ModelConfig:
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
-        self.channels = tuple(int(c) for c in self.channels)
+        self.channels = tuple(int(c) for c in (self.channels if isinstance(self.channels, (tuple, list))
+                                               else (self.channels,)))
         if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden + self.channels):
             raise ValueError(f"all sizes must be positive, got {self}")
         validate_choices(self)
+        self.refuse_unused_shapes()
         if self.flow_layers < 1 or self.prior_components < 1:
             raise ValueError(f"flow_layers and prior_components must be at least 1, got {self.flow_layers} "
                              f"and {self.prior_components}")
+
+
+    def refuse_unused_shapes(self) -> None:
+        """channels shape only a convolutional half, hidden only an MLP half: a setting no half uses would still
+        change the model's settings and key, so it is refused with what to do."""
+        if len(self.channels) != 2:
+            raise ValueError(f"channels takes two numbers, C1 and C2 (--channels 32 64), got {self.channels}")
+        default = {f.name: f.default for f in fields(ModelConfig) if f.name in ("hidden", "channels")}
+        if self.arch == "mlp" and self.channels != default["channels"]:
+            raise ValueError("channels shape a convolutional network: use them with --arch conv, conv-mlp or "
+                             "mlp-conv, or leave them out with --arch mlp")
+        if self.arch == "conv" and self.hidden != default["hidden"]:
+            raise ValueError("hidden sets an MLP's widths, and --arch conv has none: use --channels, or --arch "
+                             "conv-mlp or mlp-conv for one MLP half")
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """Convolutional encoder and decoder: `--arch conv`, and the two halves mixed with the MLP's.
 
-The shape of TensorFlow's CVAE tutorial and the Keras VAE example, mirrored: the encoder is two 3 x 3
-convolutions of stride 2 (28 x 28 -> 14 x 14 -> 7 x 7, with C1 and C2 channels, ModelConfig.channels) whose
-flattened output feeds the same mu and logvar heads as the MLP's; the decoder is a linear layer to C2 x 7 x 7
-and two 3 x 3 transposed convolutions of stride 2 back to one 28 x 28 channel of logits. Each layer but the
-last is followed by config.activation. A (transposed) convolution's output side is
+The encoder of TensorFlow's CVAE tutorial and the Keras VAE example, and a decoder that mirrors it: the encoder
+is two 3 x 3 convolutions of stride 2 (28 x 28 -> 14 x 14 -> 7 x 7, with C1 and C2 channels,
+ModelConfig.channels) whose flattened output feeds the same mu and logvar heads as the MLP's; the decoder is a
+linear layer to C2 x 7 x 7 and two 3 x 3 transposed convolutions of stride 2 back to one 28 x 28 channel of
+logits. Each layer but the last is followed by config.activation. The tutorials' decoders end otherwise: their
+second transposed convolution keeps C1 channels, and a third, of stride 1, makes the logits. Here the stride-2
+layer makes them, so neighbouring logits are summed from 1, 2 or 4 kernel taps in a checkerboard pattern; the
+smaller decoder is the one notebook 12 measures. A (transposed) convolution's output side is
 
     conv:             out = floor((in + 2 p - k) / s) + 1
     transposed conv:  out = (in - 1) s - 2 p + k + output_padding
@@ -79,12 +82,20 @@ class ConvDecoder(nn.Module):
         return self.net(z).reshape(*z.shape[:-1], -1)  # (N, 1, 28, 28) back to the caller's leading dimensions
 
 
+class ConvEncoder(nn.Sequential):
+    """x (..., D) -> features (..., C2 * 7 * 7): two convolutions of stride 2, each followed by the activation.
+    The leading dimensions are folded into one batch and unfolded after, as the MLP's Linear layers keep them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 def conv_encoder(config) -> tuple[nn.Module, int]:
-    """x (B, D) -> features (B, C2 * 7 * 7): two convolutions of stride 2, each followed by the activation."""
+    """The encoder and the width of its features, C2 * 7 * 7."""
     side, (c1, c2), act = image_side(config), config.channels, ACTIVATIONS[config.activation]
     small = conv_out(conv_out(side))
-    return nn.Sequential(Unflatten(1, side), nn.Conv2d(1, c1, KERNEL, STRIDE, PADDING), act(),
-                         nn.Conv2d(c1, c2, KERNEL, STRIDE, PADDING), act(), nn.Flatten()), c2 * small * small
+    return ConvEncoder(Unflatten(1, side), nn.Conv2d(1, c1, KERNEL, STRIDE, PADDING), act(),
+                       nn.Conv2d(c1, c2, KERNEL, STRIDE, PADDING), act(), nn.Flatten()), c2 * small * small
 
 
 registry.NETWORKS["conv"] = registry.Network(encoder=conv_encoder, decoder=ConvDecoder)

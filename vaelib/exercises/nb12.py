@@ -1,16 +1,17 @@
 """Checkers for Notebook 12, the network: the side of a convolution's output and of a transposed convolution's.
 
-The reference is PyTorch itself: nn.Conv2d and nn.ConvTranspose2d run on an input of each size, over many
-combinations of side, kernel, stride and padding; each known mistake is recognised by the formula a student
-would write for it.
+The reference is PyTorch itself: F.conv2d and F.conv_transpose2d (what nn.Conv2d and nn.ConvTranspose2d run), on
+inputs of many combinations of side, kernel, stride and padding; each known mistake is recognised by the formula
+a student would write for it, which gives every answer the student's function gives.
 """
 
 from __future__ import annotations
 
 import itertools
+import numbers
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from .core import CheckResult, Fail, call, report
 
@@ -26,12 +27,14 @@ def transposed_side(side: int, kernel: int, stride: int, padding: int, output_pa
 
 
 def measured_conv(side, kernel, stride, padding) -> int:
-    return nn.Conv2d(1, 1, kernel, stride, padding)(torch.zeros(1, 1, side, side)).shape[-1]
+    """The side F.conv2d gives (zero weights: no random draw, so the check leaves the global generator alone)."""
+    return F.conv2d(torch.zeros(1, 1, side, side), torch.zeros(1, 1, kernel, kernel), None, stride, padding).shape[-1]
 
 
 def measured_transposed(side, kernel, stride, padding, output_padding) -> int:
-    layer = nn.ConvTranspose2d(1, 1, kernel, stride, padding, output_padding=output_padding)
-    return layer(torch.zeros(1, 1, side, side)).shape[-1]
+    """The side F.conv_transpose2d gives, as nn.ConvTranspose2d computes it."""
+    return F.conv_transpose2d(torch.zeros(1, 1, side, side), torch.zeros(1, 1, kernel, kernel), None, stride,
+                              padding, output_padding).shape[-1]
 
 
 CONV_CASES = [case for case in itertools.product((28, 14, 7, 9), (3, 4, 5), (1, 2, 3), (0, 1, 2))
@@ -45,10 +48,12 @@ def _integer(value, case) -> int:
         value = value.item()
     if isinstance(value, float):
         if not value.is_integer():
-            raise Fail(f"returned {value} for side, kernel, stride, padding = {case}: a side is a whole number of "
-                       "pixels; what does a stride that does not divide evenly leave over?")
+            raise Fail(f"returned {value} for the arguments {case}: a side is a whole number of pixels; what does "
+                       "a stride that does not divide evenly leave over?")
         value = int(value)
-    if not isinstance(value, int):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # NumPy's integers too
+    if not isinstance(value, int) or isinstance(value, bool):
         raise Fail(f"returned a {type(value).__name__}; return the side as an int")
     return value
 
