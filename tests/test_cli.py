@@ -15,6 +15,8 @@ from vaelib.__main__ import main
 from vaelib.config import ModelConfig
 from vaelib.model import VAE, load_checkpoint, save_checkpoint
 
+PLAIN_HISTORY = ["epoch", "step", "train_neg_elbo", "train_kl", "test_neg_elbo", "test_kl", "train_seconds",
+                 "train_images"]  # a plain VAE's history, as written before History.metrics existed
 KEYS = {"data_source", "n_train", "n_test", "epochs", "steps", "train_neg_elbo", "test_neg_elbo", "iwae_k",
         "test_neg_log_px_iwae", "train_seconds", "train_images_per_second", "device", "torch_version", "seed"}
 
@@ -40,6 +42,7 @@ def test_train_writes_metrics_weights_and_figures(run_dir):
     assert KEYS <= metrics.keys()
     assert metrics["data_source"] == "sample" and metrics["steps"] == 40 and metrics["n_test"] == 2000
     assert metrics["test_neg_log_px_iwae"] <= metrics["test_neg_elbo"] + 1.0  # IWAE_5 >= ELBO, up to MC noise
+    assert list(metrics["history"]) == PLAIN_HISTORY  # no empty "metrics": the file reads as it always did
     names = {"elbo_history", "reconstructions", "prior_samples", "latent_grid", "embedding"}
     assert {p.stem for p in run_dir.glob("*.png")} == names
     torch.load(run_dir / "model.pt", weights_only=True)
@@ -162,14 +165,16 @@ def test_the_run_folder_is_saved_after_every_epoch(tmp_path, monkeypatch):
     after each one."""
     import vaelib.__main__ as cli
 
-    seen = []
+    seen, histories = [], []
     real = cli.write_run
     monkeypatch.setattr(cli, "write_run", lambda out, model, state, **kw: (
         seen.append((json.loads((out / "metrics.json").read_text())["complete"] if (out / "metrics.json").exists()
-                     else None, state.get("step"))), real(out, model, state, **kw)))
+                     else None, state.get("step"))), histories.append(list(state["history"])),
+        real(out, model, state, **kw)))
     assert main(["train", "--data", "sample", "--steps", "170", "--hidden", "8", "--iwae-k", "2",
                  "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     assert [step for _, step in seen] == [80, 160, 170, None]  # three epoch ends, then the finished run
+    assert histories == [PLAIN_HISTORY] * 4  # train_state.pt's and metrics.json's, as before History.metrics
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path, run_dir, capsys):

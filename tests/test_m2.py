@@ -182,12 +182,91 @@ def run_cli(*args):
     (["--model", "m2"], "say how many with --labels N"),
     (["--model", "m2", "--labels", "100", "--objective", "iwae"], "leave --objective and --beta"),
     (["--model", "m2", "--labels", "100", "--arch", "conv"], "mlp network only.*--arch mlp"),
+    (["--model", "m2", "--labels", "100", "--arch", "mlp-conv"], "mlp network only.*--arch mlp"),
+    (["--model", "m2", "--labels", "100", "--channels", "8", "8"], "does not use.*leave --channels out"),
+    (["--model", "m2", "--labels", "100", "--posterior", "planar"], r"Gaussian q\(z\|x, y\).*leave --posterior out"),
+    (["--model", "m2", "--labels", "100", "--flow-layers", "2"], "planar flow.*leave --flow-layers out"),
+    (["--model", "m2", "--labels", "100", "--prior", "vamp"], r"p\(z\) = N\(0, I\), got prior 'vamp'.*leave --prior"),
+    (["--model", "m2", "--labels", "100", "--prior", "mog"], r"p\(z\) = N\(0, I\), got prior 'mog'.*leave --prior"),
+    (["--model", "m2", "--labels", "100", "--prior-components", "5"], "leave --prior-components out"),
+    (["--model", "m2", "--labels", "100", "--validation-share", "0.000001"],
+     "holds out 0 of the 8,000 training images.*at least 100: use --validation-share 0.013 or more"),
+    (["--model", "m2", "--labels", "100", "--validation-share", "0.01"], "holds out 80 of the 8,000"),
 ])
 def test_bad_label_settings_are_refused_saying_what_to_do_and_write_nothing(tmp_path, capsys, args, says):
     out = tmp_path / "r"
     assert run_cli("--steps", "2", "--out", str(out), *args)[0] == 1
     assert re.search(says, capsys.readouterr().err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("setting", [dict(prior="vamp"), dict(prior="mog"), dict(posterior="planar"),
+                                     dict(flow_layers=8), dict(prior_components=3), dict(arch="conv"),
+                                     dict(channels=(8, 8))])
+def test_settings_m2_would_ignore_are_refused_in_python_too(setting):
+    """Not only on the command line: ModelConfig itself refuses them, so neither TrainConfig nor build_model
+    can make an M2 whose checkpoint names a prior, posterior or network it does not have."""
+    with pytest.raises(ValueError, match="leave --|use --arch mlp"):
+        ModelConfig(kind="m2", **setting)
+    ModelConfig(**setting)  # the VAE takes them
+    with pytest.raises(ValueError, match="kind 'm2'"):
+        m2.M2(ModelConfig(**setting))
+
+
+def test_a_too_small_validation_split_is_refused_before_any_step(sample_data):
+    """A share that holds out no image (or too few) would crash, or mean nothing, at the first epoch's end:
+    train refuses it before the first step, and the weights are untouched."""
+    model = small_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(data="sample", steps=5, model=model.config, labels=100, validation_share=1e-6, progress=False)
+    with pytest.raises(ValueError, match="holds out 0 of the 8,000 training images"):
+        train(model, sample_data, cfg)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert len(m2.split(sample_data.train_y, 100, 100 / 8000, 0).validation) == 100  # the least allowed
+
+
+def test_each_labelled_batch_carries_its_own_images_labels():
+    """Synthetic images whose pixels say their class and their position: class c sets pixel c, and pixels 10 to 25
+    write the position in binary, grey levels 0 or 1 (so binarising keeps them). Every labelled batch's labels must
+    be the classes its images show, and its images the split's labelled ones, over two epochs' shuffles."""
+    n, bits = 2000, 16
+    generator = torch.Generator().manual_seed(0)
+    train_y = torch.randint(C, (n,), generator=generator)
+    position = torch.arange(n)
+    train_x = torch.zeros(n, 784)
+    train_x[position, train_y] = 1.0
+    train_x[:, C:C + bits] = ((position[:, None] >> torch.arange(bits)) & 1).float()
+    data = m2.MNISTData(train_x, train_y, train_x[:10], train_y[:10], "sample", "synthetic")
+    cfg = TrainConfig(data="sample", batch_size=20, model=ModelConfig(kind="m2"), labels=50, progress=False)
+    batches = m2.M2Batches(data, cfg, torch.Generator().manual_seed(1))
+    labelled = set(m2.split(train_y, 50, cfg.validation_share, cfg.seed).labelled.tolist())
+    steps, seen = len(batches) // cfg.batch_size, set()
+    for epoch in range(2):
+        batches.shuffle()
+        for i in range(steps if epoch == 0 else 5):
+            batch = batches(i)
+            x = batch.x_labelled
+            assert len(x) == 20 and torch.equal(x[:, :C].sum(-1), torch.ones(20))  # one class pixel each
+            assert torch.equal(x[:, :C].argmax(-1), batch.y), (epoch, i)
+            where = (x[:, C:C + bits].long() << torch.arange(bits)).sum(-1)
+            assert set(where.tolist()) <= labelled and torch.equal(train_y[where], batch.y)
+            seen |= set(where.tolist())
+    assert seen == labelled  # every labelled image was drawn
+
+
+def test_sample_draws_labels_and_codes_on_the_generators_device():
+    """The same images for a seed as drawing y, then z, from that generator by hand; and, with CUDA here, a CUDA
+    generator works for a model on either device."""
+    model = small_model()
+    got = model.sample(7, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    y = torch.randint(C, (7,), generator=generator)
+    z = torch.randn(7, 3, generator=generator)
+    torch.testing.assert_close(got, torch.sigmoid(model.decode(z, F.one_hot(y, C).float())).detach())
+    if torch.cuda.is_available():
+        for device in ("cpu", "cuda"):
+            drawn = model.to(device).sample(7, torch.Generator("cuda").manual_seed(4))
+            assert drawn.shape == (7, 784) and drawn.device.type == device
 
 
 def test_an_unknown_model_is_refused_with_the_known_ones(capsys):
@@ -207,7 +286,8 @@ def test_train_help_offers_labels(capsys):
 TINY = ["--model", "m2", "--labels", "100", "--z-dim", "2", "--seed", "3"]
 
 
-def test_a_tiny_run_writes_test_accuracy_and_resumes_where_it_would_have_ended(tmp_path, monkeypatch):
+def test_a_tiny_run_writes_test_accuracy_and_resumes_where_it_would_have_ended(tmp_path, monkeypatch, capsys,
+                                                                               sample_data):
     """70 steps on the sample (66 per epoch: 6,667 unlabelled images in batches of 100): metrics with the test
     accuracy on every test image, validation accuracy after each epoch; then the same run stopped after its first
     epoch and resumed ends with the very same weights."""
@@ -215,7 +295,16 @@ def test_a_tiny_run_writes_test_accuracy_and_resumes_where_it_would_have_ended(t
     code, printed = run_cli("--steps", "70", "--out", str(whole), *TINY)
     assert code == 0
     metrics = json.loads((whole / "metrics.json").read_text())
-    assert metrics["n_test"] == 2000 and metrics["labels"] == 100 and 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["n_test"] == 2000 and metrics["labels"] == 100
+    checkpoint = read_checkpoint(whole / "model.pt")  # the test accuracy again, from the saved model
+    saved = build_model(checkpoint["config"])
+    saved.load_state_dict(checkpoint["state_dict"])
+    with torch.no_grad():
+        right = sum((saved.classify(x).argmax(-1) == y).sum().item()
+                    for x, y in zip(sample_data.test_x.split(1000), sample_data.test_y.split(1000)))
+    assert metrics["test_accuracy"] == right / 2000 and right > 2000 / C  # above chance after 70 steps
+    assert main(["evaluate", str(whole / "model.pt")]) == 1  # its numbers are here, not evaluate's
+    assert "vaelib.registry.Kind.evaluates" in capsys.readouterr().err
     assert len(metrics["history"]["metrics"]["validation_accuracy"]) == 2 and metrics["history"]["step"] == [66, 70]
     assert "test accuracy (q(y|x))" in printed and f"{metrics['test_accuracy']:.4f}" in printed
     assert "validation accuracy" in printed.split("results")[0]  # each epoch's line

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -288,3 +289,24 @@ def test_an_interrupted_and_resumed_variant_run_ends_with_the_weights_of_an_unin
     resumed = VAE(cfg.model)
     train(resumed, sample_data, cfg, resume=stopped.value.state)
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
+
+
+def test_a_history_is_written_without_an_empty_metrics_key_and_read_with_or_without_one(tmp_path):
+    """A plain VAE's history.json is as it was before History.metrics existed; a labelled model's keeps its
+    metrics; both read back (vaelib.runs.save and load, and History(**json))."""
+    from vaelib import runs
+    from vaelib.train import History
+
+    plain = History(epoch=[1.0], step=[10], train_neg_elbo=[200.0], train_kl=[5.0], test_neg_elbo=[201.0],
+                    test_kl=[5.1], train_seconds=1.5, train_images=1000)
+    assert "metrics" not in plain.asdict() and plain.asdict() == {k: v for k, v in asdict(plain).items()
+                                                                   if k != "metrics"}
+    labelled = History(**{**plain.asdict(), "metrics": {"validation_accuracy": [0.5]}})
+    assert labelled.asdict()["metrics"] == {"validation_accuracy": [0.5]}
+    model = VAE()
+    for name, history in (("plain", plain), ("labelled", labelled)):
+        runs.save(tmp_path / name, {"name": name}, model, history, name)
+        written = json.loads((tmp_path / name / "history.json").read_text())
+        assert ("metrics" in written) == (name == "labelled")
+        assert History(**written) == history
+        assert runs.load(tmp_path / name, {"name": name})[1] == history

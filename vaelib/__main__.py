@@ -172,7 +172,7 @@ def run(model, data, cfg: TrainConfig, out: Path, origin: dict, resume: dict | N
         write_run(out, model, {**state, "origin": origin}, complete=False)
         if not cfg.progress:
             h, bound = state["history"], f"-IWAE_{cfg.iwae_train_k}" if cfg.objective == "iwae" else "-ELBO"
-            extra = "".join(f", {name.replace('_', ' ')} {values[-1]:.4f}" for name, values in h["metrics"].items())
+            extra = "".join(f", {name.replace('_', ' ')} {values[-1]:.4f}" for name, values in h.get("metrics", {}).items())
             print(f"epoch {h['epoch'][-1]:g}: train {bound} {h['train_neg_elbo'][-1]:.2f}, test -ELBO "
                   f"{h['test_neg_elbo'][-1]:.2f} (KL {h['test_kl'][-1]:.2f}) nats per image{extra}", flush=True)
 
@@ -189,7 +189,7 @@ def run(model, data, cfg: TrainConfig, out: Path, origin: dict, resume: dict | N
     except KeyboardInterrupt:
         raise SystemExit(f"\ninterrupted while scoring the trained model; {out}/model.pt holds it. Finish with: "
                          f"python -m vaelib train --resume {out}") from None
-    write_run(out, model, {"history": asdict(history), "config": asdict(cfg), "origin": origin}, metrics=metrics)
+    write_run(out, model, {"history": history.asdict(), "config": asdict(cfg), "origin": origin}, metrics=metrics)
     figures = save_figures(model, data, history, out)
     print(results_block(metrics, out, figures))
     return metrics
@@ -243,10 +243,11 @@ def run_metrics(model, data, cfg: TrainConfig, history, device) -> dict:
         "test_kl": history.test_kl[-1], **scores,
         "iwae_seconds" if final is None else "final_seconds": time.perf_counter() - started,
         "train_seconds": history.train_seconds,
+        # B images per step over the optimiser's seconds; for M2 the unlabelled batch's images only (vaelib.m2)
         "train_images_per_second": history.train_images / history.train_seconds,
         "device": str(device), "torch_version": torch.__version__, "vaelib_version": __version__,
         "seed": cfg.seed, "config": {**asdict(cfg), "device": str(device)},
-        "history": asdict(history),
+        "history": history.asdict(),
     }
 
 
@@ -281,9 +282,10 @@ def cmd_evaluate(args) -> dict:
     device = pick_device(args.device)
     saved = read_checkpoint(args.model)
     model = load_checkpoint(args.model, saved=saved).to(device).eval()
-    if registry.KINDS[model.config.kind].terms is not None:
+    if not registry.KINDS[model.config.kind].evaluates:
         raise ValueError(f"evaluate scores models of the VAE protocol (vaelib.model.LatentVariableModel); a "
-                         f"{model.config.kind!r} model's test accuracy and bound are in its run's metrics.json")
+                         f"{model.config.kind!r} model is not one (vaelib.registry.Kind.evaluates): its numbers, "
+                         f"test accuracy and bound for M2, are in its run's metrics.json")
     source = args.data or saved.get("data_source", "auto")
     data = load_mnist(source, args.data_dir)
     chosen = test_subset(len(data.test_x), args.limit)

@@ -3,8 +3,9 @@ generative models", registered as the model kind "m2" (`python -m vaelib train -
 
 Generative model: p(y) = 1/C uniform over the C = 10 digits, p(z) = N(0, I), p(x|y, z) Bernoulli with logits from
 a decoder on [z, onehot(y)]. Inference model: a classifier q(y|x) = softmax(logits(x)) and an encoder
-q(z|x, y) = N(mu, diag(exp(logvar))) on [x, onehot(y)]. The networks are ModelConfig.arch's, built for the wider
-inputs. Two bounds [Kingma et al. 2014, eqs. 6 and 7]:
+q(z|x, y) = N(mu, diag(exp(logvar))) on [x, onehot(y)]. The networks are the MLP's, built for the wider inputs;
+ModelConfig refuses, for kind m2, any other network, prior, posterior or their settings (refuse_m2_mismatches).
+Two bounds [Kingma et al. 2014, eqs. 6 and 7]:
 
     labelled     log p(x, y) >= E_q(z|x,y)[log p(x|y, z)] + log p(y) - KL(q(z|x, y) || p(z)) = ELBO(x, y) = -L(x, y)
     unlabelled   log p(x)    >= sum_y q(y|x) ELBO(x, y) + H(q(y|x)) = -U(x)
@@ -16,11 +17,14 @@ cross-entropy on the labelled images, weighted by alpha (`labelled_loss`, and Tr
 Training (`Split`, `M2Batches`, `m2_loss`): a seeded, class-balanced draw of the labelled images from the training
 set less a seeded validation split; every step takes a batch of the unlabelled images (every training image outside
 the validation split, the labelled ones included with their labels hidden) and a batch of the labelled ones.
+The run's images/s (metrics.json's train_images_per_second) counts the unlabelled images alone: not the labelled
+batch, nor the C decoder passes per unlabelled image, so it does not compare with a VAE's.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -48,8 +52,8 @@ class M2(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig(kind="m2")
-        if config.arch != "mlp":  # the encoder and decoder take [x, onehot(y)] and [z, onehot(y)]: flat vectors
-            raise ValueError(f"model 'm2' is built on the mlp network only, got arch {config.arch!r}: use --arch mlp")
+        if config.kind != "m2":
+            raise ValueError(f"M2 is built from a ModelConfig of kind 'm2', got {config.kind!r}")
         network = registry.NETWORKS[config.arch]
         features, width = network.encoder(config)  # built in this order: the order draws the initial weights
         self.classifier = nn.Sequential(features, nn.Linear(width, C))
@@ -74,9 +78,11 @@ class M2(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixel probabilities for n draws y ~ p(y), z ~ p(z). Shape: (n, D)."""
+        """Pixel probabilities for n draws y ~ p(y), z ~ p(z), both made on the generator's device (as
+        StandardNormal.sample does: the same draws for a seed on every device). Shape: (n, D)."""
         device = next(self.parameters()).device
-        y = torch.randint(C, (n,), generator=generator).to(device)
+        drawn_on = generator.device if generator is not None else "cpu"
+        y = torch.randint(C, (n,), generator=generator, device=drawn_on).to(device)
         z = self.prior.sample(n, generator).to(device)
         return torch.sigmoid(self.decode(z, F.one_hot(y, C).to(z.dtype)))
 
@@ -139,12 +145,22 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """-ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers) [Kingma et al. 2014, eq. 9].
 
-    The paper (Sec. 3.1.2, eq. 9) trains on J^alpha = J + alpha E_{p~l(x,y)}[-log q(y|x)], J the sum of L(x, y)
-    over the labelled data and of U(x) over the unlabelled data, alpha weighing generative against purely
-    discriminative learning; it sets alpha = 0.1 N in all its experiments. We take means per step (m2_loss): mean U
-    over an unlabelled batch plus the mean of this loss over a labelled batch. alpha = TrainConfig.alpha, by default
-    0.1 N_unlabelled / N_labelled (resolve_alpha), our reading of the paper's 0.1 N for per-batch means, as common
-    reimplementations read it; it is a setting to choose on the validation split.
+    What the paper trains on (Sec. 3.1.2, eq. 9), with N_l labelled and N_u unlabelled images:
+        J^alpha = sum_l L(x, y) + sum_u U(x) + alpha_paper E_l[-log q(y|x)]
+                = sum_l L(x, y) + sum_u U(x) + (alpha_paper / N_l) sum_l CE(x, y),    alpha_paper = 0.1 N.
+    What we train on is NOT that objective rescaled. Each step takes the mean of U over an unlabelled batch plus the
+    mean of this loss over a labelled batch (m2_loss); over an epoch of N_u / B steps that is, times B,
+        sum_u U(x) + (N_u / N_l) sum_l L(x, y) + alpha (N_u / N_l) sum_l CE(x, y)
+    (in expectation: N_u / B steps, each drawing a labelled image with probability B_l / N_l and weighting it
+    1 / B_l). Relative to eq. 9, the labelled bound L is weighted N_u / N_l times as much: 500 times for 100 labels
+    and 50,000 unlabelled images. This is the common reimplementation: semi-supervised-pytorch pairs every
+    unlabelled batch with a labelled one, takes both means and uses alpha = 0.1 N_u / N_l, as we do. (Pyro's ss-vae
+    example differs: it visits each labelled batch once per epoch, so its L has eq. 9's weight, and it weights
+    the classifier's term by its own aux_loss_multiplier.)
+    alpha = TrainConfig.alpha, by default 0.1 N_u / N_l (resolve_alpha; 50 for 100 labels). In those terms it keeps
+    the paper's ratio of CE to L per labelled image (0.1 N / N_l with N = N_u); the ratio of CE to U is N_u / N_l
+    times the paper's, and in eq. 9's own terms our default is alpha_paper = 0.1 N_u^2 / N_l, with L up-weighted
+    as above. It is a setting to choose on the validation split.
     Shapes: (B, D), (B,) -> (B,).
     """
     cross_entropy = F.cross_entropy(model.classify(x), y, reduction="none")
@@ -186,14 +202,22 @@ class Split(NamedTuple):
     unlabelled: torch.Tensor  # (N_train - N_val,): every image outside the validation split
 
 
+MIN_VALIDATION = 100  # images: fewer give a validation accuracy too coarse to choose alpha or the budget on
+
+
 def split(train_y: torch.Tensor, labels: int, validation_share: float, seed: int) -> Split:
     """A seeded split of the training set: round(share N) validation images at random, then labels / C images of
     each class drawn at random from the rest; the unlabelled set is the whole rest. The same seed gives the same
-    images. Shapes: (N,) -> Split."""
+    images. A share that holds out fewer than MIN_VALIDATION images is refused. Shapes: (N,) -> Split."""
+    n_val = round(validation_share * len(train_y))
+    if n_val < MIN_VALIDATION:
+        share = math.ceil(MIN_VALIDATION / len(train_y) * 1000) / 1000
+        raise ValueError(f"validation_share {validation_share:g} holds out {n_val} of the {len(train_y):,} training "
+                         f"images; the validation accuracy needs at least {MIN_VALIDATION}: use --validation-share "
+                         f"{share:g} or more (the default 1/6 holds out {round(len(train_y) / 6):,})")
     generator = torch.Generator().manual_seed(seed + SPLIT_SEED)
     y = train_y.cpu()
     order = torch.randperm(len(y), generator=generator)
-    n_val = round(validation_share * len(y))
     validation, rest = order[:n_val], order[n_val:]
     counts = torch.bincount(y[rest], minlength=C)
     if labels // C > counts.min():
@@ -235,12 +259,24 @@ class M2Batches(Batches):
         return M2Batch(super().__call__(i), self.labelled(0), self.labels[self.labelled.order], self.alpha)
 
 
+_validation: dict[int, tuple[weakref.ref, dict]] = {}  # id(train_x): (a weak reference to it, {settings: images})
+
+
 def validation_images(data: MNISTData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The validation split's images, binarised once with the test set's fixed seed, and their labels, on the CPU.
-    Shapes: -> (N_val, D), (N_val,)."""
-    where = split(data.train_y, cfg.labels, cfg.validation_share, cfg.seed).validation
-    x, y = data.train_x.cpu()[where], data.train_y.cpu()[where]
-    return binarise(x, torch.Generator().manual_seed(TEST_BINARISATION_SEED)), y
+    Made once per training set and split settings (kept while data.train_x lives): only the validation images are
+    copied from the device. Shapes: -> (N_val, D), (N_val,)."""
+    images = id(data.train_x)
+    held = _validation.get(images)
+    if held is None or held[0]() is not data.train_x:  # dropped when train_x is freed
+        held = _validation[images] = (weakref.ref(data.train_x, lambda _: _validation.pop(images, None)), {})
+    made, settings = held[1], (cfg.labels, cfg.validation_share, cfg.seed)
+    if settings not in made:
+        where = split(data.train_y, cfg.labels, cfg.validation_share, cfg.seed).validation
+        x = data.train_x[where.to(data.train_x.device)].cpu()
+        y = data.train_y[where.to(data.train_y.device)].cpu()
+        made[settings] = binarise(x, torch.Generator().manual_seed(TEST_BINARISATION_SEED)), y
+    return made[settings]
 
 
 def epoch_metrics(model: M2, data: MNISTData, cfg: TrainConfig) -> dict:
@@ -265,4 +301,5 @@ def figures(model: M2, data: MNISTData, history) -> dict:
 
 
 registry.KINDS["m2"] = registry.Kind(build=M2, batches=M2Batches, loss=m2_loss, terms=unlabelled_terms,
-                                     record=epoch_metrics, final=final_metrics, figures=figures)
+                                     record=epoch_metrics, final=final_metrics, figures=figures,
+                                     evaluates=False)

@@ -13,6 +13,9 @@ protocol; each hook it leaves at None is the VAE's:
   record   numbers after every epoch, kept in History.metrics (M2: validation accuracy);
   final    numbers at the end of a run, in metrics.json, in place of the IWAE estimate of log p(x) (test accuracy);
   figures  the run's figures.
+And a flag: `evaluates`, whether `python -m vaelib evaluate` scores the kind's models. It computes the IWAE
+estimate of log p(x) and the exact log p(x) by quadrature, which take a LatentVariableModel's q(z|x), p(x|z) and
+p(z); M2's q(z|x, y) and p(x|y, z) need a label, so M2 says False (its numbers are in its run's metrics.json).
 The bounds, the quadrature, the gap fits and the plots still take only LatentVariableModels.
 """
 
@@ -39,6 +42,7 @@ class Kind:
     record: Callable | None = None  # (model, data, TrainConfig) -> {name: number}, after every epoch
     final: Callable | None = None  # (model, data, TrainConfig) -> {name: number}, at the end of a run
     figures: Callable | None = None  # (model, data, History) -> {name: matplotlib figure}
+    evaluates: bool = True  # False: `evaluate` refuses its models, which are not LatentVariableModels
 
 
 NETWORKS: dict[str, Network] = {}

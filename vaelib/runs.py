@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -84,7 +83,7 @@ def load(folder: Path, settings: dict) -> tuple[nn.Module, History] | None:
 def save(folder: Path, settings: dict, model: nn.Module, history: History, label: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(folder / "model.pt", model)  # CPU copies of the weights; the model stays where it is
-    (folder / "history.json").write_text(json.dumps(asdict(history)))
+    (folder / "history.json").write_text(json.dumps(history.asdict()))
     text = json.dumps({"label": label, "settings": canonical(settings)}, indent=1, sort_keys=True)
     (folder / "settings.json").write_text(text + "\n")
 

@@ -54,12 +54,21 @@ class History:
     test_neg_elbo: list[float] = field(default_factory=list)  # the whole test set, nats per image
     test_kl: list[float] = field(default_factory=list)
     train_seconds: float = 0.0  # wall time of the optimiser steps alone, evaluation excluded
-    train_images: int = 0
+    train_images: int = 0  # images the steps trained on, B per step: for M2 the unlabelled ones only (vaelib.m2)
     metrics: dict = field(default_factory=dict)  # {name: one value per record}: the model kind's own (Kind.record)
 
     def record(self, **values):
         for key, value in values.items():
             getattr(self, key).append(value)
+
+    def asdict(self) -> dict:
+        """The history as written to history.json, metrics.json and train_state.pt: dataclasses.asdict, less
+        `metrics` when it is empty, so that a plain VAE's files read exactly as before the key existed. History(**d)
+        reads files with or without it."""
+        written = asdict(self)
+        if not written["metrics"]:
+            del written["metrics"]
+        return written
 
 
 def make_optimizer(model: torch.nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
@@ -185,7 +194,7 @@ class Run:
                 "config": asdict(self.cfg), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "generator": self.generator.get_state(), "order": self.batches.order,
-                "terms": self.terms[last:self.step].cpu(), "seconds": self.seconds, "history": asdict(self.history)}
+                "terms": self.terms[last:self.step].cpu(), "seconds": self.seconds, "history": self.history.asdict()}
 
     def restore(self, state: dict) -> None:
         if state["total"] != self.total or settings(state["config"]) != settings(asdict(self.cfg)):
@@ -310,7 +319,7 @@ def save_course_model(model: torch.nn.Module, histories: dict[str, History], **e
     run = course_run_dir()
     run.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run / "model.pt", model, **extra)  # CPU copies of the weights; the model stays put
-    (run / "history.json").write_text(json.dumps({name: asdict(h) for name, h in histories.items()}))
+    (run / "history.json").write_text(json.dumps({name: h.asdict() for name, h in histories.items()}))
     return run
 
 
