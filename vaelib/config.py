@@ -78,12 +78,12 @@ class ModelConfig:
         if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden + self.channels):
             raise ValueError(f"all sizes must be positive, got {self}")
         validate_choices(self)
-        self.refuse_unused_shapes()
         if self.flow_layers < 1 or self.prior_components < 1:
             raise ValueError(f"flow_layers and prior_components must be at least 1, got {self.flow_layers} "
                              f"and {self.prior_components}")
         if self.kind == "m2":
             self.refuse_m2_mismatches()
+        self.refuse_unused_shapes()
 
     def refuse_m2_mismatches(self) -> None:
         """Model kind 'm2' (vaelib.m2) has the MLP networks, a Gaussian q(z|x, y) and p(z) = N(0, I), whatever
