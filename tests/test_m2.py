@@ -208,9 +208,10 @@ def test_settings_m2_would_ignore_are_refused_in_python_too(setting):
     can make an M2 whose checkpoint names a prior, posterior or network it does not have."""
     with pytest.raises(ValueError, match="leave --|use --arch mlp"):
         ModelConfig(kind="m2", **setting)
-    ModelConfig(**{"arch": "conv", **setting} if "channels" in setting else setting)  # the VAE takes them
+    vae_setting = {"arch": "conv", **setting} if "channels" in setting else setting  # channels: a conv VAE's
+    ModelConfig(**vae_setting)  # the VAE takes them
     with pytest.raises(ValueError, match="kind 'm2'"):
-        m2.M2(ModelConfig(**setting))
+        m2.M2(ModelConfig(**vae_setting))
 
 
 def test_a_too_small_validation_split_is_refused_before_any_step(sample_data):
