@@ -205,3 +205,14 @@ def test_a_plain_mlp_keeps_its_settings_and_key(tmp_path):
     conv = build_model(ModelConfig(arch="conv", channels=(8, 16)))
     save_checkpoint(tmp_path / "c.pt", conv)
     assert torch.load(tmp_path / "c.pt", weights_only=True)["config"]["channels"] == [8, 16]
+
+
+def test_the_quadrature_decodes_a_bounded_number_of_points_at_once(sample_data):
+    """A convolutional decoder holds some 20,000 floats per point: the coarse grid's tens of thousands of points
+    decoded at once took 3.6 GB, and Binder has 2 GB. Every call to decode gets at most DECODE_CHUNK points."""
+    from vaelib.exact import DECODE_CHUNK
+    model = build_model(ModelConfig(arch="conv", z_dim=2, **small("conv"))).eval()
+    sizes, decode = [], model.decode
+    model.decode = lambda z: (sizes.append(len(z)), decode(z))[1]
+    converged_log_px(model, sample_data.test_x[:3])
+    assert max(sizes) <= DECODE_CHUNK and sum(sizes) > 2 * DECODE_CHUNK  # many points, in pieces

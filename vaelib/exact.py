@@ -33,6 +33,8 @@ from .model import require_2d
 
 IMAGE_BLOCK = 2048  # images per matrix product: memory is IMAGE_BLOCK * chunk floats
 GRID_CHUNK = 4096  # grid points decoded at a time
+DECODE_CHUNK = 2048  # grid points through the decoder at once: a convolutional decoder's activations take
+# some 20,000 floats per point (vaelib.conv), 160 MB for 2,048 points; the coarse grid has tens of thousands
 TILE_BLOCK = 2**22  # floats of log p(x, z_g) that converged_log_px computes at once (16 MB, a few copies)
 DROP_CUT = 10.0  # nats below an image's largest tile beyond which tiles are left out of its drop
 
@@ -47,7 +49,7 @@ def bernoulli_log_px_z(model: nn.Module):
                ", or estimate log p(x) with the importance-weighted bound (vaelib.evaluate.per_image_iwae)")
 
     def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        logits = model.decode(z)  # (G, D)
+        logits = torch.cat([model.decode(part) for part in z.split(DECODE_CHUNK)])  # (G, D)
         return x @ logits.T - F.softplus(logits).sum(-1)
 
     return log_px_z
