@@ -1,0 +1,121 @@
+"""A sweep of M2's settings at 100 labels (issue 22): runs `python -m vaelib train --model m2` once per setting,
+at most --jobs at a time, each on one thread (OMP_NUM_THREADS=1, VAELIB_ADAPT_THREADS=0), and collects every run's
+metrics.json into benchmarks/results/m2_sweep.json (merged by name: a rerun replaces its row).
+
+Settings are chosen on the validation split alone. Test accuracy is recorded for every run because the trainer
+prints it, but the sweep's choices read only `best_validation` and `final_validation`.
+
+    python benchmarks/m2_sweep.py --data-dir DIR --out /tmp/m2sweep \
+        --run a50_e8 "--epochs 8 --z-dim 16" --run a5_e8 "--epochs 8 --z-dim 16 --alpha 5"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "m2_sweep.json"
+BASE = ["--model", "m2", "--labels", "100", "--data", "mnist", "--no-progress", "--overwrite"]
+
+
+def reweighted_loss(weight: float):
+    """m2_loss with the labelled term (L + alpha CE) multiplied by `weight`: an experiment outside vaelib's options.
+    weight = N_l / N_u (1/500 at 100 labels) gives the labelled bound L eq. 9's weight per epoch (vaelib.m2's
+    labelled_loss docstring); alpha then weighs the cross-entropy as eq. 9's alpha_paper / N_l does."""
+    import torch
+
+    from vaelib import m2
+
+    def loss(model, batch, generator=None, cfg=None):
+        terms = m2.unlabelled_terms(model, batch.x, generator)
+        total = -terms.elbo.mean()
+        if len(batch.y):
+            total = total + weight * m2.labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator).mean()
+        return total, torch.stack([-terms.elbo.mean(), terms.kl.mean()]).detach()
+
+    return loss
+
+
+def child(weight: float, argv: list[str]) -> int:
+    """`python -m vaelib` with M2's loss reweighted (reweighted_loss); vaelib itself is not changed."""
+    from dataclasses import replace
+
+    from vaelib import registry
+    from vaelib.__main__ import main as vaelib_main
+    import vaelib.m2  # noqa: F401  registers the kind
+
+    registry.KINDS["m2"] = replace(registry.KINDS["m2"], loss=reweighted_loss(weight))
+    return vaelib_main(argv)
+
+
+def run(name: str, args: str, out: Path, data_dir: str) -> dict:
+    folder = out / name
+    words = shlex.split(args)
+    weight = None
+    if "--labelled-weight" in words:
+        i = words.index("--labelled-weight")
+        weight, words = float(words[i + 1]), words[:i] + words[i + 2:]
+    head = ([sys.executable, "-m", "vaelib"] if weight is None else
+            [sys.executable, str(Path(__file__).resolve()), "--child", str(weight), "--"])
+    command = [*head, "train", *BASE, *words, "--data-dir", data_dir, "--out", str(folder)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VAELIB_ADAPT_THREADS": "0", "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
+    m = json.loads((folder / "metrics.json").read_text())
+    validation = m["history"]["metrics"]["validation_accuracy"]
+    best = max(range(len(validation)), key=validation.__getitem__)
+    cfg = m["config"]
+    return {"name": name,
+            "command": ("python -m vaelib train " if weight is None else
+                        f"python benchmarks/m2_sweep.py --child {weight:g} -- train ") + " ".join(BASE[:-1] + words),
+            "labelled_weight": weight if weight is not None else 1.0,
+            "seed": m["seed"], "epochs": m["epochs"], "steps": m["steps"], "alpha": m["alpha"],
+            "hidden": cfg["model"]["hidden"], "z_dim": cfg["model"]["z_dim"], "lr": cfg["lr"],
+            "batch_size": cfg["batch_size"],
+            "best_validation": validation[best], "best_epoch": best + 1,
+            "final_validation": m["validation_accuracy"], "validation_per_epoch": validation,
+            "test_accuracy": m["test_accuracy"], "test_neg_elbo": m["test_neg_elbo"],
+            "train_seconds": round(m["train_seconds"], 1), "wall_seconds": round(wall, 1),
+            "train_images_per_second": round(m["train_images_per_second"]),
+            "threads": 1, "device": m["device"], "torch_version": m["torch_version"]}
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        sys.exit(child(float(sys.argv[2]), sys.argv[4:]))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", nargs=2, action="append", metavar=("NAME", "ARGS"), required=True,
+                   help="a setting: its name and the train arguments beyond --model m2 --labels 100; "
+                        "--labelled-weight W among them multiplies the labelled term (reweighted_loss)")
+    p.add_argument("--data-dir", required=True, help="full MNIST, as torchvision.datasets.MNIST(DIR) keeps it")
+    p.add_argument("--out", type=Path, required=True, help="where the run folders go (outside the repository)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    a = p.parse_args()
+    with ThreadPoolExecutor(a.jobs) as pool:
+        rows = list(pool.map(lambda r: run(r[0], r[1], a.out, a.data_dir), a.run))
+    table = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    names = {r["name"] for r in rows}
+    table["runs"] = [r for r in table["runs"] if r["name"] not in names] + rows
+    table["note"] = ("M2 at 100 labels on full MNIST, chosen on the validation split (10,000 training images held "
+                     "out); test accuracy recorded, not used for choosing. Each run on 1 thread, 2 runs at a time "
+                     "on a 2-core machine. benchmarks/m2_sweep.py")
+    RESULTS.write_text(json.dumps(table, indent=1) + "\n")
+    for r in rows:
+        print(f"{r['name']:<22} best val {r['best_validation']:.4f} (ep {r['best_epoch']}) final val "
+              f"{r['final_validation']:.4f} test {r['test_accuracy']:.4f} {r['train_seconds']:.0f} s "
+              f"{r['train_images_per_second']} img/s")
+
+
+if __name__ == "__main__":
+    main()
