@@ -55,17 +55,6 @@ def image_side(config) -> int:
     return side
 
 
-class Unflatten(nn.Module):
-    """(..., C * H * W) -> (N, C, H, W), the leading dimensions flattened into N; `Flatten` undoes it."""
-
-    def __init__(self, channels: int, side: int):
-        super().__init__()
-        self.shape = (channels, side, side)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, *self.shape)
-
-
 class ConvDecoder(nn.Module):
     """z (..., L) -> logits (..., D): linear to C2 x 7 x 7, then two transposed convolutions of stride 2."""
 
@@ -74,12 +63,12 @@ class ConvDecoder(nn.Module):
         side, (c1, c2), act = image_side(config), config.channels, ACTIVATIONS[config.activation]
         small = conv_out(conv_out(side))
         self.net = nn.Sequential(
-            nn.Linear(config.z_dim, c2 * small * small), act(), Unflatten(c2, small),
+            nn.Linear(config.z_dim, c2 * small * small), act(), nn.Unflatten(1, (c2, small, small)),
             nn.ConvTranspose2d(c2, c1, KERNEL, STRIDE, PADDING, output_padding=1), act(),
             nn.ConvTranspose2d(c1, 1, KERNEL, STRIDE, PADDING, output_padding=1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).reshape(*z.shape[:-1], -1)  # (N, 1, 28, 28) back to the caller's leading dimensions
+        return self.net(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)  # leading dimensions folded, then back
 
 
 class ConvEncoder(nn.Sequential):
@@ -94,7 +83,7 @@ def conv_encoder(config) -> tuple[nn.Module, int]:
     """The encoder and the width of its features, C2 * 7 * 7."""
     side, (c1, c2), act = image_side(config), config.channels, ACTIVATIONS[config.activation]
     small = conv_out(conv_out(side))
-    return ConvEncoder(Unflatten(1, side), nn.Conv2d(1, c1, KERNEL, STRIDE, PADDING), act(),
+    return ConvEncoder(nn.Unflatten(1, (1, side, side)), nn.Conv2d(1, c1, KERNEL, STRIDE, PADDING), act(),
                        nn.Conv2d(c1, c2, KERNEL, STRIDE, PADDING), act(), nn.Flatten()), c2 * small * small
 
 

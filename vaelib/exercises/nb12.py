@@ -13,17 +13,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from ..conv import conv_out, conv_transpose_out  # the references: what vaelib.conv builds its shapes with
 from .core import CheckResult, Fail, call, report
-
-
-def conv_side(side: int, kernel: int, stride: int, padding: int) -> int:
-    """The reference: the side of nn.Conv2d's output, floor((side + 2 padding - kernel) / stride) + 1."""
-    return (side + 2 * padding - kernel) // stride + 1
-
-
-def transposed_side(side: int, kernel: int, stride: int, padding: int, output_padding: int = 0) -> int:
-    """The reference: the side of nn.ConvTranspose2d's output, (side - 1) stride - 2 padding + kernel + output_padding."""
-    return (side - 1) * stride - 2 * padding + kernel + output_padding
 
 
 def measured_conv(side, kernel, stride, padding) -> int:
@@ -103,11 +94,11 @@ def _verdict(fn, cases, measured, mistakes: dict, names: str, layer: str) -> str
 def check_conv_side(fn) -> CheckResult:
     """fn(side, kernel, stride, padding) -> the side of nn.Conv2d's square output, for square inputs."""
     return report(fn, lambda fn: _verdict(fn, CONV_CASES, measured_conv, CONV_MISTAKES,
-                                          "side, kernel, stride, padding", "nn.Conv2d"), conv_side)
+                                          "side, kernel, stride, padding", "nn.Conv2d"), conv_out)
 
 
 def check_transposed_side(fn) -> CheckResult:
     """fn(side, kernel, stride, padding, output_padding) -> the side of nn.ConvTranspose2d's square output."""
     return report(fn, lambda fn: _verdict(fn, TRANSPOSED_CASES, measured_transposed, TRANSPOSED_MISTAKES,
                                           "side, kernel, stride, padding, output_padding", "nn.ConvTranspose2d"),
-                  transposed_side)
+                  conv_transpose_out)
