@@ -81,34 +81,10 @@ class ModelConfig:
         if self.flow_layers < 1 or self.prior_components < 1:
             raise ValueError(f"flow_layers and prior_components must be at least 1, got {self.flow_layers} "
                              f"and {self.prior_components}")
-        if self.kind == "m2":
-            self.refuse_m2_mismatches()
+        refuse = registry.KINDS[self.kind].refuse  # settings the model kind would ignore (vaelib.m2's, for one)
+        if refuse is not None:
+            refuse(self)
         self.refuse_unused_shapes()
-
-    def refuse_m2_mismatches(self) -> None:
-        """Model kind 'm2' (vaelib.m2) has the MLP networks, a Gaussian q(z|x, y) and p(z) = N(0, I), whatever
-        else is asked for: a setting it would ignore is refused, so that its checkpoint and settings never name
-        a prior, a posterior or a network it does not have."""
-        defaults = ModelConfig.__dataclass_fields__
-        if self.arch != "mlp":  # the encoder and decoder take [x, onehot(y)] and [z, onehot(y)]: flat vectors
-            raise ValueError(f"model 'm2' is built on the mlp network only, got arch {self.arch!r}: use --arch mlp "
-                             f"(ModelConfig(arch='mlp')), or leave --arch out")
-        if self.channels != defaults["channels"].default:
-            raise ValueError("channels sets the convolutional network, which model 'm2' does not use (it is built on "
-                             "the mlp network): leave --channels out")
-        if self.posterior != "gaussian":
-            raise ValueError(f"model 'm2' has a Gaussian q(z|x, y) with no flow, got posterior {self.posterior!r}: "
-                             f"leave --posterior out (posterior 'gaussian')")
-        if self.flow_layers != defaults["flow_layers"].default:
-            raise ValueError("flow_layers sets the planar flow of --posterior planar, which model 'm2' does not have: "
-                             "leave --flow-layers out")
-        if self.prior != "normal":
-            raise ValueError(f"model 'm2' has the prior p(z) = N(0, I), got prior {self.prior!r}: leave --prior out "
-                             f"(prior 'normal')")
-        if self.prior_components != defaults["prior_components"].default:
-            raise ValueError("prior_components sets the mog and vamp priors, which model 'm2' does not have: "
-                             "leave --prior-components out")
-
 
     def refuse_unused_shapes(self) -> None:
         """channels shape only a convolutional half, hidden only an MLP half: a setting no half uses would still

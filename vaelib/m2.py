@@ -4,7 +4,7 @@ generative models", registered as the model kind "m2" (`python -m vaelib train -
 Generative model: p(y) = 1/C uniform over the C = 10 digits, p(z) = N(0, I), p(x|y, z) Bernoulli with logits from
 a decoder on [z, onehot(y)]. Inference model: a classifier q(y|x) = softmax(logits(x)) and an encoder
 q(z|x, y) = N(mu, diag(exp(logvar))) on [x, onehot(y)]. The networks are the MLP's, built for the wider inputs;
-ModelConfig refuses, for kind m2, any other network, prior, posterior or their settings (refuse_m2_mismatches).
+ModelConfig refuses, for kind m2, any other network, prior, posterior or their settings (refuse_ignored_settings, through vaelib.registry.Kind.refuse).
 Two bounds [Kingma et al. 2014, eqs. 6 and 7]:
 
     labelled     log p(x, y) >= E_q(z|x,y)[log p(x|y, z)] + log p(y) - KL(q(z|x, y) || p(z)) = ELBO(x, y) = -L(x, y)
@@ -300,6 +300,31 @@ def figures(model: M2, data: MNISTData, history) -> dict:
     return {"elbo_history": plot.plot_history(history), "prior_samples": plot.plot_prior_samples(model)}
 
 
-registry.KINDS["m2"] = registry.Kind(build=M2, batches=M2Batches, loss=m2_loss, terms=unlabelled_terms,
+def refuse_ignored_settings(config) -> None:
+    """Model kind 'm2' (vaelib.m2) has the MLP networks, a Gaussian q(z|x, y) and p(z) = N(0, I), whatever
+    else is asked for: a setting it would ignore is refused, so that its checkpoint and settings never name
+    a prior, a posterior or a network it does not have."""
+    defaults = type(config).__dataclass_fields__
+    if config.arch != "mlp":  # the encoder and decoder take [x, onehot(y)] and [z, onehot(y)]: flat vectors
+        raise ValueError(f"model 'm2' is built on the mlp network only, got arch {config.arch!r}: use --arch mlp "
+                         f"(ModelConfig(arch='mlp')), or leave --arch out")
+    if config.channels != defaults["channels"].default:
+        raise ValueError("channels sets the convolutional network, which model 'm2' does not use (it is built on "
+                         "the mlp network): leave --channels out")
+    if config.posterior != "gaussian":
+        raise ValueError(f"model 'm2' has a Gaussian q(z|x, y) with no flow, got posterior {config.posterior!r}: "
+                         f"leave --posterior out (posterior 'gaussian')")
+    if config.flow_layers != defaults["flow_layers"].default:
+        raise ValueError("flow_layers sets the planar flow of --posterior planar, which model 'm2' does not have: "
+                         "leave --flow-layers out")
+    if config.prior != "normal":
+        raise ValueError(f"model 'm2' has the prior p(z) = N(0, I), got prior {config.prior!r}: leave --prior out "
+                         f"(prior 'normal')")
+    if config.prior_components != defaults["prior_components"].default:
+        raise ValueError("prior_components sets the mog and vamp priors, which model 'm2' does not have: "
+                         "leave --prior-components out")
+
+
+registry.KINDS["m2"] = registry.Kind(build=M2, refuse=refuse_ignored_settings, batches=M2Batches, loss=m2_loss, terms=unlabelled_terms,
                                      record=epoch_metrics, final=final_metrics, figures=figures,
                                      evaluates=False)

@@ -12,7 +12,9 @@ protocol; each hook it leaves at None is the VAE's:
   terms    the per-image bound that the test set is scored with after every epoch and by `evaluate`;
   record   numbers after every epoch, kept in History.metrics (M2: validation accuracy);
   final    numbers at the end of a run, in metrics.json, in place of the IWAE estimate of log p(x) (test accuracy);
-  figures  the run's figures.
+  figures  the run's figures;
+  refuse   ModelConfig's check of the settings the kind would ignore (M2: a prior, a flow, a network other than
+           the MLP), refused with what to do so that no checkpoint names what its model does not have.
 And a flag: `evaluates`, whether `python -m vaelib evaluate` scores the kind's models. It computes the IWAE
 estimate of log p(x) and the exact log p(x) by quadrature, which take a LatentVariableModel's q(z|x), p(x|z) and
 p(z); M2's q(z|x, y) and p(x|y, z) need a label, so M2 says False (its numbers are in its run's metrics.json).
@@ -43,6 +45,7 @@ class Kind:
     final: Callable | None = None  # (model, data, TrainConfig) -> {name: number}, at the end of a run
     figures: Callable | None = None  # (model, data, History) -> {name: matplotlib figure}
     evaluates: bool = True  # False: `evaluate` refuses its models, which are not LatentVariableModels
+    refuse: Callable | None = None  # (ModelConfig) -> None, raising ValueError for settings the kind would ignore
 
 
 NETWORKS: dict[str, Network] = {}
