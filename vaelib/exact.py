@@ -32,7 +32,7 @@ from .elbo import log_normal
 from .model import require_2d
 
 IMAGE_BLOCK = 2048  # images per matrix product: memory is IMAGE_BLOCK * chunk floats
-GRID_CHUNK = 4096  # grid points decoded at a time
+GRID_CHUNK = 4096  # grid points per patch of tiles that `refine` scores at once (decoded DECODE_CHUNK at a time)
 DECODE_CHUNK = 2048  # grid points through the decoder at once: a convolutional decoder's activations take
 # some 20,000 floats per point (vaelib.conv), 160 MB for 2,048 points; the coarse grid has tens of thousands
 TILE_BLOCK = 2**22  # floats of log p(x, z_g) that converged_log_px computes at once (16 MB, a few copies)
