@@ -1,0 +1,132 @@
+"""Notebook 13's checkers, check_unlabelled_loss and check_class_posterior: correct forms pass, a test per known
+mistake, stubs fail clearly; and the checkers' references agree with vaelib.m2 and with brute force. The wrong
+answers are written the way a student would write them, not taken from the checker.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vaelib import m2
+from vaelib.config import ModelConfig
+from vaelib.exercises import check_class_posterior, check_unlabelled_loss
+from vaelib.exercises.nb13 import reference_class_posterior, reference_unlabelled_loss
+
+
+def stub(*args):
+    raise NotImplementedError("Hint: weight each label's loss by q(y|x).")
+
+
+def correct_loss(logits, elbos):
+    q = F.softmax(logits, -1)
+    return -(q * elbos.T).sum(-1) + (q * F.log_softmax(logits, -1)).sum(-1)
+
+
+LOSS_CORRECT = [
+    correct_loss,
+    lambda logits, elbos: torch.einsum("bc,cb->b", logits.softmax(-1), -elbos)
+    - torch.distributions.Categorical(logits=logits).entropy(),
+    lambda logits, elbos: sum(F.softmax(logits, -1)[:, y] * (-elbos[y]) for y in range(10))  # a loop over labels
+    + (F.softmax(logits, -1) * F.log_softmax(logits, -1)).sum(-1),
+    lambda logits, elbos: -(F.softmax(logits, -1) * elbos.T).sum(-1)  # log q as the log of the softmax
+    + (F.softmax(logits, -1) * F.softmax(logits, -1).log()).sum(-1),
+]
+q_ = lambda logits: F.softmax(logits, -1)  # noqa: E731
+h_ = lambda logits: -(q_(logits) * F.log_softmax(logits, -1)).sum(-1)  # noqa: E731
+LOSS_MISTAKES = [
+    (lambda l, e: (q_(l) * e.T).sum(-1) + h_(l), "returns the bound -U(x)"),
+    (lambda l, e: -(q_(l) * e.T).sum(-1), "forgets the entropy"),
+    (lambda l, e: -(q_(l) * e.T).sum(-1) + h_(l), "adds the entropy"),
+    (lambda l, e: -e.mean(0) - h_(l), "weights the labels equally"),
+    (lambda l, e: -(l * e.T).sum(-1) - h_(l), "weights by the logits"),
+    (lambda l, e: -e.T[torch.arange(len(l)), l.argmax(-1)] - h_(l), "keeps only the most probable label"),
+    (lambda l, e: -(F.softmax(l, 0) * e.T).sum(-1) - h_(l), "normalises over the batch"),
+    (lambda l, e: -(q_(l) * e.T).sum(-1) + (q_(l) * l).sum(-1), "takes the logits for log-probabilities"),
+    (lambda l, e: -(q_(l) * e.T).sum() - h_(l).sum(), "expected (6,): it reduced over the batch"),
+    (lambda l, e: -(q_(l) * e.T).sum(-1) - h_(l) + 1.0, "not a mistake this check knows"),
+]
+
+
+def correct_posterior(log_px_given_y):
+    return torch.softmax(log_px_given_y, 0).T
+
+
+POSTERIOR_CORRECT = [
+    correct_posterior,
+    lambda lp: torch.softmax(lp.T + math.log(0.1), -1),  # with the prior written out
+    lambda lp: (lp - torch.logsumexp(lp, 0)).exp().T,
+    lambda lp: ((lp - lp.max(0).values).exp() / (lp - lp.max(0).values).exp().sum(0)).T,
+]
+POSTERIOR_MISTAKES = [
+    (lambda lp: (lp.exp() / lp.exp().sum(0)).T, "underflows to 0"),
+    (lambda lp: torch.softmax(lp, 1).T, "normalises over the images"),
+    (lambda lp: (lp / lp.sum(0)).T, "normalises the log-likelihoods themselves"),
+    (lambda lp: torch.log_softmax(lp, 0).T, "returns log p(y|x)"),
+    (lambda lp: torch.softmax(lp, 0), "expected (7, 10)"),
+    (lambda lp: torch.softmax(2 * lp, 0).T, "not a mistake this check knows"),
+]
+
+
+@pytest.mark.parametrize("fn", LOSS_CORRECT)
+def test_unlabelled_loss_correct_forms_pass(fn, capsys):
+    assert check_unlabelled_loss(fn)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("fn, says", LOSS_MISTAKES)
+def test_unlabelled_loss_mistakes_are_named(fn, says, capsys):
+    result = check_unlabelled_loss(fn)
+    assert not result
+    assert says in result.message
+    assert capsys.readouterr().out.startswith("✗")
+
+
+@pytest.mark.parametrize("fn", POSTERIOR_CORRECT)
+def test_class_posterior_correct_forms_pass(fn, capsys):
+    assert check_class_posterior(fn)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("fn, says", POSTERIOR_MISTAKES)
+def test_class_posterior_mistakes_are_named(fn, says):
+    result = check_class_posterior(fn)
+    assert not result
+    assert says in result.message
+
+
+@pytest.mark.parametrize("check", [check_unlabelled_loss, check_class_posterior])
+def test_stubs_fail_and_fall_back_to_the_reference(check, capsys):
+    result = check(stub)
+    assert not result and "not implemented yet" in result.message
+    assert result.use() is result.reference
+    assert "reference implementation" in capsys.readouterr().out
+
+
+def test_in_place_edits_are_refused():
+    def edits(logits, elbos):
+        elbos.neg_()
+        return correct_loss(logits, -elbos)
+    result = check_unlabelled_loss(edits)
+    assert not result and "in place" in result.message
+
+
+def test_unlabelled_reference_is_vaelib_m2s_loss():
+    """The checker's reference, fed a real M2's logits and its ELBO under every label, gives vaelib.m2's U(x) for
+    the same draws of z."""
+    torch.manual_seed(0)
+    model = m2.M2(ModelConfig(kind="m2", hidden=[16], z_dim=3))
+    x = torch.bernoulli(torch.rand(5, 784))
+    elbos = m2.labelled_elbo(model, x, m2.all_labels(x), torch.Generator().manual_seed(1)).elbo
+    expected = m2.unlabelled_loss(model, x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(reference_unlabelled_loss(model.classify(x), elbos), expected)
+
+
+def test_class_posterior_reference_is_bayes_rule_by_brute_force():
+    """Against p(x|y) p(y) / sum_y' p(x|y') p(y') in exact fractions, for log-likelihoods whose exp is
+    representable."""
+    g = torch.Generator().manual_seed(0)
+    logs = -5 * torch.rand(10, 4, generator=g, dtype=torch.float64)
+    joint = logs.exp() * 0.1
+    torch.testing.assert_close(reference_class_posterior(logs), (joint / joint.sum(0)).T)

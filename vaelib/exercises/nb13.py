@@ -1,0 +1,114 @@
+"""Checkers for Notebook 13, labels: M2's unlabelled loss, and the class posterior p(y|x) by Bayes' rule.
+
+Both exercises are pure functions of tensors a model gives, so each check is exact and needs no model:
+- `unlabelled_loss(logits, elbos)`: logits (B, C) of q(y|x), elbos (C, B) = ELBO(x, y) for every label y, ->
+  U(x) = sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x)) per image, (B,) [Kingma et al. 2014, eq. 7].
+- `class_posterior(log_px_given_y)`: (C, N) log p(x|y) for every label -> p(y|x) (N, C), with p(y) = 1/C.
+The references are written here from torch.distributions (Categorical's entropy and probabilities), not from
+vaelib.m2; tests/test_exercises_nb13.py checks that they agree with vaelib.m2's own unlabelled loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Categorical
+
+from .core import CheckResult, answer, compare, report
+
+C = 10  # labels; B and N below differ from C and from each other, so a wrong shape names its axis
+B, N = 6, 7
+
+
+def reference_unlabelled_loss(logits: torch.Tensor, elbos: torch.Tensor) -> torch.Tensor:
+    """U(x) = sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x)). Shapes: (B, C), (C, B) -> (B,)."""
+    q = Categorical(logits=logits)
+    return -(q.probs * elbos.T).sum(-1) - q.entropy()
+
+
+def reference_class_posterior(log_px_given_y: torch.Tensor) -> torch.Tensor:
+    """p(y|x) = p(x|y) p(y) / sum_y' p(x|y') p(y') with p(y) = 1/C, from log p(x|y). Shapes: (C, N) -> (N, C)."""
+    log_prior = torch.full((len(log_px_given_y), 1), 1.0 / len(log_px_given_y), dtype=log_px_given_y.dtype).log()
+    return Categorical(logits=(log_px_given_y + log_prior).T).probs
+
+
+def loss_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, C) of every sharpness, and ELBOs (C, B) of MNIST's size (-60 to -200 nats) that differ by label
+    by tens of nats, so that each mistake below moves the loss by far more than the tolerance."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, C, generator=g) * torch.linspace(0.3, 4.0, B)[:, None]
+    elbos = -60 - 140 * torch.rand(C, B, generator=g)
+    return logits.double(), elbos.double()
+
+
+def posterior_inputs(seed: int = 0) -> torch.Tensor:
+    """log p(x|y) (C, N) as exact quadrature gives it, in float32: -80 to -250 nats, some labels within a nat of
+    each other (an ambiguous image), others a hundred nats apart; exp of them all underflows to 0 in float32, so
+    only a stable form survives."""
+    g = torch.Generator().manual_seed(seed)
+    logs = -80 - 170 * torch.rand(C, N, generator=g)
+    logs[1, :3] = logs[0, :3] + torch.rand(3, generator=g)  # close calls
+    return logs
+
+
+def unlabelled_mistakes(logits: torch.Tensor, elbos: torch.Tensor) -> dict[str, torch.Tensor]:
+    q = torch.softmax(logits, -1)
+    h = Categorical(logits=logits).entropy()
+    expected = -(q * elbos.T).sum(-1)  # the loss's first term
+    best = elbos.T.gather(1, logits.argmax(-1, keepdim=True))[:, 0]
+    return {
+        "returns the bound -U(x), not the loss U(x): the loss is the negative of the bound, "
+        "sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x))": -(expected - h),
+        "forgets the entropy: U(x) subtracts H(q(y|x)) = -sum_y q(y|x) log q(y|x). Without it, nothing stops "
+        "q(y|x) from putting all its mass on one label": expected,
+        "adds the entropy: U(x) subtracts H(q(y|x)); a loss that adds it rewards a classifier for being sure":
+            expected + h,
+        "weights the labels equally: each label's -ELBO(x, y) is weighted by q(y|x), the classifier's softmax, "
+        "not by p(y) = 1/C": -elbos.mean(0) - h,
+        "weights by the logits: turn them into probabilities first (a softmax over the labels)":
+            -(logits * elbos.T).sum(-1) - h,
+        "keeps only the most probable label: the sum runs over every label, each weighted by q(y|x)": -best - h,
+        "normalises over the batch: the softmax runs over the labels of one image (the last axis of logits)":
+            -(torch.softmax(logits, 0) * elbos.T).sum(-1) - h,
+        "the entropy takes the logits for log-probabilities: H(q) = -sum_y q log q, with log q = "
+        "log_softmax(logits)": expected + (q * logits).sum(-1),
+    }
+
+
+def posterior_mistakes(logs: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "normalises over the images: p(y|x) sums to 1 over the labels of one image": torch.softmax(logs, 1).T,
+        "normalises the log-likelihoods themselves: Bayes' rule divides p(x|y), that is exp(log p(x|y)), not its "
+        "logarithm (a softmax over the labels does it)": (logs / logs.sum(0)).T,
+        "returns log p(y|x): the check asks for the probabilities": torch.log_softmax(logs, 0).T,
+    }
+
+
+def _unlabelled(fn) -> str:
+    for seed in range(3):
+        logits, elbos = loss_inputs(seed)
+        compare(answer(fn, logits, elbos), reference_unlabelled_loss(logits, elbos), {B: "batch", C: "label"},
+                unlabelled_mistakes(logits, elbos),
+                "every ELBO and logit here is finite; is a log taken of a probability that underflowed to 0? "
+                "(log_softmax gives log q(y|x) directly)", rtol=1e-6, atol=1e-6)
+    return f"U(x) agrees with the sum over all {C} labels and the entropy (torch.distributions.Categorical)"
+
+
+def _posterior(fn) -> str:
+    for seed in range(3):
+        logs = posterior_inputs(seed)
+        compare(answer(fn, logs), reference_class_posterior(logs.double()), {C: "label", N: "image"},
+                posterior_mistakes(logs.double()),
+                "exp(log p(x|y)) underflows to 0 for every label when log p(x|y) is below about -104 nats (in "
+                "float32, as the quadrature gives it): subtract each image's largest log p(x|y) first, or use torch.softmax, "
+                "which does", rtol=1e-5, atol=1e-6)
+    return "p(y|x) agrees with Bayes' rule, p(x|y) p(y) normalised over the labels, down to -250 nats"
+
+
+def check_unlabelled_loss(fn) -> CheckResult:
+    """fn(logits (B, C), elbos (C, B)) -> U(x) (B,): sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x))."""
+    return report(fn, _unlabelled, reference_unlabelled_loss)
+
+
+def check_class_posterior(fn) -> CheckResult:
+    """fn(log_px_given_y (C, N)) -> p(y|x) (N, C), by Bayes' rule with the uniform p(y)."""
+    return report(fn, _posterior, reference_class_posterior)
