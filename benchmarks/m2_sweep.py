@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -26,45 +27,61 @@ RESULTS = ROOT / "benchmarks" / "results" / "m2_sweep.json"
 BASE = ["--model", "m2", "--labels", "100", "--data", "mnist", "--no-progress", "--overwrite"]
 
 
-def reweighted_loss(weight: float):
-    """m2_loss with the labelled term (L + alpha CE) multiplied by `weight`: an experiment outside vaelib's options.
-    weight = N_l / N_u (1/500 at 100 labels) gives the labelled bound L eq. 9's weight per epoch (vaelib.m2's
-    labelled_loss docstring); alpha then weighs the cross-entropy as eq. 9's alpha_paper / N_l does."""
+def variant_loss(weight: float, sample_y: bool):
+    """m2_loss changed in one of two ways, as experiments outside vaelib's options (issue 22's failure modes):
+    - the labelled term (L + alpha CE) multiplied by `weight`: weight = N_l / N_u (1/500 at 100 labels) gives the
+      labelled bound L eq. 9's weight per epoch (vaelib.m2's labelled_loss docstring);
+    - sample_y: U(x) estimated with one label y ~ q(y|x) per image instead of the sum over all ten,
+      -ELBO(x, y) - H(q(y|x)). Its value is an unbiased estimate of U(x), but the draw carries no gradient, so
+      the classifier learns from the unlabelled images only through the entropy, which pulls q(y|x) towards
+      uniform (the sum's term, sum_y q(y|x) (-ELBO(x, y)), is what rewards a classifier that names labels under
+      which the image is likely)."""
     import torch
 
     from vaelib import m2
 
     def loss(model, batch, generator=None, cfg=None):
-        terms = m2.unlabelled_terms(model, batch.x, generator)
-        total = -terms.elbo.mean()
+        if sample_y:
+            logits = model.classify(batch.x)
+            y = torch.multinomial(torch.softmax(logits.detach(), -1), 1, generator=generator)[:, 0]
+            terms = m2.labelled_elbo(model, batch.x, m2.one_hot(y, batch.x), generator)
+            bound = terms.elbo + m2.entropy(logits)
+            kl = terms.kl + math.log(m2.C) - m2.entropy(logits)
+        else:
+            terms = m2.unlabelled_terms(model, batch.x, generator)
+            bound, kl = terms.elbo, terms.kl
+        total = -bound.mean()
         if len(batch.y):
             total = total + weight * m2.labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator).mean()
-        return total, torch.stack([-terms.elbo.mean(), terms.kl.mean()]).detach()
+        return total, torch.stack([-bound.mean(), kl.mean()]).detach()
 
     return loss
 
 
-def child(weight: float, argv: list[str]) -> int:
-    """`python -m vaelib` with M2's loss reweighted (reweighted_loss); vaelib itself is not changed."""
+def child(weight: float, sample_y: bool, argv: list[str]) -> int:
+    """`python -m vaelib` with M2's loss changed (variant_loss); vaelib itself is not changed."""
     from dataclasses import replace
 
     from vaelib import registry
     from vaelib.__main__ import main as vaelib_main
     import vaelib.m2  # noqa: F401  registers the kind
 
-    registry.KINDS["m2"] = replace(registry.KINDS["m2"], loss=reweighted_loss(weight))
+    registry.KINDS["m2"] = replace(registry.KINDS["m2"], loss=variant_loss(weight, sample_y))
     return vaelib_main(argv)
 
 
 def run(name: str, args: str, out: Path, data_dir: str) -> dict:
     folder = out / name
     words = shlex.split(args)
-    weight = None
+    weight, sample_y = None, "--sample-y" in words
     if "--labelled-weight" in words:
         i = words.index("--labelled-weight")
         weight, words = float(words[i + 1]), words[:i] + words[i + 2:]
-    head = ([sys.executable, "-m", "vaelib"] if weight is None else
-            [sys.executable, str(Path(__file__).resolve()), "--child", str(weight), "--"])
+    words = [w for w in words if w != "--sample-y"]
+    changed = weight is not None or sample_y
+    child_args = ["--child", str(weight if weight is not None else 1.0), str(int(sample_y)), "--"]
+    head = ([sys.executable, str(Path(__file__).resolve()), *child_args] if changed else
+            [sys.executable, "-m", "vaelib"])
     command = [*head, "train", *BASE, *words, "--data-dir", data_dir, "--out", str(folder)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VAELIB_ADAPT_THREADS": "0", "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
@@ -77,9 +94,9 @@ def run(name: str, args: str, out: Path, data_dir: str) -> dict:
     best = max(range(len(validation)), key=validation.__getitem__)
     cfg = m["config"]
     return {"name": name,
-            "command": ("python -m vaelib train " if weight is None else
-                        f"python benchmarks/m2_sweep.py --child {weight:g} -- train ") + " ".join(BASE[:-1] + words),
-            "labelled_weight": weight if weight is not None else 1.0,
+            "command": (" ".join(["python benchmarks/m2_sweep.py", *child_args, "train "]) if changed else
+                        "python -m vaelib train ") + " ".join(BASE[:-1] + words),
+            "labelled_weight": weight if weight is not None else 1.0, "sample_y": sample_y,
             "seed": m["seed"], "epochs": m["epochs"], "steps": m["steps"], "alpha": m["alpha"],
             "hidden": cfg["model"]["hidden"], "z_dim": cfg["model"]["z_dim"], "lr": cfg["lr"],
             "batch_size": cfg["batch_size"],
@@ -92,12 +109,13 @@ def run(name: str, args: str, out: Path, data_dir: str) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        sys.exit(child(float(sys.argv[2]), sys.argv[4:]))
+    if len(sys.argv) > 3 and sys.argv[1] == "--child":
+        sys.exit(child(float(sys.argv[2]), sys.argv[3] == "1", sys.argv[5:]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs=2, action="append", metavar=("NAME", "ARGS"), required=True,
                    help="a setting: its name and the train arguments beyond --model m2 --labels 100; "
-                        "--labelled-weight W among them multiplies the labelled term (reweighted_loss)")
+                        "--labelled-weight W among them multiplies the labelled term, --sample-y draws one label per "
+                        "unlabelled image instead of summing over all ten (variant_loss)")
     p.add_argument("--data-dir", required=True, help="full MNIST, as torchvision.datasets.MNIST(DIR) keeps it")
     p.add_argument("--out", type=Path, required=True, help="where the run folders go (outside the repository)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
