@@ -16,7 +16,6 @@ from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
 from vaelib import m2
 from vaelib.__main__ import main
 from vaelib.config import ModelConfig, TrainConfig
-from vaelib.exact import converged_log_px
 from vaelib.model import build_model, read_checkpoint, save_checkpoint
 from vaelib.train import train
 
@@ -109,17 +108,8 @@ def test_the_unlabelled_bound_lies_below_the_exact_log_px(trained_2d, sample_dat
     fixed; -U(x), averaged over 200 draws of z (its expectation is the bound), lies below it, and so does each
     labelled bound ELBO(x, y) below log p(x, y)."""
     model, x = trained_2d, sample_data.test_x[:5]
-
-    def log_px_z(label):
-        y = F.one_hot(torch.tensor(label), C).float()
-
-        def f(x, z):  # log p(x|y, z) of every image at every grid point: (N, D), (G, 2) -> (N, G)
-            logits = model.decode(z, y)
-            return x @ logits.T - F.softplus(logits).sum(-1)
-        return f
-
     with torch.no_grad():
-        log_pxy = torch.stack([converged_log_px(log_px_z(c), x)[0] for c in range(C)]) - math.log(C)  # (C, N)
+        log_pxy = m2.exact_log_px_given_y(model, x)[0] - math.log(C)  # (C, N)
         log_px = torch.logsumexp(log_pxy, 0)
         generator = torch.Generator().manual_seed(0)
         draws = torch.stack([-m2.unlabelled_loss(model, x, generator) for _ in range(200)])
@@ -127,6 +117,32 @@ def test_the_unlabelled_bound_lies_below_the_exact_log_px(trained_2d, sample_dat
     bound, se = draws.mean(0), draws.std(0) / math.sqrt(len(draws))
     assert (bound < log_px + 3 * se).all() and (log_px - bound < 60).all(), (bound, log_px)
     assert (labelled.mean(0) < log_pxy + 3 * labelled.std(0) / math.sqrt(200)).all()
+
+
+def test_exact_log_px_given_y_is_a_rectangle_rule_with_torch_distributions():
+    """For a tiny 2-D M2 on 12-pixel images: log p(x|y) against a plain rectangle rule on a fine grid over
+    [-7, 7]^2 (h = 0.04), written with torch.distributions (Normal prior, Bernoulli likelihood) for each label in a loop."""
+    torch.manual_seed(0)
+    model = m2.M2(ModelConfig(kind="m2", x_dim=12, hidden=(8,), z_dim=2)).eval()
+    x = torch.bernoulli(torch.full((3, 12), 0.3), generator=torch.Generator().manual_seed(1))
+    got, reports = m2.exact_log_px_given_y(model, x)
+    h = 0.04
+    axis = torch.arange(-7, 7 + h / 2, h, dtype=torch.float64)
+    z = torch.cartesian_prod(axis, axis)  # (G, 2)
+    expected = []
+    with torch.no_grad():
+        for c in range(C):
+            y = F.one_hot(torch.full((len(z),), c), C).float()
+            decoded = Bernoulli(logits=model.decoder(torch.cat([z.float(), y], -1)).double())
+            log_joint = decoded.log_prob(x.double()[:, None]).sum(-1) + Normal(0.0, 1.0).log_prob(z).sum(-1)
+            expected.append(torch.logsumexp(log_joint, -1) + 2 * math.log(h))
+    torch.testing.assert_close(got.double(), torch.stack(expected), atol=2e-3, rtol=0)
+    assert len(reports) == C and all(r["converged"] for r in reports)
+
+
+def test_exact_log_px_given_y_needs_a_2d_latent():
+    with pytest.raises(ValueError, match="--z-dim 2"):
+        m2.exact_log_px_given_y(small_model(z_dim=3), torch.zeros(2, 784))
 
 
 def test_a_checkpoint_round_trip_gives_the_same_outputs(trained_2d, x, tmp_path):

@@ -167,6 +167,35 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
     return -labelled_elbo(model, x, one_hot(y, x), generator).elbo + alpha * cross_entropy
 
 
+def label_log_px_z(model: M2, label: int):
+    """The function (x, z) -> log p(x|y, z) for one label y, every image at every grid point, in the form
+    vaelib.exact's quadrature takes (decoded vaelib.exact.DECODE_CHUNK points at a time).
+    Shapes of the function: (N, D), (G, L) -> (N, G)."""
+    from .exact import DECODE_CHUNK
+
+    def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros(C, dtype=z.dtype, device=z.device)
+        y[label] = 1
+        logits = torch.cat([model.decode(part, y) for part in z.split(DECODE_CHUNK)])  # (G, D)
+        return x @ logits.T - F.softplus(logits).sum(-1)
+
+    return log_px_z
+
+
+@torch.no_grad()
+def exact_log_px_given_y(model: M2, x: torch.Tensor, **options) -> tuple[torch.Tensor, list[dict]]:
+    """log p(x|y) = log int p(x|y, z) p(z) dz for every label y, by vaelib.exact.converged_log_px (its `options`),
+    for a model with a 2-D z. Then log p(x) = logsumexp_y log p(x|y) - log C, and the model's own classifier is
+    Bayes' rule, p(y|x) = softmax_y log p(x|y) (p(y) uniform). Returns (C, N) and the quadrature's ten reports.
+    Shapes: (N, D) -> (C, N), list of C dicts."""
+    from .exact import converged_log_px
+    from .model import require_2d
+
+    require_2d(model, "the exact log p(x|y) by quadrature")
+    runs = [converged_log_px(label_log_px_z(model, label), x, **options) for label in range(C)]
+    return torch.stack([log_px for log_px, _, _ in runs]), [report for _, _, report in runs]
+
+
 class M2Batch(NamedTuple):
     """What a training step of M2 reads."""
     x: torch.Tensor  # (B, D) unlabelled images, binarised
