@@ -38,8 +38,6 @@ from .model import ACTIVATIONS, mlp
 SIDE = 28  # pixels per row and column: D = SIDE^2
 FILL = -1.0  # what a missing pixel reads as in the networks' inputs: Pyro's mask_with
 GIVEN = {1: ("bottom-left",), 2: ("top-left", "bottom-left"), 3: ("top-left", "top-right", "bottom-left")}
-PYRO_PROB_EPS = torch.finfo(torch.float32).eps  # torch's Bernoulli(probs) clamps probs to [eps, 1 - eps]
-PYRO_LOGIT_MAX = math.log(1 - PYRO_PROB_EPS) - math.log(PYRO_PROB_EPS)  # the logits that clamp allows, +-15.94
 PYRO_BATCH = 32  # Pyro's table averages the per-batch means of batches of 32 test images (util.generate_table)
 
 
@@ -179,16 +177,24 @@ def cvae_terms(model: CVAE, x: torch.Tensor, generator: torch.Generator | None =
 
 
 def log_weights(model: CVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                max_logit: float | None = None) -> torch.Tensor:
-    """log w_k = log p(y|x, z_k) + log p(z_k|x) - log q(z_k|x, y), z_k ~ q(z|x, y); with max_logit, the logits
-    clamped to +-max_logit first (Pyro's Bernoulli(probs) clamp). Shapes: (B, D) -> (k, B)."""
+                as_pyro: bool = False) -> torch.Tensor:
+    """log w_k = log p(y|x, z_k) + log p(z_k|x) - log q(z_k|x, y), z_k ~ q(z|x, y); as_pyro: p(y|x, z) from the
+    probabilities, as Pyro's Bernoulli(sigmoid(logits)) has it (pyro_logits). Shapes: (B, D) -> (k, B)."""
     x_given, y = model.given(x), x[..., model.missing]
     mu_p, logvar_p = model.prior_params(x_given)
     z, log_q = gaussian_draw(*model.posterior_params(x), k, generator)  # (k, B, L), (k, B)
     logits = model.decode(z, x_given)
-    if max_logit is not None:
-        logits = logits.clamp(-max_logit, max_logit)
+    if as_pyro:
+        logits = pyro_logits(logits)
     return bernoulli_log_likelihood(logits, y) + log_normal(z, mu_p, logvar_p) - log_q
+
+
+def pyro_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The logits that Pyro's Bernoulli(probs=sigmoid(logits)) scores with: torch turns probabilities p into
+    log p - log(1 - p) after clamping them to [eps, 1 - eps] (eps = 1.2e-7 in float32), so no pixel costs more than
+    15.9 nats and logits beyond about +-9 are rounded with p. Shape kept."""
+    p = torch.sigmoid(logits).clamp(torch.finfo(logits.dtype).eps, 1 - torch.finfo(logits.dtype).eps)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def baseline_log_likelihood(baseline: Baseline, x: torch.Tensor) -> torch.Tensor:
@@ -223,11 +229,11 @@ def baseline_nll(baseline: Baseline, x: torch.Tensor, batch_size: int = 1000) ->
 def pyro_nll(model: CVAE, x: torch.Tensor, particles: int = 10, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
     """Pyro's "CVAE (Monte Carlo)" score of every image: Trace_ELBO(num_particles=10)'s loss, the mean over
     `particles` draws z_s ~ q(z|x, y) of -(log p(y|x, z_s) + log p(z_s|x) - log q(z_s|x, y)) (the KL estimated at
-    the draws, not in closed form), with Pyro's clamp of the pixel probabilities. Its table reports
+    the draws, not in closed form), the pixels scored as Pyro scores them (pyro_logits). Its table reports
     batch_means of these. Seeded: the same seed gives the same numbers. Shapes: (N, D) -> (N,)."""
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     with evaluating(model):
-        return torch.cat([-log_weights(model, xb, particles, generator, PYRO_LOGIT_MAX).mean(0).cpu()
+        return torch.cat([-log_weights(model, xb, particles, generator, as_pyro=True).mean(0).cpu()
                           for xb in _batches(model, x, batch_size)])
 
 
