@@ -2,6 +2,7 @@
 listed pixel by pixel, torch.distributions for the KL, the Gaussians and the (clamped) Bernoulli, an explicit loop
 for Pyro's score, a model whose log p(y|x) is known exactly, and quadrature over a 1-D z."""
 
+import json
 import math
 
 import pytest
@@ -66,6 +67,10 @@ def test_decode_scores_the_missing_pixels_and_broadcasts_draws():
     assert torch.equal(completions[:, :, ~model.missing], x[:, ~model.missing].expand(2, 5, -1))
 
 
+def normal(mu, logvar):
+    return Normal(mu, (0.5 * logvar).exp())
+
+
 def reference_log_weights(model, x, eps, clamp):
     """log p(y|x, z) + log p(z|x) - log q(z|x, y) by torch.distributions, image by image and draw by draw, z = mu_q +
     std_q eps; with clamp, the pixels' probabilities given to Bernoulli(probs=...), which clamps them as Pyro's does.
@@ -77,8 +82,7 @@ def reference_log_weights(model, x, eps, clamp):
         given[missing] = -1
         guess = given.clone()
         guess[missing] = torch.sigmoid(model.baseline(given))[missing]
-        p_z = Normal(*(lambda mu, lv: (mu, (0.5 * lv).exp()))(*model.prior_net(guess)))
-        q_z = Normal(*(lambda mu, lv: (mu, (0.5 * lv).exp()))(*model.recognition_net(x[n])))
+        p_z, q_z = normal(*model.prior_net(guess)), normal(*model.recognition_net(x[n]))
         for s in range(len(eps)):
             z = q_z.loc + q_z.scale * eps[s, n]
             logits = model.generation_net(torch.cat([z, given]) if model.config.decoder_sees_given else z)[missing]
@@ -111,7 +115,7 @@ def test_elbo_terms_and_baseline_against_torch_distributions():
     mu_q, lv_q = model.posterior_params(x)
     z = mu_q + (0.5 * lv_q).exp() * eps[0]
     log_py = Bernoulli(logits=model.decode(z, x_given)).log_prob(x[:, model.missing]).sum(-1)
-    kl = kl_divergence(Independent(Normal(mu_q, (0.5 * lv_q).exp()), 1), Independent(Normal(mu_p, (0.5 * lv_p).exp()), 1))
+    kl = kl_divergence(Independent(normal(mu_q, lv_q), 1), Independent(normal(mu_p, lv_p), 1))
     torch.testing.assert_close(terms.log_px_z, log_py)
     torch.testing.assert_close(terms.elbo, log_py - kl)
     logits = model.baseline(x_given)[:, model.missing]
@@ -159,7 +163,8 @@ def test_importance_sampling_against_quadrature_with_a_1d_z():
     assert ((estimate - exact).abs() <= 4 * se + 1e-3).all(), (estimate, exact, se)
     # In expectation a lower bound that tightens with K: the mean of 300 independent estimates for each K.
     repeated = x.repeat(300, 1)
-    means = [cvae.conditional_log_likelihood(model, repeated, k=k, seed=k)[0].view(300, 4).mean(0) for k in (1, 10, 100)]
+    means = [cvae.conditional_log_likelihood(model, repeated, k=k, seed=k)[0].view(300, 4).mean(0)
+             for k in (1, 10, 100)]
     assert (means[0] < means[1]).all() and (means[1] < means[2]).all()
     assert (means[2] <= exact + 0.02).all()
     assert (exact - means[0] > 0.1).all()  # q is not p(z|x, y): the ELBO is visibly below
@@ -224,3 +229,25 @@ def test_checkpoints_round_trip(tmp_path):
     torch.testing.assert_close(cvae.conditional_log_likelihood(loaded, x, k=20)[0],
                                cvae.conditional_log_likelihood(model, x, k=20)[0])
     torch.testing.assert_close(cvae.baseline_nll(model.baseline, x), cvae.baseline_nll(loaded.baseline, x))
+
+
+def test_the_benchmark_script_runs_and_scores_its_saved_models_again(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cvae_pyro.py"
+    spec = importlib.util.spec_from_file_location("cvae_pyro", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--data", "sample", "--out", str(tmp_path), "--quadrants", "1", "3", "--hidden", "16", "--z-dim", "4",
+            "--budget", "0.2", "--test-images", "40", "--k", "20", "--results", str(tmp_path / "r.json"),
+            "--threads", str(torch.get_num_threads())]
+    script.main(args)
+    trained = json.loads((tmp_path / "r.json").read_text())
+    assert [r["quadrants"] for r in trained["runs"]] == [1, 3] and trained["n_test"] == 40
+    assert trained["runs"][0]["cvae"]["stopped"] == "budget"
+    script.main(args + ["--score-only"])
+    scored = json.loads((tmp_path / "r.json").read_text())
+    for before, again in zip(trained["runs"], scored["runs"]):
+        for key in ("baseline_pyro_table", "cvae_pyro_table", "cvae_is_nll"):
+            assert again[key] == pytest.approx(before[key], rel=1e-6)

@@ -321,7 +321,7 @@ def fit(model: nn.Module, loss, parameters, train_x: torch.Tensor, cfg: FitConfi
         x_val = binarise(x_val, torch.Generator().manual_seed(TEST_BINARISATION_SEED))
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
     history, best, state, bad, start = History(), math.inf, None, 0, time.perf_counter()
-    out_of_time = lambda: cfg.budget_s is not None and time.perf_counter() - start > cfg.budget_s  # noqa: E731
+    out_of_time = lambda: cfg.budget_s is not None and time.perf_counter() - start > cfg.budget_s
     for epoch in range(cfg.epochs):
         model.train()
         order, total, seen = train_at[torch.randperm(len(train_at), generator=generator)], 0.0, 0
@@ -358,7 +358,8 @@ def validation_loss(model: nn.Module, loss, x_val: torch.Tensor, seed: int, batc
     epochs compare on the same draws. Shapes: x_val (N, D) -> float."""
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed + 2)
     with evaluating(model):
-        return sum(loss(model, xb, generator).item() * len(xb) for xb in _batches(model, x_val, batch_size)) / len(x_val)
+        total = sum(loss(model, xb, generator).item() * len(xb) for xb in _batches(model, x_val, batch_size))
+    return total / len(x_val)
 
 
 def fit_baseline(baseline: Baseline, train_x: torch.Tensor, cfg: FitConfig) -> History:
