@@ -72,7 +72,8 @@ def history_row(history: cvae.History) -> dict:
     epochs = len(history.validation_loss)
     return {"epochs": epochs, "best_epoch": history.best_epoch + 1, "steps": history.steps,
             "stopped": history.stopped, "train_seconds": history.seconds,
-            "seconds_per_epoch": history.seconds / max(1, epochs), "validation_loss": history.validation_loss}
+            "seconds_per_epoch": history.seconds / max(1, epochs),  # the last epoch may be cut short by --budget
+            "steps_per_second": history.steps / history.seconds, "validation_loss": history.validation_loss}
 
 
 def one_setting(quadrants: int, seed: int, train_x, test_x, args) -> dict:
