@@ -3,8 +3,11 @@ that a notebook loads them with fit(data, ModelConfig(kind="m2", ...), None, epo
 of training them again. `python -m vaelib.runs publish KEY` then copies them into vaelib/pretrained.
 
 The command line and `fit` run the same trainer (vaelib.train.train) on the same TrainConfig; only the keys they
-file a model under are made differently. This script rebuilds the TrainConfig from the run's metrics.json, checks
-that it is the one `fit` builds from the same settings, and saves the run's model and history under fit's key.
+file a model under are made differently. This script rebuilds, from the run's metrics.json, the TrainConfig that
+`fit(data, model, steps, **options)` builds from the run's settings, checks that every setting the run recorded
+survives the rebuild unchanged, and saves the run's model and history under fit's key for the data the run
+recorded. (That `fit` then trains the same weights bit for bit was checked once by hand, on the sample: a
+command-line run and `fit` from its settings gave identical state_dicts.)
 
     python benchmarks/m2_publish.py /tmp/m2r1/h500_z50_a5000_e30_s0 ...
 """
@@ -35,10 +38,11 @@ def fit_config(run_config: dict) -> TrainConfig:
     return TrainConfig(steps=run_config["steps"], model=ModelConfig(**run_config["model"]), **options)
 
 
-def publish(folder: Path, source: str) -> str:
+def publish(folder: Path) -> str:
     metrics = json.loads((folder / "metrics.json").read_text())
     if not metrics.get("complete"):
         raise SystemExit(f"error: {folder} is not a finished run (resume it with python -m vaelib resume {folder})")
+    source = metrics["data_source"]  # what the run trained on ("mnist", or "sample" when "auto" fell back to it)
     cfg = fit_config(metrics["config"])
     given = {k: v for k, v in metrics["config"].items() if k not in FIT_DEFAULTED}
     rebuilt = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in FIT_DEFAULTED}
@@ -56,11 +60,9 @@ def publish(folder: Path, source: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path, help="finished run folders (--out of python -m vaelib train)")
-    p.add_argument("--source", choices=("mnist", "sample"), default="mnist",
-                   help="the data the runs trained on (MNISTData.source), part of fit's key")
     a = p.parse_args()
     for folder in a.folders:
-        print(f"{folder.name}: runs/cache/{publish(folder, a.source)}")
+        print(f"{folder.name}: runs/cache/{publish(folder)}")
 
 
 if __name__ == "__main__":

@@ -347,3 +347,41 @@ def test_a_tiny_run_writes_test_accuracy_and_resumes_where_it_would_have_ended(t
     resumed, expected = (read_checkpoint(d / "model.pt")["state_dict"] for d in (stopped, whole))
     assert all(torch.equal(resumed[k], expected[k]) for k in expected)
     assert json.loads((stopped / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_a_published_command_line_run_is_the_model_fit_trains(tmp_path, monkeypatch, sample_data):
+    """benchmarks/m2_publish.py files a finished `train --model m2` run under vaelib.study.fit's key; fit then loads
+    it, and fit training afresh from the same settings gives the same weights bit for bit."""
+    import importlib.util
+    from pathlib import Path
+
+    from vaelib.study import fit
+
+    spec = importlib.util.spec_from_file_location(
+        "m2_publish", Path(__file__).resolve().parents[1] / "benchmarks" / "m2_publish.py")
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    monkeypatch.setenv("VAELIB_SMOKE", "0")
+    monkeypatch.setenv("VAELIB_PRETRAINED", "0")
+    monkeypatch.setenv("VAELIB_ADAPT_THREADS", "0")
+    run = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--model", "m2", "--labels", "100", "--data", "sample", "--no-progress", "--steps", "30",
+                     "--hidden", "16", "--z-dim", "2", "--alpha", "500", "--seed", "3", "--out", str(run)]) in (0, None)
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path / "published"))
+    publish.publish(run)
+    options = dict(labels=100, alpha=500.0, seed=3)
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        loaded, _ = fit(sample_data, ModelConfig(kind="m2", hidden=(16,), z_dim=2), 30, **options)
+    assert "loaded from" in said.getvalue()
+    monkeypatch.setenv("VAELIB_RUNS", str(tmp_path / "fresh"))
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        fresh, _ = fit(sample_data, ModelConfig(kind="m2", hidden=(16,), z_dim=2), 30, **options)
+    assert "trained now" in said.getvalue()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), fresh.state_dict().values()))
+
+
+@pytest.mark.parametrize("label", [-1, 10, 2.0, True])
+def test_a_label_outside_the_ten_digits_is_refused(label):
+    with pytest.raises(ValueError, match="integer from 0 to 9"):
+        m2.label_log_px_z(small_model(z_dim=2), label)

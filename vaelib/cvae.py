@@ -112,9 +112,12 @@ class CVAE(nn.Module):
         super().__init__()
         self.config = config = config or CVAEConfig()
         self.baseline = baseline if baseline is not None else Baseline(config)
-        if self.baseline.config.quadrants != config.quadrants:
-            raise ValueError(f"the baseline was built for {self.baseline.config.quadrants} given quadrants, "
-                             f"the CVAE for {config.quadrants}")
+        base = self.baseline.config
+        if (base.quadrants, base.x_dim, base.hidden) != (config.quadrants, config.x_dim, config.hidden):
+            raise ValueError(f"the baseline was built for {base.quadrants} given quadrants, {base.x_dim} pixels and "
+                             f"widths {base.hidden}, the CVAE for {config.quadrants}, {config.x_dim} and "
+                             f"{config.hidden}: build the baseline from the CVAE's config (Baseline(config)), which "
+                             "is also what `load` rebuilds")
         self.register_buffer("missing", missing_mask(config.quadrants, math.isqrt(config.x_dim)), persistent=False)
         self.prior_net = GaussianNet(config)  # built in Pyro's order
         width = config.z_dim + (config.x_dim if config.decoder_sees_given else 0)
@@ -151,7 +154,10 @@ class CVAE(nn.Module):
         """S completions drawn from the model, z ~ p(z|x), as pixel probabilities sigmoid(logits) with the given
         pixels copied in. Shapes: (B, D) -> (S, B, D)."""
         x_given = self.given(x)
-        z, _ = gaussian_draw(*self.prior_params(x_given), s, generator)
+        mu, logvar = self.prior_params(x_given)
+        drawn_on = generator.device if generator is not None else mu.device  # as M2.sample: a CPU generator works
+        eps = torch.randn((s, *mu.shape), generator=generator, device=drawn_on, dtype=mu.dtype).to(mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps
         probs = x.expand(s, *x.shape).clone()
         probs[..., self.missing] = torch.sigmoid(self.decode(z, x_given))
         return probs
@@ -192,7 +198,8 @@ def log_weights(model: CVAE, x: torch.Tensor, k: int, generator: torch.Generator
 def pyro_logits(logits: torch.Tensor) -> torch.Tensor:
     """The logits that Pyro's Bernoulli(probs=sigmoid(logits)) scores with: torch turns probabilities p into
     log p - log(1 - p) after clamping them to [eps, 1 - eps] (eps = 1.2e-7 in float32), so no pixel costs more than
-    15.9 nats and logits beyond about +-9 are rounded with p. Shape kept."""
+    15.9 nats. The rounding is one-sided in float32: a large negative logit keeps its value (p is resolved near 0),
+    a positive one above about 9 is rounded, with 1 - p (+15 becomes 14.84). Shape kept."""
     p = torch.sigmoid(logits).clamp(torch.finfo(logits.dtype).eps, 1 - torch.finfo(logits.dtype).eps)
     return torch.log(p) - torch.log1p(-p)
 
@@ -231,6 +238,8 @@ def pyro_nll(model: CVAE, x: torch.Tensor, particles: int = 10, seed: int = 0, b
     `particles` draws z_s ~ q(z|x, y) of -(log p(y|x, z_s) + log p(z_s|x) - log q(z_s|x, y)) (the KL estimated at
     the draws, not in closed form), the pixels scored as Pyro scores them (pyro_logits). Its table reports
     batch_means of these. Seeded: the same seed gives the same numbers. Shapes: (N, D) -> (N,)."""
+    if particles < 1:
+        raise ValueError(f"particles must be at least 1, got {particles}")
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     with evaluating(model):
         return torch.cat([-log_weights(model, xb, particles, generator, as_pyro=True).mean(0).cpu()
@@ -290,6 +299,10 @@ class History:
 
 def validation_split(n: int, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(training positions, validation positions): round(share n) images at random, seeded. Shapes: -> 2 x (n_i,)."""
+    if not 0 < cfg.validation_share < 1 or cfg.batch_size < 1:
+        raise ValueError(f"validation_share must lie strictly between 0 and 1 and batch_size be at least 1, got "
+                         f"{cfg.validation_share} and {cfg.batch_size} (Pyro's batch size is 128; the default share "
+                         "1/6 holds out 10,000 of full MNIST's 60,000 images)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 22_2015))
     n_val = round(cfg.validation_share * n)
     return order[n_val:].sort().values, order[:n_val].sort().values

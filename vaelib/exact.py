@@ -40,16 +40,22 @@ DROP_CUT = 10.0  # nats below an image's largest tile beyond which tiles are lef
 
 
 def bernoulli_log_px_z(model: nn.Module):
-    """The function (x, z) -> log p(x|z) of a 2-D model, for every image at every grid point.
-
-    log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), l = model.decode(z): one matrix product.
-    Shapes of the function: (N, D), (G, 2) -> (N, G).
+    """The function (x, z) -> log p(x|z) of a 2-D model, for every image at every grid point (decoded_log_px_z of
+    model.decode). Shapes of the function: (N, D), (G, 2) -> (N, G).
     """
     require_2d(model, "exact log p(x) by quadrature",
                ", or estimate log p(x) with the importance-weighted bound (vaelib.evaluate.per_image_iwae)")
+    return decoded_log_px_z(model.decode)
+
+
+def decoded_log_px_z(decode: Callable):
+    """The function (x, z) -> log p(x|z) for a decoder `decode`: z (G, L) -> logits (G, D), for every image at every
+    grid point: log p(x_n|z_g) = sum_d x_nd l_gd - softplus(l_gd), one matrix product, the grid decoded
+    DECODE_CHUNK points at a time. Shapes of the function: (N, D), (G, L) -> (N, G).
+    """
 
     def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        logits = torch.cat([model.decode(part) for part in z.split(DECODE_CHUNK)])  # (G, D)
+        logits = torch.cat([decode(part) for part in z.split(DECODE_CHUNK)])  # (G, D)
         return x @ logits.T - F.softplus(logits).sum(-1)
 
     return log_px_z

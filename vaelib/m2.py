@@ -24,6 +24,7 @@ batch, nor the C decoder passes per unlabelled image, so it does not compare wit
 from __future__ import annotations
 
 import math
+import operator
 import weakref
 from dataclasses import replace
 from typing import NamedTuple
@@ -168,18 +169,20 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
 
 
 def label_log_px_z(model: M2, label: int):
-    """The function (x, z) -> log p(x|y, z) for one label y, every image at every grid point, in the form
-    vaelib.exact's quadrature takes (decoded vaelib.exact.DECODE_CHUNK points at a time).
+    """The function (x, z) -> log p(x|y, z) for one label y (an integer, 0 to C - 1), every image at every grid
+    point, in the form vaelib.exact's quadrature takes (vaelib.exact.decoded_log_px_z).
     Shapes of the function: (N, D), (G, L) -> (N, G)."""
-    from .exact import DECODE_CHUNK
+    from .exact import decoded_log_px_z
 
-    def log_px_z(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        y = torch.zeros(C, dtype=z.dtype, device=z.device)
-        y[label] = 1
-        logits = torch.cat([model.decode(part, y) for part in z.split(DECODE_CHUNK)])  # (G, D)
-        return x @ logits.T - F.softplus(logits).sum(-1)
-
-    return log_px_z
+    try:
+        index = operator.index(label)  # ints, NumPy's and 0-d integer tensors; not floats
+    except TypeError:
+        index = None
+    if index is None or isinstance(label, bool) or not 0 <= index < C:
+        raise ValueError(f"label must be an integer from 0 to {C - 1}, got {label!r}")
+    y = torch.zeros(C)
+    y[index] = 1
+    return decoded_log_px_z(lambda z: model.decode(z, y.to(z.device, z.dtype)))
 
 
 @torch.no_grad()
