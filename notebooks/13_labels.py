@@ -21,8 +21,8 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/13_labels.ipynb)
 #
 # What is a VAE *for*? One answer: learning from a few labels. Kingma, Rezende, Mohamed and Welling (2014) made
-# the digit's label a second latent variable, seen for a few images and inferred for the rest. Their model,
-# M2, is the subject here. We give it 100 labelled images and 50,000 unlabelled ones. In brief:
+# the label a second latent variable, seen for a few images and inferred for the rest. We give their M2 100
+# labelled images and 50,000 unlabelled ones. In brief:
 #
 # 1. **The unlabelled images teach the classifier.** M2's classifier beats the same network trained on the
 #    100 labels alone, for every draw of the labels.
@@ -31,7 +31,7 @@
 # 3. **M2 generates digits to order.** Keep $z$ and change $y$: the style stays and the digit changes.
 # 4. **In two dimensions the model is its own classifier.** Bayes' rule over ten exact integrals gives
 #    $p_\theta(y|x)$. It is right slightly more often than the trained classifier $q_\phi(y|x)$.
-# 5. **A conditional VAE completes digits.** Given one to three quadrants, ours beats Pyro's published numbers.
+# 5. **A conditional VAE completes digits.** By Pyro's own measure, ours scores below Pyro's published numbers.
 #
 # You will write M2's unlabelled loss and Bayes' rule over the labels.
 
@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelib import m2
+from vaelib import cvae, m2
 from vaelib.config import ModelConfig, pick_device, smoke
 from vaelib.data import binarise, describe, load_mnist
 from vaelib.diagnostics import benchmark_results
@@ -74,6 +74,7 @@ MAIN_BUDGET = dict(epochs=30) if not SMOKE else dict(steps=20)
 MAIN_DRAWS = (0, 1)
 results = {name: json.loads(benchmark_results(name).read_text()) if benchmark_results(name).exists() else None
            for name in ("m2_sweep.json", "m2_exact_2d.json", "cvae_pyro.json")}
+exact_run = results["m2_exact_2d.json"]
 MISSING = ("the committed runs (benchmarks/results) are not in this installation: open this notebook from a clone "
            "of the repository or on Binder to see them")
 print(describe(data))
@@ -103,6 +104,11 @@ print(describe(data))
 #
 # $$\text{loss} = \text{mean}_{\text{unlabelled}}\, U(x) + \text{mean}_{\text{labelled}}
 #   \big[-\mathrm{ELBO}(x, y) - \alpha \log q_\phi(y|x)\big].$$
+#
+# This is not the paper's weighting. Kingma et al. sum the labelled terms once per pass over the data, with
+# $\alpha = 0.1 N$. We pair every unlabelled batch with the 100 labelled images, as common reimplementations do.
+# So each labelled image weighs 500 times more than in their sum. We chose $\alpha = 5000$ on held-out training
+# images: $\alpha$ of 50, 500 and 5,000 gave 71, 75 and 77 % there (`benchmarks/m2_sweep.py`, one seed).
 #
 # Here is M2 in code. The classifier, the encoder and the decoder are the MLPs of earlier notebooks. The label
 # enters as a one-hot vector beside the image or the code:
@@ -215,9 +221,8 @@ holds(torch.allclose(page_loss, library_loss, rtol=1e-4)
       "the page's M2 loss is vaelib's, value and gradient")
 
 # %% [markdown]
-# The library trains M2 with this loss: each step takes 100 unlabelled images and the 100 labelled ones. The
-# labelled images are a seeded draw of ten per digit. Another 10,000 training images are held out, to choose
-# $\alpha$ and the budget on; the test images choose nothing. From a terminal:
+# The library trains M2 with this loss. The labelled images are a seeded draw of ten per digit. Another 10,000
+# training images are held out to choose $\alpha$ and the budget; the test images choose nothing. From a terminal:
 #
 # ```
 # python -m vaelib train --model m2 --labels 100 --hidden 500 500 --z-dim 50 --alpha 5000 --epochs 30
@@ -227,8 +232,21 @@ holds(torch.allclose(page_loss, library_loss, rtol=1e-4)
 # takes seconds:
 
 # %%
-main_models = [fit(data, MAIN, MAIN_BUDGET.get("steps"), device=device, labels=LABELS, alpha=ALPHA, seed=draw,
-                   **{k: v for k, v in MAIN_BUDGET.items() if k != "steps"})[0] for draw in MAIN_DRAWS]
+main_runs = [fit(data, MAIN, MAIN_BUDGET.get("steps"), device=device, labels=LABELS, alpha=ALPHA, seed=draw,
+                 **{k: v for k, v in MAIN_BUDGET.items() if k != "steps"}) for draw in MAIN_DRAWS]
+main_models = [model for model, _ in main_runs]
+fig, ax = plt.subplots(figsize=(6, 3))
+for draw, (_, history) in zip(MAIN_DRAWS, main_runs):
+    ax.plot(history.epoch, history.metrics["validation_accuracy"], marker=".", label=f"labels drawn with seed {draw}")
+ax.set_xlabel("passes over the unlabelled images")
+ax.set_ylabel("accuracy, held-out images")
+ax.set_title("Figure 1. M2's classifier while it trains")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# **Thirty passes are not the end.** Accuracy on the held-out images was still rising at the last pass, after a
+# sharp dip midway in each draw. The learning rate decays over the last quarter. Longer training may well help.
 
 # %% [markdown]
 # ## What 100 labels buy
@@ -242,11 +260,11 @@ def labelled_only(hidden, draw, steps=1000):
     torch.manual_seed(draw)
     classifier = nn.Sequential(mlp([784, *hidden], True), nn.Linear(hidden[-1], C)).to(device)
     where = m2.split(data.train_y, LABELS, 1 / 6, seed=draw).labelled
-    x, y = data.train_x[where].to(device), data.train_y[where].to(device)
+    x, y = data.train_x[where], data.train_y[where].to(device)
     optimiser = torch.optim.Adam(classifier.parameters(), lr=1e-3)
-    generator = torch.Generator(device).manual_seed(draw)
+    generator = torch.Generator().manual_seed(draw)  # drawn on the CPU: the same images on every device
     for _ in range(20 if SMOKE else steps):
-        loss = F.cross_entropy(classifier(binarise(x, generator)), y)
+        loss = F.cross_entropy(classifier(binarise(x, generator).to(device)), y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -270,10 +288,10 @@ for draw, a, b in zip(MAIN_DRAWS, main_accuracy, alone_accuracy):
 # **The unlabelled images teach the classifier.** M2 is right on 88 to 89 in every 100 test digits. The same
 # network trained on the 100 labels alone is right on 76 to 78.
 #
-# **Beside the literature, M2 matches the paper but not Pyro.** Kingma et al. (2014, Table 1) report M2 at
-# 88.0 % with 100 labels, give or take 1.7 points. Pyro's tutorial reports 93.2 % over five draws. Its recipe
-# differs from ours: grey pixels rather than binary ones, softplus units, a differently weighted classifier
-# term, and 50 passes. We have not found which of these closes the gap. Kingma et al.'s M1 + M2 runs M2 on a
+# **Beside the literature, our accuracy matches the paper's M2 but not Pyro's.** Kingma et al. (2014,
+# Table 1) report M2 at 88.0 % with 100 labels, give or take 1.7 points. Pyro's tutorial reports 93.2 % over
+# five draws. Its recipe differs from ours: grey pixels rather than binary ones, softplus units, a differently
+# weighted classifier term, and 50 passes. We have not found which of these closes the gap. Kingma et al.'s M1 + M2 runs M2 on a
 # first VAE's codes and reaches 96.7 %.
 
 # %%
@@ -289,8 +307,9 @@ holds((main_accuracy > alone_accuracy + 0.10).all(),
 # labels-alone baseline is trained on the page, on M2's five draws. The two failures ran on the first three.
 #
 # - **M2** as above, from five draws of the labels.
-# - **One label drawn**: $U(x)$ estimated with one $y \sim q_\phi(y|x)$ instead of the sum. Its value is right
-#   on average, but the draw passes no gradient to the classifier.
+# - **One label drawn, naively**: $U(x)$ estimated with one $y \sim q_\phi(y|x)$ instead of the sum. Its value is
+#   right on average, but the draw itself passes no gradient to the classifier. An unbiased gradient would need
+#   notebook 3's score-function term, with its variance; summing over ten labels avoids both.
 # - **No $\alpha$ term**: the classifier learns from the unlabelled loss alone.
 
 # %%
@@ -310,9 +329,10 @@ else:
     print(MISSING)
 
 # %% [markdown]
-# **Summing over the labels is what teaches the classifier.** With one label drawn, the only unlabelled signal
-# the classifier gets is the entropy term. That pulls $q_\phi(y|x)$ towards uniform, against the labels. The
-# result is worse than the labels alone.
+# **Summing over the labels is what teaches the classifier.** With one label drawn naively, the only unlabelled
+# signal the classifier gets is the entropy term. That pulls $q_\phi(y|x)$ towards uniform, against the labels.
+# Every such run was best on held-out images after its first pass, and worse after. It ends below the labels
+# alone.
 #
 # **Without $\alpha$ the labels reach the classifier only through the decoder.** The labelled bound teaches the
 # decoder what each label looks like. The unlabelled sum then rewards a classifier that agrees with it. That
@@ -322,6 +342,8 @@ else:
 if sweep:
     holds((study["M2"][:3] > study["one label drawn"]).all() and (study["M2"] > study["labels alone"]).all(),
           "at the short budget M2 beats one drawn label and the labels alone, draw by draw", full_only=True)
+    holds(all(rows[f"study_sampled_s{d}"]["best_epoch"] == 1 for d in DRAWS["one label drawn"]),
+          "with one label drawn, every run was best on the validation images after its first pass")
     holds((study["one label drawn"] < study["labels alone"][:3]).all(),
           "with one label drawn the classifier does worse than on the labels alone, draw by draw", full_only=True)
     holds((study["no alpha term"] < study["M2"][:3] - 0.15).all(),
@@ -345,7 +367,7 @@ ax.set_xticks([28 * c + 14 for c in range(C)], labels=range(C))
 ax.set_yticks([])
 ax.set_xlabel("label y given to the decoder")
 ax.set_ylabel("one style z per row")
-ax.set_title("Figure 1. One z, ten labels: p(x|y, z)'s pixel probabilities")
+ax.set_title("Figure 2. One z, ten labels: p(x|y, z)'s pixel probabilities")
 plt.show()
 
 # %% [markdown]
@@ -364,7 +386,7 @@ ax.imshow(image_grid(both, rows=5).numpy(), cmap="gray_r", vmin=0, vmax=1)
 ax.set_xticks([14] + [28 * (c + 1) + 14 for c in range(C)], labels=["test digit", *range(C)])
 ax.set_yticks([])
 ax.set_xlabel("label y given to the decoder, with the test digit's own z")
-ax.set_title("Figure 2. Five test digits re-drawn as every digit")
+ax.set_title("Figure 3. Five test digits re-drawn as every digit")
 plt.show()
 
 # %% [markdown]
@@ -379,8 +401,8 @@ plt.show()
 # $$p_\theta(y|x) = \frac{p(y)\, p_\theta(x|y)}{\sum_{y'} p(y')\, p_\theta(x|y')}, \qquad
 #   p_\theta(x|y) = \int p_\theta(x|y, z)\, p(z)\, dz.$$
 #
-# With $z$ in two dimensions, notebook 6's quadrature computes each integral exactly. We trained a 2-D M2 the same
-# way, for 20 passes.
+# With $z$ in two dimensions, notebook 6's quadrature computes each integral exactly. We trained a 2-D M2 with
+# the same loss and $\alpha$, on the smaller $256, 128$ network, for 20 passes.
 #
 # **Exercise 2.** Write Bayes' rule over the labels. You get $\log p_\theta(x|y)$, shape $(10, N)$. Return
 # $p_\theta(y|x)$, shape $(N, 10)$. The log-likelihoods are near $-100$ nats: mind the exponentials.
@@ -389,8 +411,8 @@ plt.show()
 def class_posterior(log_px_given_y):
     """p(y|x) (N, C) from log p(x|y) (C, N), with the uniform p(y)."""
     raise NotImplementedError(
-        'Hint: p(y) is the same for every label, and a softmax over the label axis '
-        'divides by the sum stably.'
+        'Hint: p(y) is the same for every label. Exponentiate only after subtracting '
+        "each image's largest value."
     )
 
 
@@ -415,60 +437,67 @@ print(f"{len(few):,} test images: q(y|x) right on {(amortised == y_few).double()
       f"Bayes' p(y|x) on {(bayes == y_few).double().mean():.3f}; they disagree on {(amortised != bayes).sum()}")
 
 # %%
-exact = results["m2_exact_2d.json"]
-if exact and not SMOKE:
-    same = (torch.tensor(exact["bayes_label"])[few] == bayes).all() and (torch.tensor(exact["q_label"])[few] == amortised).all()
-    holds(same and all(report["converged"] for report in reports),
+if exact_run and not SMOKE:  # a near tie may fall the other way on a GPU: 99.5 % of the labels must agree
+    same = min((torch.tensor(exact_run["bayes_label"])[few] == bayes).double().mean(),
+               (torch.tensor(exact_run["q_label"])[few] == amortised).double().mean())
+    holds(same >= 0.995 and all(report["converged"] for report in reports),
           "the quadrature converged, and both classifiers name the labels the committed run names for these images")
-    holds(exact["accuracy_bayes"] > exact["accuracy_q"]
-          and exact["right_bayes_when_disagree"] > exact["right_q_when_disagree"],
-          "on all 10,000 test digits Bayes' rule is right more often than q(y|x), and more often where they disagree")
-    print(f"all 10,000 test images: q(y|x) {exact['accuracy_q']:.4f}, Bayes' p(y|x) {exact['accuracy_bayes']:.4f}; "
-          f"they disagree on {exact['n_disagree']} (q right on {exact['right_q_when_disagree']}, "
-          f"Bayes right on {exact['right_bayes_when_disagree']})")
 else:
-    print(MISSING if not exact else "the smoke setting's model is not the committed one: nothing to compare")
+    print(MISSING if not exact_run else "the smoke setting's model is not the committed one: nothing to compare")
+
+# %% [markdown]
+# The committed run, on all 10,000 test images:
+
+# %%
+if exact_run:
+    print(f"q(y|x) right on {exact_run['accuracy_q']:.4f}, Bayes' p(y|x) on {exact_run['accuracy_bayes']:.4f}; they "
+          f"disagree on {exact_run['n_disagree']}: q right on {exact_run['right_q_when_disagree']}, Bayes on "
+          f"{exact_run['right_bayes_when_disagree']}, neither on "
+          f"{exact_run['n_disagree'] - exact_run['right_q_when_disagree'] - exact_run['right_bayes_when_disagree']}")
+    holds(exact_run["accuracy_bayes"] > exact_run["accuracy_q"]
+          and exact_run["right_bayes_when_disagree"] > exact_run["right_q_when_disagree"],
+          "on all 10,000 test digits Bayes' rule is right more often than q(y|x), and more often where they disagree")
+else:
+    print(MISSING)
 
 # %% [markdown]
 # **The model's own classifier is slightly better.** On all 10,000 test digits, Bayes' rule is right on 84.2 %
-# and $q_\phi(y|x)$ on 83.0 %. They disagree on about 9 digits in 100. There, Bayes' rule is right more often
-# than $q_\phi$, but neither is right on most: these are the ambiguous digits. This is one trained model, so the
-# size of the difference is this model's. Here are twelve at random, with the true label and each classifier's:
+# and $q_\phi(y|x)$ on 83.0 %. They disagree on about 9 digits in 100. There, Bayes' rule is right on 395 and
+# $q_\phi$ on 284; on 182 neither is. This is one trained model, so the size of the difference is this model's.
+# Here are twelve at random, with the true label and each classifier's:
 
 # %%
-if exact and not SMOKE:
-    disagree = torch.tensor(exact["disagree"])
+if exact_run and not SMOKE:
+    disagree = torch.tensor(exact_run["disagree"])
     shown = disagree[torch.randperm(len(disagree), generator=torch.Generator().manual_seed(0))[:12]]
     fig, axes = plt.subplots(2, 6, figsize=(9, 4.2))
     for ax, i in zip(axes.flat, shown.tolist()):
         ax.imshow(data.test_x[i].reshape(28, 28).cpu(), cmap="gray_r")
-        ax.set_title(f"true {data.test_y[i].item()}\nq {exact['q_label'][i]}, Bayes {exact['bayes_label'][i]}",
-                     fontsize=9)
+        guesses = f"q {exact_run['q_label'][i]}, Bayes {exact_run['bayes_label'][i]}"
+        ax.set_title(f"true {data.test_y[i].item()}\n{guesses}", fontsize=9)
         ax.axis("off")
-    fig.suptitle("Figure 3. Test digits where q(y|x) and Bayes' p(y|x) disagree")
+    fig.suptitle("Figure 4. Test digits where q(y|x) and Bayes' p(y|x) disagree")
     plt.show()
 else:
-    print(MISSING if not exact else "the smoke setting's model is not the committed one: nothing to show")
+    print(MISSING if not exact_run else "the smoke setting's model is not the committed one: nothing to show")
 
 # %% [markdown]
 # ## Completing a digit: the conditional VAE
 #
-# M2 conditions on a label. Sohn et al. (2015) condition on part of the image instead. Show the model one, two
-# or three quadrants of a digit, $x$, and ask for the rest, $y$. A network that predicts each missing pixel's
-# probability must average over every digit the quadrants could belong to. The conditional VAE draws one instead:
-# a code from a prior that reads $x$, then the pixels. Its bound is notebook 1's, with everything conditioned on
-# $x$:
+# Sohn et al. (2015) condition on part of the image instead of a label. Given one, two or three quadrants of a
+# digit, $x$, the model draws the rest, $y$. A network that predicts each missing pixel must average over every
+# digit the quadrants could start. The conditional VAE draws a code from a prior that reads $x$, then the pixels.
+# Its bound is notebook 1's, conditioned on $x$ (here $y$ is the missing pixels, not a label):
 #
 # $$\log p_\theta(y|x) \ge \mathbb{E}_{q_\phi(z|x,y)}[\log p_\theta(y|x,z)]
 #   - \mathrm{KL}(q_\phi(z|x,y) \,\|\, p_\theta(z|x)).$$
 #
 # The KL is between two Gaussians, as in notebook 2's second exercise.
 #
-# Pyro's CVAE example holds the published numbers. `benchmarks/cvae_pyro.py` trains its baseline network and its
-# CVAE for each number of quadrants, one seed each. `benchmarks/cvae_protocol.md` lists every difference from
-# Pyro's run. The main ones: our pixels are binary, Pyro's grey; we stop early on held-out training images, Pyro
-# on the test set. We score all 10,000 test images twice. Pyro's number is a 10-draw negative ELBO. The true
-# $-\log p_\theta(y|x)$ comes from importance sampling with 1,000 draws, as in notebook 6.
+# Pyro's CVAE example holds the published numbers. `benchmarks/cvae_pyro.py` trains its baseline network and
+# CVAE for each number of quadrants, one seed each; `benchmarks/cvae_protocol.md` lists every difference. The
+# main ones: our pixels are binary, Pyro's grey; Pyro stopped training on the test set. Pyro's number is a
+# 10-draw negative ELBO. We add the true $-\log p_\theta(y|x)$, by importance sampling with 1,000 draws.
 
 # %% tags=["nbval-check-output"]
 completion = results["cvae_pyro.json"]
@@ -485,12 +514,42 @@ else:
     print(MISSING)
 
 # %% [markdown]
-# **The CVAE beats Pyro's, by Pyro's own number.** It is 2 to 4 nats lower for each count of given quadrants.
-# Our baseline is worse than Pyro's, though: binary inputs tell a network less than grey ones. The CVAE wins
-# despite that.
+# Here is the difference in pictures, with one quadrant given. The CVAE of that run comes committed with the
+# course. Each column is a random test digit:
+
+# %%
+saved = benchmark_results("cvae_q1_seed0.pt")
+if saved.exists():
+    completer = cvae.load(saved).to(device)  # the bottom-left quadrant given
+    chosen_ones = data.test_x[torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(2))[:8]]
+    x_eight = chosen_ones.to(device)
+    with torch.no_grad():
+        given = completer.given(x_eight)
+        averaged = torch.where(completer.missing, torch.sigmoid(completer.baseline(given)), x_eight)
+        drawn = completer.complete(x_eight, 3, torch.Generator().manual_seed(0))  # (3, 8, D), z ~ p(z|x)
+    rows = [torch.where(completer.missing, torch.full_like(x_eight, 0.15), x_eight), averaged, *drawn, x_eight]
+    fig, ax = plt.subplots(figsize=(7, 5.6))
+    ax.imshow(image_grid(torch.cat(rows), rows=len(rows)).numpy(), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_yticks([28 * r + 14 for r in range(len(rows))],
+                  labels=["given", "baseline", "CVAE draw 1", "CVAE draw 2", "CVAE draw 3", "the test digit"])
+    ax.set_xticks([])
+    ax.set_title("Figure 5. Completing a digit from its bottom-left quadrant")
+    plt.show()
+else:
+    print(MISSING)
+
+# %% [markdown]
+# **The baseline averages; the CVAE chooses.** The baseline's completions are grey blurs wherever the quadrant
+# leaves the digit open. Each CVAE draw commits to one digit, and the draws differ where the quadrant is
+# ambiguous.
+
+# %% [markdown]
+# **By Pyro's own number, our CVAE scores below Pyro's published one.** It is 2 to 4 nats lower for each count
+# of given quadrants. That is one run of ours beside one of theirs, with binary pixels, so it is a size, not a
+# settled win. Our baseline scores 3 to 8 nats above Pyro's; the pixels may explain that (we ran no grey ones).
 #
 # **Pyro's number is a bound, and the truth is lower.** Importance sampling puts $-\log p_\theta(y|x)$ a few
-# nats below it, as the ELBO's gap says it must. One seed each: these are sizes, not settled differences.
+# nats below it, as the ELBO's gap says it must.
 #
 # **The CVAE gains most where most is missing.** With one quadrant given, it beats the baseline by about 45 nats.
 # With three given, there is less left to choose, and the lead is about 8.
@@ -498,7 +557,7 @@ else:
 # %%
 if completion:
     holds(all(runs[q]["cvae_pyro_table"] < completion["pyro_reported"]["cvae"][str(q)] for q in runs),
-          "by Pyro's own number, our CVAE is lower than Pyro's for 1, 2 and 3 given quadrants")
+          "by Pyro's own number, our CVAE scores below Pyro's published numbers for 1, 2 and 3 given quadrants")
     holds(all(runs[q]["cvae_is_nll"] + 3 * runs[q]["cvae_is_nll_se"] < runs[q]["cvae_pyro_mean"] for q in runs),
           "the importance-sampled -log p(y|x) lies below Pyro's number, by more than three standard errors")
     gains = [runs[q]["baseline_nll"] - runs[q]["cvae_is_nll"] for q in sorted(runs)]
@@ -507,20 +566,16 @@ if completion:
 # %% [markdown]
 # ## Summary
 #
-# - M2 makes the label a latent variable. Labelled images get the usual ELBO; unlabelled ones sum it over the ten
-#   labels, weighted by the classifier, plus the classifier's entropy.
-# - The labelled bound does not train the classifier, so the loss adds its cross-entropy, weighted by $\alpha$.
+# - M2 makes the label a latent variable. Unlabelled images sum the ELBO over the labels, weighted by the
+#   classifier, plus its entropy. A cross-entropy term, weighted by $\alpha$, teaches the classifier the labels.
 # - With 100 labels, M2's classifier beats the same network trained on the labels alone.
-# - Summing over the labels matters: one drawn label gives the classifier no gradient from the unlabelled images.
+# - Summing over the labels matters: a naively drawn label leaves the classifier only the entropy's pull.
 # - M2 keeps style and label apart: one $z$ decodes as any digit.
-# - In two dimensions, Bayes' rule over exact integrals gives the model's own classifier. Here it was right
-#   slightly more often than the amortised one.
-# - The conditional VAE conditions on part of the image. Completing digits, it beats Pyro's published numbers, and
-#   importance sampling shows the true loss is lower still.
+# - In two dimensions, Bayes' rule over exact integrals gives the model's own classifier.
+# - The conditional VAE conditions on part of the image, and draws completions where a network averages.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. The loss weights the labelled bound once per step, while Kingma et al.'s eq. 9 weights it once per epoch.
-#    Why would weighting it once per epoch starve the classifier at 100 labels? (`vaelib.m2.labelled_loss`'s
-#    docstring has the sums.)
+# 1. Without the $\alpha$ term the classifier still reached 55 to 64 % (the failure-mode table). Only the
+#    labelled bound sees the labels, and it never uses $q_\phi(y|x)$. How do the labels reach the classifier?
