@@ -53,16 +53,16 @@ def mean_se(values: torch.Tensor) -> tuple[float, float]:
 
 def score(baseline: cvae.Baseline, model: cvae.CVAE, test_x: torch.Tensor, args) -> dict:
     """Both models' numbers on the test images, nats per image (lower is better)."""
-    start = time.perf_counter()
     base = cvae.baseline_nll(baseline, test_x)
+    start = time.perf_counter()
     pyro = cvae.pyro_nll(model, test_x, args.particles, seed=args.score_seed)
     pyro_seconds = time.perf_counter() - start
     log_p, mc_se = cvae.conditional_log_likelihood(model, test_x, args.k, seed=args.score_seed)
+    (base_mean, base_se), (pyro_mean, pyro_se), (is_mean, is_se) = (mean_se(v) for v in (base, pyro, -log_p))
     return {
-        "baseline_pyro_table": cvae.batch_means(base),
-        "baseline_nll": mean_se(base)[0], "baseline_nll_se": mean_se(base)[1],
-        "cvae_pyro_table": cvae.batch_means(pyro), "cvae_pyro_mean": mean_se(pyro)[0], "cvae_pyro_se": mean_se(pyro)[1],
-        "cvae_is_nll": mean_se(-log_p)[0], "cvae_is_nll_se": mean_se(-log_p)[1],
+        "baseline_pyro_table": cvae.batch_means(base), "baseline_nll": base_mean, "baseline_nll_se": base_se,
+        "cvae_pyro_table": cvae.batch_means(pyro), "cvae_pyro_mean": pyro_mean, "cvae_pyro_se": pyro_se,
+        "cvae_is_nll": is_mean, "cvae_is_nll_se": is_se,
         "cvae_is_mc_se": (mc_se.double().pow(2).sum().sqrt() / len(mc_se)).item(),
         "score_seconds_pyro": pyro_seconds, "score_seconds_is": time.perf_counter() - start - pyro_seconds,
     }

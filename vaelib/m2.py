@@ -38,6 +38,8 @@ from .config import ModelConfig, TrainConfig
 from .data import TEST_BINARISATION_SEED, MNISTData, binarise
 from .elbo import ELBO, bernoulli_log_likelihood, gaussian_draw, kl_standard_normal
 from .evaluate import evaluating
+from .exact import converged_log_px, decoded_log_px_z
+from .model import require_2d
 from .priors import StandardNormal
 from .train import Batches
 
@@ -172,17 +174,14 @@ def label_log_px_z(model: M2, label: int):
     """The function (x, z) -> log p(x|y, z) for one label y (an integer, 0 to C - 1), every image at every grid
     point, in the form vaelib.exact's quadrature takes (vaelib.exact.decoded_log_px_z).
     Shapes of the function: (N, D), (G, L) -> (N, G)."""
-    from .exact import decoded_log_px_z
-
     try:
         index = operator.index(label)  # ints, NumPy's and 0-d integer tensors; not floats
     except TypeError:
         index = None
     if index is None or isinstance(label, bool) or not 0 <= index < C:
         raise ValueError(f"label must be an integer from 0 to {C - 1}, got {label!r}")
-    y = torch.zeros(C)
-    y[index] = 1
-    return decoded_log_px_z(lambda z: model.decode(z, y.to(z.device, z.dtype)))
+    y = torch.tensor(index)
+    return decoded_log_px_z(lambda z: model.decode(z, one_hot(y, z)))
 
 
 @torch.no_grad()
@@ -191,9 +190,6 @@ def exact_log_px_given_y(model: M2, x: torch.Tensor, **options) -> tuple[torch.T
     for a model with a 2-D z. Then log p(x) = logsumexp_y log p(x|y) - log C, and the model's own classifier is
     Bayes' rule, p(y|x) = softmax_y log p(x|y) (p(y) uniform). Returns (C, N) and the quadrature's ten reports.
     Shapes: (N, D) -> (C, N), list of C dicts."""
-    from .exact import converged_log_px
-    from .model import require_2d
-
     require_2d(model, "the exact log p(x|y) by quadrature")
     runs = [converged_log_px(label_log_px_z(model, label), x, **options) for label in range(C)]
     return torch.stack([log_px for log_px, _, _ in runs]), [report for _, _, report in runs]
