@@ -70,7 +70,8 @@ def child(weight: float, sample_y: bool, argv: list[str]) -> int:
     return vaelib_main(argv)
 
 
-def run(name: str, args: str, out: Path, data_dir: str) -> dict:
+def run(name: str, args: str, out: Path, data_dir: str, collect: bool = False) -> dict:
+    """Train one setting (or, with collect, read a finished run of it from out/name) and return its row."""
     folder = out / name
     words = shlex.split(args)
     weight, sample_y = None, "--sample-y" in words
@@ -84,12 +85,17 @@ def run(name: str, args: str, out: Path, data_dir: str) -> dict:
             [sys.executable, "-m", "vaelib"])
     command = [*head, "train", *BASE, *words, "--data-dir", data_dir, "--out", str(folder)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VAELIB_ADAPT_THREADS": "0", "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
+    wall = None
+    if not collect:
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
     m = json.loads((folder / "metrics.json").read_text())
+    if m.get("complete") is False:
+        raise RuntimeError(f"{folder} stopped at step {m['steps_done']:,} of {m['steps_total']:,}: finish it with "
+                           f"python -m vaelib train --resume {folder}")
     validation = m["history"]["metrics"]["validation_accuracy"]
     best = max(range(len(validation)), key=validation.__getitem__)
     cfg = m["config"]
@@ -103,7 +109,7 @@ def run(name: str, args: str, out: Path, data_dir: str) -> dict:
             "best_validation": validation[best], "best_epoch": best + 1,
             "final_validation": m["validation_accuracy"], "validation_per_epoch": validation,
             "test_accuracy": m["test_accuracy"], "test_neg_elbo": m["test_neg_elbo"],
-            "train_seconds": round(m["train_seconds"], 1), "wall_seconds": round(wall, 1),
+            "train_seconds": round(m["train_seconds"], 1), "wall_seconds": None if wall is None else round(wall, 1),
             "train_images_per_second": round(m["train_images_per_second"]),
             "threads": 1, "device": m["device"], "torch_version": m["torch_version"]}
 
@@ -119,9 +125,11 @@ def main() -> None:
     p.add_argument("--data-dir", required=True, help="full MNIST, as torchvision.datasets.MNIST(DIR) keeps it")
     p.add_argument("--out", type=Path, required=True, help="where the run folders go (outside the repository)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: read each named run from --out, where it finished (after a --resume, say)")
     a = p.parse_args()
     with ThreadPoolExecutor(a.jobs) as pool:
-        rows = list(pool.map(lambda r: run(r[0], r[1], a.out, a.data_dir), a.run))
+        rows = list(pool.map(lambda r: run(r[0], r[1], a.out, a.data_dir, a.collect), a.run))
     table = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
     names = {r["name"] for r in rows}
     table["runs"] = [r for r in table["runs"] if r["name"] not in names] + rows

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from vaelib import m2
 from vaelib.config import ModelConfig
-from vaelib.exercises import check_class_posterior, check_unlabelled_loss
-from vaelib.exercises.nb13 import reference_class_posterior, reference_unlabelled_loss
+from vaelib.exercises import check_class_posterior, check_one_draw_loss, check_unlabelled_loss
+from vaelib.exercises.nb13 import (loss_inputs, reference_class_posterior, reference_one_draw_loss,
+                                   reference_unlabelled_loss)
 
 
 def stub(*args):
@@ -96,7 +97,7 @@ def test_class_posterior_mistakes_are_named(fn, says):
     assert says in result.message
 
 
-@pytest.mark.parametrize("check", [check_unlabelled_loss, check_class_posterior])
+@pytest.mark.parametrize("check", [check_unlabelled_loss, check_class_posterior, check_one_draw_loss])
 def test_stubs_fail_and_fall_back_to_the_reference(check, capsys):
     result = check(stub)
     assert not result and "not implemented yet" in result.message
@@ -137,3 +138,73 @@ def test_class_posterior_reference_is_bayes_rule_by_brute_force():
     logs = -5 * torch.rand(10, 4, generator=g, dtype=torch.float64)
     joint = logs.exp() * 0.1
     torch.testing.assert_close(reference_class_posterior(logs), (joint / joint.sum(0)).T)
+
+
+def log_q_at(logits, y):
+    return F.log_softmax(logits, -1).gather(-1, y[:, None])[:, 0]
+
+
+def correct_one_draw(logits, elbo, y):
+    f = -elbo + log_q_at(logits, y)
+    return f + f.detach() * log_q_at(logits, y)
+
+
+def dice_one_draw(logits, elbo, y):  # the same gradient, and the value f(y) itself
+    log_q = torch.distributions.Categorical(logits=logits).log_prob(y)
+    f = -elbo + log_q
+    return f + f.detach() * (log_q - log_q.detach())
+
+
+ONE_DRAW_CORRECT = [correct_one_draw, dice_one_draw]
+lq = log_q_at
+ONE_DRAW_MISTAKES = [
+    (lambda l, e, y: -e + lq(l, y), "the naive estimate"),
+    (lambda l, e, y: (-e + lq(l, y)) + (-e + lq(l, y)) * lq(l, y), "must not carry a gradient"),
+    (lambda l, e, y: (-e + lq(l, y)) - (-e + lq(l, y)).detach() * lq(l, y), "added, not subtracted"),
+    (lambda l, e, y: (-e + lq(l, y)) - e.detach() * lq(l, y), "by -ELBO(x, y) alone"),
+    (lambda l, e, y: -e - e.detach() * lq(l, y), "drops U's entropy term"),
+    (lambda l, e, y: (-e + l[torch.arange(len(y)), y]) + (-e + l[torch.arange(len(y)), y]).detach()
+     * l[torch.arange(len(y)), y], "not the logit itself"),
+    (lambda l, e, y: (-e + lq(l, y)) + (-e + lq(l, y)).detach() * F.softmax(l, -1)[torch.arange(len(y)), y],
+     "not by q(y|x)"),
+    (lambda l, e, y: (e + lq(l, y)) + (e + lq(l, y)).detach() * lq(l, y), "the ELBO with the wrong sign"),
+    (lambda l, e, y: correct_one_draw(l, e.detach(), y), "must be -1"),
+    (lambda l, e, y: correct_one_draw(l, e, y).detach(), "carries no gradient"),
+    (lambda l, e, y: correct_one_draw(l, e, y).mean(), "reduced over the batch"),
+    (lambda l, e, y: 2 * correct_one_draw(l, e, y), "not a mistake this check knows"),
+]
+
+
+@pytest.mark.parametrize("fn", ONE_DRAW_CORRECT)
+def test_one_draw_loss_correct_forms_pass(fn, capsys):
+    assert check_one_draw_loss(fn)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("fn, says", ONE_DRAW_MISTAKES)
+def test_one_draw_loss_mistakes_are_named(fn, says):
+    result = check_one_draw_loss(fn)
+    assert not result
+    assert says in result.message
+
+
+def expected_gradient(surrogate, logits, elbos):
+    """E_{y ~ q(y|x)} of the surrogate's gradient with respect to the logits, by enumerating every label."""
+    q = F.softmax(logits, -1).detach()
+    total = torch.zeros_like(logits)
+    for c in range(logits.shape[-1]):
+        y = torch.full((len(logits),), c)
+        lg = logits.clone().requires_grad_()
+        total += q[:, c:c + 1] * torch.autograd.grad(surrogate(lg, elbos[c], y).sum(), lg)[0]
+    return total
+
+
+def test_one_draw_reference_is_unbiased_for_the_sum_and_the_naive_estimate_is_not():
+    """Enumerating the ten labels, the reference's expected gradient is the gradient of the exact U(x) (the
+    torch.distributions reference of exercise 1); the naive f(y) alone is not, for these classifiers."""
+    logits, elbos = loss_inputs(0)
+    lg = logits.clone().requires_grad_()
+    exact = torch.autograd.grad(reference_unlabelled_loss(lg, elbos).sum(), lg)[0]
+    torch.testing.assert_close(expected_gradient(reference_one_draw_loss, logits, elbos), exact)
+    naive = expected_gradient(lambda l, e, y: -e + lq(l, y), logits, elbos)
+    assert (naive - exact).abs().max() > 1.0

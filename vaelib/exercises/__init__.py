@@ -18,6 +18,6 @@ from .nb08 import check_planar_log_det
 from .nb09 import check_adam_step
 from .nb10 import check_paired_difference
 from .nb12 import check_conv_side, check_transposed_side
-from .nb13 import check_class_posterior, check_unlabelled_loss
+from .nb13 import check_class_posterior, check_one_draw_loss, check_unlabelled_loss
 
 __all__ = ["CheckResult"] + [name for name in dir() if name.startswith("check_")]

@@ -15,7 +15,7 @@ import math
 import torch
 from torch.distributions import Categorical
 
-from .core import CheckResult, answer, compare, report
+from .core import CheckResult, Fail, answer, call, check_shape, compare, report
 
 C = 10  # labels; B and N below differ from C and from each other, so a wrong shape names its axis
 B, N = 6, 7
@@ -119,3 +119,90 @@ def check_unlabelled_loss(fn) -> CheckResult:
 def check_class_posterior(fn) -> CheckResult:
     """fn(log_px_given_y (C, N)) -> p(y|x) (N, C), by Bayes' rule with the uniform p(y)."""
     return report(fn, _posterior, reference_class_posterior)
+
+
+# Exercise 3: one drawn label, with the score function (notebook 3) -----------------------------------------------
+
+
+def reference_one_draw_loss(logits: torch.Tensor, elbo: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A surrogate loss for U(x) from one label y ~ q(y|x) per image: f(y) + sg[f(y)] log q(y|x), where
+    f(y) = -ELBO(x, y) + log q(y|x) and sg stops the gradient. Its gradient, grad f(y) + f(y) grad log q(y|x), is
+    unbiased for grad U(x), the classifier's included (the score-function, or REINFORCE, estimator).
+    Shapes: (B, C), (B,), (B,) -> (B,)."""
+    log_q = Categorical(logits=logits, validate_args=False).log_prob(y)
+    f = -elbo + log_q
+    return f + f.detach() * log_q
+
+
+def draw_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (B, C) from nearly flat to sure, one drawn label's ELBO (B,) of MNIST's size, and labels (B,) drawn
+    from q(y|x) itself, in float64."""
+    logits, elbos = loss_inputs(seed)
+    y = torch.multinomial(torch.softmax(logits, -1), 1, generator=torch.Generator().manual_seed(seed))[:, 0]
+    return logits, elbos.T.gather(1, y[:, None])[:, 0], y
+
+
+def one_draw_mistakes(logits: torch.Tensor, elbo: torch.Tensor, y: torch.Tensor) -> dict:
+    """Each known mistake as the surrogate a student writes: label -> function of (logits, elbo) -> (B,)."""
+    log_q = lambda lg: torch.log_softmax(lg, -1).gather(1, y[:, None])[:, 0]  # noqa: E731
+    return {
+        "returns f(y) alone, the naive estimate: the drawn label passes no gradient to the classifier through "
+        "ELBO(x, y). Add the score term, f(y) with its gradient stopped (.detach()) times log q(y|x)":
+            lambda lg, e: -e + log_q(lg),
+        "the score term's f(y) must not carry a gradient: f(y).detach() * log q(y|x) has the gradient "
+        "f(y) grad log q(y|x); f(y) * log q(y|x) adds log q(y|x) grad f(y) too":
+            lambda lg, e: (-e + log_q(lg)) * (1 + log_q(lg)),
+        "the score term is added, not subtracted: the gradient is grad f(y) + f(y) grad log q(y|x)":
+            lambda lg, e: (-e + log_q(lg)) - (-e + log_q(lg)).detach() * log_q(lg),
+        "the score term weights log q(y|x) by -ELBO(x, y) alone: weight it by the whole f(y) = -ELBO(x, y) + "
+        "log q(y|x), detached":
+            lambda lg, e: (-e + log_q(lg)) + (-e).detach() * log_q(lg),
+        "f(y) is -ELBO(x, y) + log q(y|x): without log q(y|x) the estimate drops U's entropy term":
+            lambda lg, e: -e + (-e).detach() * log_q(lg),
+        "log q(y|x) is the log-softmax of the logits at the drawn label, not the logit itself":
+            lambda lg, e: (-e + lg.gather(1, y[:, None])[:, 0]) + (-e + lg.gather(1, y[:, None])[:, 0]).detach()
+            * lg.gather(1, y[:, None])[:, 0],
+        "the score term multiplies f(y) by log q(y|x), not by q(y|x)":
+            lambda lg, e: (-e + log_q(lg)) + (-e + log_q(lg)).detach() * log_q(lg).exp(),
+        "uses the ELBO with the wrong sign: the loss is f(y) = -ELBO(x, y) + log q(y|x)":
+            lambda lg, e: (e + log_q(lg)) + (e + log_q(lg)).detach() * log_q(lg),
+    }
+
+
+def surrogate_gradients(surrogate, logits: torch.Tensor, elbo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of surrogate(logits, elbo).sum() with respect to both (zeros where it does not reach one)."""
+    lg, e = logits.clone().requires_grad_(), elbo.clone().requires_grad_()
+    grads = torch.autograd.grad(surrogate(lg, e).sum(), [lg, e], allow_unused=True)
+    return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, (lg, e)))
+
+
+def _one_draw(fn) -> str:
+    for seed in range(2):
+        logits, elbo, y = draw_inputs(seed)
+        lg, e = logits.clone().requires_grad_(), elbo.clone().requires_grad_()
+        got = call(fn, lg, e, y.clone())
+        check_shape(got, elbo, {B: "batch"})
+        if not got.requires_grad:
+            raise Fail("it carries no gradient: a surrogate loss is there for its gradient. Do not use .item(), "
+                       "numpy or torch.no_grad(), and detach only the score term's weight f(y)")
+        got_logits, got_elbo = (torch.zeros_like(t) if g is None else g for g, t in
+                                zip(torch.autograd.grad(got.sum(), [lg, e], allow_unused=True), (lg, e)))
+        ref_logits, ref_elbo = surrogate_gradients(lambda a, b: reference_one_draw_loss(a, b, y), logits, elbo)
+        mistakes = {label: surrogate_gradients(wrong, logits, elbo)
+                    for label, wrong in one_draw_mistakes(logits, elbo, y).items()}
+        nonfinite = "every input here is finite: take log q(y|x) from log_softmax, not from the log of the softmax"
+        compare(got_logits, ref_logits, {B: "batch", C: "label"}, {k: g for k, (g, _) in mistakes.items()},
+                nonfinite, rtol=1e-5, atol=1e-6, what="its gradient with respect to the logits")
+        compare(got_elbo, ref_elbo, {B: "batch"},
+                {"the loss does not reach ELBO(x, y): its gradient with respect to it must be -1, through which the "
+                 "encoder and decoder learn. Detach only the score term's weight f(y)": torch.zeros_like(ref_elbo)},
+                nonfinite, rtol=1e-5, atol=1e-6, what="its gradient with respect to ELBO(x, y)")
+    return ("its gradient is grad f(y) + f(y) grad log q(y|x) for every drawn label, which averages to the gradient "
+            "of U(x)")
+
+
+def check_one_draw_loss(fn) -> CheckResult:
+    """fn(logits (B, C), elbo (B,), y (B,)) -> a surrogate loss (B,) for U(x) from one drawn label y ~ q(y|x) per
+    image, with the gradient grad f(y) + f(y) grad log q(y|x), f(y) = -ELBO(x, y) + log q(y|x). Only its gradient
+    is checked: a surrogate loss may have any value."""
+    return report(fn, _one_draw, reference_one_draw_loss)
