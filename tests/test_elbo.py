@@ -8,8 +8,8 @@ from torch.distributions import (Bernoulli, Categorical, Independent, MixtureSam
                                  kl_divergence)
 
 from vaelib.config import ModelConfig
-from vaelib.elbo import (IWAE, bernoulli_log_likelihood, elbo_terms, iwae_bound, iwae_dreg_terms, iwae_terms,
-                         kl_standard_normal, log_normal)
+from vaelib.elbo import (IWAE, bernoulli_log_likelihood, elbo_terms, importance_estimate, iwae_bound, iwae_dreg_terms,
+                         iwae_terms, kl_normal, kl_standard_normal, log_normal)
 from vaelib.model import VAE
 from vaelib.priors import StandardNormal
 
@@ -20,6 +20,16 @@ def test_kl_matches_torch_distributions():
     q = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
     p = Independent(Normal(torch.zeros(5), torch.ones(5)), 1)
     torch.testing.assert_close(kl_standard_normal(mu, logvar), kl_divergence(q, p))
+
+
+def test_kl_between_two_gaussians_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu_q, lv_q, mu_p, lv_p = (torch.randn(64, 5, generator=g) * 2 for _ in range(4))
+    q = Independent(Normal(mu_q, torch.exp(0.5 * lv_q)), 1)
+    p = Independent(Normal(mu_p, torch.exp(0.5 * lv_p)), 1)
+    torch.testing.assert_close(kl_normal(mu_q, lv_q, mu_p, lv_p), kl_divergence(q, p))
+    zeros = torch.zeros_like(mu_q)
+    torch.testing.assert_close(kl_normal(mu_q, lv_q, zeros, zeros), kl_standard_normal(mu_q, lv_q))
 
 
 def test_kl_is_zero_only_at_the_prior():
@@ -120,6 +130,23 @@ def test_elbo_below_log_px_and_iwae_closes_in(gaussian_likelihood):
     assert gaps[0] > 0.05  # the ELBO (K = 1) sits clearly below log p(x) for this poor q
     assert all(a > b for a, b in zip(gaps, gaps[1:]))  # and the bound tightens with K
     assert abs(gaps[-1]) < 0.02 * gaps[0]  # K = 10,000 in chunks of 997: all but at log p(x)
+
+
+def test_importance_estimate_in_chunks_equals_the_mean_of_all_weights():
+    log_w = torch.randn(23, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 3  # (K, B)
+    asked, chunks = [], iter(log_w.split(5))
+
+    def draw(c):
+        asked.append(c)
+        return next(chunks)
+
+    estimate, se = importance_estimate(draw, 23, 5)
+    assert asked == [5, 5, 5, 5, 3]
+    w = log_w.exp()
+    torch.testing.assert_close(estimate, w.mean(0).log())
+    torch.testing.assert_close(se, ((w.pow(2).mean(0) / w.mean(0).pow(2) - 1) / 23).sqrt())
+    with pytest.raises(ValueError, match="at least 1"):
+        importance_estimate(draw, 0, 5)
 
 
 def test_iwae_standard_error_covers_the_truth(gaussian_likelihood):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .data import TEST_BINARISATION_SEED, binarise
-from .elbo import ELBO, bernoulli_log_likelihood, gaussian_draw, log_normal
+from .elbo import ELBO, bernoulli_log_likelihood, gaussian_draw, importance_estimate, kl_normal, log_normal
 from .evaluate import evaluating
 from .m2 import concat
 from .model import ACTIVATIONS, mlp
@@ -55,13 +55,6 @@ def missing_mask(quadrants: int, side: int = SIDE) -> torch.Tensor:
     return missing.flatten()
 
 
-def split_image(x: torch.Tensor, quadrants: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_given, missing): a new tensor with the missing pixels set to FILL, and the missing pixels' mask, on x's
-    device. Shapes: (..., D) -> (..., D), (D,)."""
-    missing = missing_mask(quadrants, math.isqrt(x.shape[-1])).to(x.device)
-    return x.masked_fill(missing, FILL), missing
-
-
 @dataclass
 class CVAEConfig:
     quadrants: int = 1  # given quadrants: 1, 2 or 3 (missing_mask)
@@ -83,6 +76,10 @@ class Baseline(nn.Module):
         self.config = config = config or CVAEConfig()
         self.register_buffer("missing", missing_mask(config.quadrants, math.isqrt(config.x_dim)), persistent=False)
         self.net = mlp([config.x_dim, *config.hidden, config.x_dim])
+
+    def given(self, x: torch.Tensor) -> torch.Tensor:
+        """x_given: a copy of the images with the missing pixels set to FILL. Shapes: (B, D) -> (B, D)."""
+        return x.masked_fill(self.missing, FILL)
 
     def forward(self, x_given: torch.Tensor) -> torch.Tensor:
         """Logits of every pixel. Shapes: (B, D) -> (B, D)."""
@@ -118,7 +115,6 @@ class CVAE(nn.Module):
                              f"widths {base.hidden}, the CVAE for {config.quadrants}, {config.x_dim} and "
                              f"{config.hidden}: build the baseline from the CVAE's config (Baseline(config)), which "
                              "is also what `load` rebuilds")
-        self.register_buffer("missing", missing_mask(config.quadrants, math.isqrt(config.x_dim)), persistent=False)
         self.prior_net = GaussianNet(config)  # built in Pyro's order
         width = config.z_dim + (config.x_dim if config.decoder_sees_given else 0)
         self.generation_net = mlp([width, *config.hidden, config.x_dim])
@@ -128,9 +124,15 @@ class CVAE(nn.Module):
         """Every parameter but the baseline's, which stays as it was trained."""
         return [p for name, p in self.named_parameters() if not name.startswith("baseline.")]
 
+    @property
+    def missing(self) -> torch.Tensor:
+        """True at the pixels to complete: the baseline's mask, which the CVAE checked is built for the same
+        quadrants. Shape: (D,)."""
+        return self.baseline.missing
+
     def given(self, x: torch.Tensor) -> torch.Tensor:
-        """x_given: a copy of the images with the missing pixels set to FILL. Shapes: (B, D) -> (B, D)."""
-        return x.masked_fill(self.missing, FILL)
+        """x_given, as the baseline sees it (Baseline.given). Shapes: (B, D) -> (B, D)."""
+        return self.baseline.given(x)
 
     def prior_params(self, x_given: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu, logvar of p(z|x), from x_given filled with the baseline's guess (no gradient reaches the baseline).
@@ -161,13 +163,6 @@ class CVAE(nn.Module):
         probs = x.expand(s, *x.shape).clone()
         probs[..., self.missing] = torch.sigmoid(self.decode(z, x_given))
         return probs
-
-
-def kl_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))) of diagonal Gaussians, summed over latent dims:
-    0.5 * sum(logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1). Shapes: 4 x (B, L) -> (B,).
-    """
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1).sum(-1)
 
 
 def cvae_terms(model: CVAE, x: torch.Tensor, generator: torch.Generator | None = None) -> ELBO:
@@ -207,8 +202,7 @@ def pyro_logits(logits: torch.Tensor) -> torch.Tensor:
 def baseline_log_likelihood(baseline: Baseline, x: torch.Tensor) -> torch.Tensor:
     """log p(y|x) of the missing pixels under the baseline's Bernoulli: exact, as it has no latent.
     Shapes: (B, D) -> (B,)."""
-    missing = baseline.missing
-    return bernoulli_log_likelihood(baseline(x.masked_fill(missing, FILL))[..., missing], x[..., missing])
+    return bernoulli_log_likelihood(baseline(baseline.given(x))[..., baseline.missing], x[..., baseline.missing])
 
 
 # ---- Scoring a set of images: each function copies batches of x to the model's device, and returns CPU tensors.
@@ -250,26 +244,18 @@ def pyro_nll(model: CVAE, x: torch.Tensor, particles: int = 10, seed: int = 0, b
 def conditional_log_likelihood(model: CVAE, x: torch.Tensor, k: int = 1000, seed: int = 0, batch_size: int = 100,
                                chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(y|x) of every image by importance sampling with q(z|x, y) as the proposal, K draws, and the estimate's
-    delta-method standard error sqrt((mean(w^2) / mean(w)^2 - 1) / K) (as vaelib.elbo.iwae_bound). A lower bound in
-    expectation that rises to log p(y|x) with K. The draws go in chunks, a running logsumexp keeping memory at
-    about chunk * batch_size * (D + 2 H + L) floats (under 200 MB by default). Shapes: (N, D) -> (N,), (N,)."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    delta-method standard error sqrt((mean(w^2) / mean(w)^2 - 1) / K) (vaelib.elbo.importance_estimate, as
+    iwae_bound). A lower bound in expectation that rises to log p(y|x) with K. The draws go in chunks, a running
+    logsumexp keeping memory at about chunk * batch_size * (D + 2 H + L) floats (under 200 MB by default).
+    Shapes: (N, D) -> (N,), (N,)."""
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     chunk = chunk or max(1, min(k, (1 << 14) // batch_size))
     estimates, errors = [], []
     with evaluating(model):
         for xb in _batches(model, x, batch_size):
-            lse = torch.full((len(xb),), -math.inf, device=xb.device, dtype=xb.dtype)
-            lse2 = lse.clone()
-            for start in range(0, k, chunk):
-                log_w = log_weights(model, xb, min(chunk, k - start), generator)
-                lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
-                lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * log_w, 0))
-            estimate = lse - math.log(k)
-            ratio = torch.exp(lse2 - math.log(k) - 2 * estimate)
+            estimate, se = importance_estimate(lambda c: log_weights(model, xb, c, generator), k, chunk)
             estimates.append(estimate.cpu())
-            errors.append(torch.sqrt((ratio - 1).clamp_min(0) / k).cpu())
+            errors.append(se.cpu())
     return torch.cat(estimates), torch.cat(errors)
 
 
@@ -337,7 +323,7 @@ def fit(model: nn.Module, loss, parameters, train_x: torch.Tensor, cfg: FitConfi
     out_of_time = lambda: cfg.budget_s is not None and time.perf_counter() - start > cfg.budget_s
     for epoch in range(cfg.epochs):
         model.train()
-        order, total, seen = train_at[torch.randperm(len(train_at), generator=generator)], 0.0, 0
+        order, values, sizes = train_at[torch.randperm(len(train_at), generator=generator)], [], []
         for i in range(0, len(order), cfg.batch_size):
             x = train_x[order[i:i + cfg.batch_size]].cpu()
             x = (binarise(x, generator) if cfg.pixels == "binary" else x).to(device)
@@ -345,10 +331,12 @@ def fit(model: nn.Module, loss, parameters, train_x: torch.Tensor, cfg: FitConfi
             value = loss(model, x, draw)
             value.backward()
             optimizer.step()
-            total, seen, history.steps = total + value.item() * len(x), seen + len(x), history.steps + 1
+            values.append(value.detach())  # read once after the epoch: .item() here would wait for the device
+            sizes.append(len(x))
+            history.steps += 1
             if out_of_time():
                 break
-        history.train_loss.append(total / seen)
+        history.train_loss.append(sum(v * n for v, n in zip(torch.stack(values).tolist(), sizes)) / sum(sizes))
         history.validation_loss.append(validation_loss(model, loss, x_val, cfg.seed))
         if history.validation_loss[-1] < best:
             best, bad, history.best_epoch = history.validation_loss[-1], 0, epoch

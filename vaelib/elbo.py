@@ -10,7 +10,7 @@ model gives q and p(z) as vaelib.model.LatentVariableModel says.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,16 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Shapes: (B, L), (B, L) -> (B,).
     """
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
+
+
+def kl_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))) of diagonal Gaussians, summed over latent dims.
+
+    0.5 * sum_j (logvar_p_j - logvar_q_j + (exp(logvar_q_j) + (mu_q_j - mu_p_j)^2) / exp(logvar_p_j) - 1); with
+    mu_p = 0, logvar_p = 0 it is kl_standard_normal. The CVAE's KL to its conditional prior (vaelib.cvae) and the
+    reference of notebook 2's check_kl_normal. Shapes: 4 x (B, L) -> (B,).
+    """
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1).sum(-1)
 
 
 def log_normal(z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
@@ -158,29 +168,42 @@ def iwae_dreg_terms(model, x: torch.Tensor, k: int, generator: torch.Generator |
     return IWAE(torch.logsumexp(log_w, 0) - math.log(k), (log_qz_x - log_pz).mean(0))
 
 
+def importance_estimate(log_weights: Callable[[int], torch.Tensor], k: int,
+                        chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log (1/K) sum_k w_k from K importance weights drawn `chunk` at a time, and its delta-method standard error.
+
+    log_weights(c) draws c more and returns their log w, shape (c, B). A running logsumexp over the chunks keeps
+    memory at one chunk's draws whatever K is; the same running sum of w^2 gives the standard error
+    sqrt((mean(w^2) / mean(w)^2 - 1) / K). Shapes: -> (B,), (B,).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    lse = lse2 = None
+    for start in range(0, k, chunk):
+        log_w = log_weights(min(chunk, k - start))  # (c, B)
+        if lse is None:
+            lse = lse2 = torch.full_like(log_w[0], -math.inf)
+        lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
+        lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * log_w, 0))
+    estimate = lse - math.log(k)
+    ratio = torch.exp(lse2 - math.log(k) - 2 * estimate)  # mean(w^2) / mean(w)^2 >= 1
+    return estimate, torch.sqrt((ratio - 1).clamp_min(0) / k)
+
+
 @torch.no_grad()
 def iwae_bound(model, x: torch.Tensor, k: int, chunk: int | None = None,
                generator: torch.Generator | None = None, return_se: bool = False):
-    """log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x), in chunks of samples.
+    """log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x), in chunks of samples (importance_estimate).
 
     A running logsumexp over chunks keeps memory at chunk * B * D floats whatever K is.
     With return_se, also the delta-method Monte Carlo standard error of the estimate,
     sqrt((mean(w^2) / mean(w)^2 - 1) / K). Shapes: (B, D) -> (B,) [, (B,)].
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    B = x.shape[0]
-    chunk = chunk or max(1, min(k, (1 << 22) // max(1, B * x.shape[-1])))
-    lse = torch.full((B,), -math.inf, device=x.device, dtype=x.dtype)
-    lse2 = lse.clone()
-    for start in range(0, k, chunk):
+    def chunk_log_weights(c: int) -> torch.Tensor:
         if x.device.type == "cpu":
             threads.check()  # the thread count fitted to the machine's load now (vaelib.threads)
-        log_w = posterior_log_weights(model, x, min(chunk, k - start), generator)  # (c, B)
-        lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
-        lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * log_w, 0))
-    estimate = lse - math.log(k)
-    if not return_se:
-        return estimate
-    ratio = torch.exp(lse2 - math.log(k) - 2 * estimate)  # mean(w^2) / mean(w)^2 >= 1
-    return estimate, torch.sqrt((ratio - 1).clamp_min(0) / k)
+        return posterior_log_weights(model, x, c, generator)  # (c, B)
+
+    chunk = chunk or max(1, min(k, (1 << 22) // max(1, x.shape[0] * x.shape[-1])))
+    estimate, se = importance_estimate(chunk_log_weights, k, chunk)
+    return (estimate, se) if return_se else estimate
