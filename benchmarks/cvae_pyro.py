@@ -7,7 +7,7 @@ patience 3) but stopped on a validation split of the training set, then scored o
                -log p(y|x) by importance sampling with K = 1000 draws of q(z|x, y) (conditional_log_likelihood)
 
 Every difference from Pyro's protocol is in benchmarks/cvae_protocol.md. The trained models go to --out (one
-baseline and one CVAE per setting and seed; --score-only scores them again), the numbers to
+CVAE per setting and seed, its baseline inside it; --score-only scores them again), the numbers to
 benchmarks/results/cvae_pyro.json. One thread by default (--threads).
 
     python benchmarks/cvae_pyro.py --data-dir DIR --out /tmp/cvae                    # Pyro's protocol, full length
@@ -82,10 +82,10 @@ def one_setting(quadrants: int, seed: int, train_x, test_x, args) -> dict:
                              decoder_sees_given=args.decoder_sees_given)
     fit = cvae.FitConfig(epochs=args.epochs, patience=args.patience, budget_s=args.budget, pixels=args.pixels,
                          seed=seed, lr=args.lr, batch_size=args.batch_size)
-    paths = {kind: args.out / f"q{quadrants}_seed{seed}_{kind}.pt" for kind in ("baseline", "cvae")}
+    path = args.out / f"q{quadrants}_seed{seed}_cvae.pt"  # the CVAE's checkpoint holds its baseline too
     row = {"quadrants": quadrants, "seed": seed}
     if args.score_only:
-        model = cvae.load(paths["cvae"])
+        model = cvae.load(path)
         baseline = model.baseline
     else:
         torch.manual_seed(seed)  # the initial weights
@@ -93,8 +93,7 @@ def one_setting(quadrants: int, seed: int, train_x, test_x, args) -> dict:
         row["baseline"] = history_row(cvae.fit_baseline(baseline, train_x, fit))
         model = cvae.CVAE(config, baseline)
         row["cvae"] = history_row(cvae.fit_cvae(model, train_x, fit))
-        for kind, saved in (("baseline", baseline), ("cvae", model)):
-            cvae.save(saved, paths[kind])
+        cvae.save(model, path)
     row.update(score(baseline, model, test_x, args))
     return row
 

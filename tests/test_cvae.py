@@ -245,6 +245,7 @@ def test_the_benchmark_script_runs_and_scores_its_saved_models_again(tmp_path, c
     trained = json.loads((tmp_path / "r.json").read_text())
     assert [r["quadrants"] for r in trained["runs"]] == [1, 3] and trained["n_test"] == 40
     assert trained["runs"][0]["cvae"]["stopped"] == "budget"
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["q1_seed0_cvae.pt", "q3_seed0_cvae.pt"]  # baselines inside
     script.main(args + ["--score-only"])
     scored = json.loads((tmp_path / "r.json").read_text())
     for before, again in zip(trained["runs"], scored["runs"]):
