@@ -80,7 +80,8 @@ def run(name: str, args: str, out: Path, data_dir: str, collect: bool = False) -
         weight, words = float(words[i + 1]), words[:i] + words[i + 2:]
     words = [w for w in words if w != "--sample-y"]
     changed = weight is not None or sample_y
-    child_args = ["--child", str(weight if weight is not None else 1.0), str(int(sample_y)), "--"]
+    variant = {"weight": weight if weight is not None else 1.0, "sample_y": sample_y}  # child's (variant_loss's)
+    child_args = ["--child", json.dumps(variant), "--"]  # one argument, read by name
     head = ([sys.executable, str(Path(__file__).resolve()), *child_args] if changed else
             [sys.executable, "-m", "vaelib"])
     command = [*head, "train", *BASE, *words, "--data-dir", data_dir, "--out", str(folder)]
@@ -100,8 +101,8 @@ def run(name: str, args: str, out: Path, data_dir: str, collect: bool = False) -
     best = max(range(len(validation)), key=validation.__getitem__)
     cfg = m["config"]
     return {"name": name,
-            "command": (" ".join(["python benchmarks/m2_sweep.py", *child_args, "train "]) if changed else
-                        "python -m vaelib train ") + " ".join(BASE[:-1] + words),
+            "command": shlex.join([*(["python", "benchmarks/m2_sweep.py", *child_args] if changed else
+                                     ["python", "-m", "vaelib"]), "train", *BASE[:-1], *words]),
             "labelled_weight": weight if weight is not None else 1.0, "sample_y": sample_y,
             "seed": m["seed"], "epochs": m["epochs"], "steps": m["steps"], "alpha": m["alpha"],
             "hidden": cfg["model"]["hidden"], "z_dim": cfg["model"]["z_dim"], "lr": cfg["lr"],
@@ -115,8 +116,8 @@ def run(name: str, args: str, out: Path, data_dir: str, collect: bool = False) -
 
 
 def main() -> None:
-    if len(sys.argv) > 3 and sys.argv[1] == "--child":
-        sys.exit(child(float(sys.argv[2]), sys.argv[3] == "1", sys.argv[5:]))
+    if len(sys.argv) > 3 and sys.argv[1] == "--child":  # --child '{"weight": W, "sample_y": S}' -- train ...
+        sys.exit(child(argv=sys.argv[4:], **json.loads(sys.argv[2])))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs=2, action="append", metavar=("NAME", "ARGS"), required=True,
                    help="a setting: its name and the train arguments beyond --model m2 --labels 100; "
