@@ -155,14 +155,28 @@ def dice_one_draw(logits, elbo, y):  # the same gradient, and the value f(y) its
     return f + f.detach() * (log_q - log_q.detach())
 
 
-ONE_DRAW_CORRECT = [correct_one_draw, dice_one_draw]
+def entropy_(logits):
+    return -(F.softmax(logits, -1) * F.log_softmax(logits, -1)).sum(-1)
+
+
+ONE_DRAW_CORRECT = [
+    correct_one_draw,
+    dice_one_draw,
+    # the entropy exactly, the score term weighted by -ELBO alone: unbiased too (a reviewer's form)
+    lambda l, e, y: -e - entropy_(l) + (-e).detach() * log_q_at(l, y),
+    # all of f in the score term, none of log q(y|x) in the pathwise term: unbiased, as E[grad log q] = 0
+    lambda l, e, y: -e + (-e + log_q_at(l, y)).detach() * log_q_at(l, y),
+    # with a baseline that does not depend on y: 100 nats off f
+    lambda l, e, y: (-e + log_q_at(l, y)) + (-e + log_q_at(l, y) - 100.0).detach() * log_q_at(l, y),
+]
 lq = log_q_at
 ONE_DRAW_MISTAKES = [
     (lambda l, e, y: -e + lq(l, y), "the naive estimate"),
+    (lambda l, e, y: -e - entropy_(l), "the naive estimate"),  # the failure study's: only the entropy's gradient
     (lambda l, e, y: (-e + lq(l, y)) + (-e + lq(l, y)) * lq(l, y), "must not carry a gradient"),
     (lambda l, e, y: (-e + lq(l, y)) - (-e + lq(l, y)).detach() * lq(l, y), "added, not subtracted"),
-    (lambda l, e, y: (-e + lq(l, y)) - e.detach() * lq(l, y), "by -ELBO(x, y) alone"),
-    (lambda l, e, y: -e - e.detach() * lq(l, y), "drops U's entropy term"),
+    (lambda l, e, y: (-e + lq(l, y)) - e.detach() * lq(l, y), "misses U's entropy term"),
+    (lambda l, e, y: -e - e.detach() * lq(l, y), "misses U's entropy term"),
     (lambda l, e, y: (-e + l[torch.arange(len(y)), y]) + (-e + l[torch.arange(len(y)), y]).detach()
      * l[torch.arange(len(y)), y], "not the logit itself"),
     (lambda l, e, y: (-e + lq(l, y)) + (-e + lq(l, y)).detach() * F.softmax(l, -1)[torch.arange(len(y)), y],

@@ -60,8 +60,8 @@ def kl_normal(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, lo
     """KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))) of diagonal Gaussians, summed over latent dims.
 
     0.5 * sum_j (logvar_p_j - logvar_q_j + (exp(logvar_q_j) + (mu_q_j - mu_p_j)^2) / exp(logvar_p_j) - 1); with
-    mu_p = 0, logvar_p = 0 it is kl_standard_normal. The CVAE's KL to its conditional prior (vaelib.cvae) and the
-    reference of notebook 2's check_kl_normal. Shapes: 4 x (B, L) -> (B,).
+    mu_p = 0, logvar_p = 0 it is kl_standard_normal. The CVAE's KL to its conditional prior (vaelib.cvae); notebook
+    2's check_kl_normal keeps torch.distributions as its own, independent reference. Shapes: 4 x (B, L) -> (B,).
     """
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1).sum(-1)
 
@@ -173,7 +173,8 @@ def importance_estimate(log_weights: Callable[[int], torch.Tensor], k: int,
     """log (1/K) sum_k w_k from K importance weights drawn `chunk` at a time, and its delta-method standard error.
 
     log_weights(c) draws c more and returns their log w, shape (c, B). A running logsumexp over the chunks keeps
-    memory at one chunk's draws whatever K is; the same running sum of w^2 gives the standard error
+    memory at one chunk's draws whatever K is (under torch.no_grad(), as the callers run it: with autograd on, every
+    chunk's graph is kept); the same running sum of w^2 gives the standard error
     sqrt((mean(w^2) / mean(w)^2 - 1) / K). Shapes: -> (B,), (B,).
     """
     if k < 1:

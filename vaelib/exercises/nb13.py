@@ -1,9 +1,12 @@
-"""Checkers for Notebook 13, labels: M2's unlabelled loss, and the class posterior p(y|x) by Bayes' rule.
+"""Checkers for Notebook 13, labels: M2's unlabelled loss, the class posterior p(y|x) by Bayes' rule, and a
+one-drawn-label surrogate loss made unbiased by the score function.
 
-Both exercises are pure functions of tensors a model gives, so each check is exact and needs no model:
+The three exercises are pure functions of tensors a model gives, so each check is exact and needs no model:
 - `unlabelled_loss(logits, elbos)`: logits (B, C) of q(y|x), elbos (C, B) = ELBO(x, y) for every label y, ->
   U(x) = sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x)) per image, (B,) [Kingma et al. 2014, eq. 7].
 - `class_posterior(log_px_given_y)`: (C, N) log p(x|y) for every label -> p(y|x) (N, C), with p(y) = 1/C.
+- `one_draw_loss(logits, elbo, y)`: logits (B, C), ELBO(x, y) (B,) of one label y ~ q(y|x) per image, y (B,) ->
+  a surrogate loss (B,) whose gradient, averaged over y, is the gradient of U(x) (judged by enumerating y).
 The references are written here from torch.distributions (Categorical's entropy and probabilities), not from
 vaelib.m2; tests/test_exercises_nb13.py checks that they agree with vaelib.m2's own unlabelled loss.
 """
@@ -122,87 +125,121 @@ def check_class_posterior(fn) -> CheckResult:
 
 
 # Exercise 3: one drawn label, with the score function (notebook 3) -----------------------------------------------
+#
+# A surrogate loss is judged by its gradient, and an unbiased one by its gradient's expectation over the drawn
+# label. The check enumerates that expectation exactly: it calls the answer with every label y = c for every image,
+# weights each gradient by q(c|x), and compares the sum with the gradient of U(x) itself. So every unbiased form
+# passes (f(y) + sg[f(y)] log q(y|x); -ELBO(x, y) - H(q(y|x)) + sg[-ELBO(x, y)] log q(y|x); ...), and so does
+# one with a baseline b that does not depend on y. Its gradient with respect to ELBO(x, y) must be -1 for every
+# draw: that is how the encoder and decoder learn, and nothing averages it out.
 
 
 def reference_one_draw_loss(logits: torch.Tensor, elbo: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """A surrogate loss for U(x) from one label y ~ q(y|x) per image: f(y) + sg[f(y)] log q(y|x), where
     f(y) = -ELBO(x, y) + log q(y|x) and sg stops the gradient. Its gradient, grad f(y) + f(y) grad log q(y|x), is
     unbiased for grad U(x), the classifier's included (the score-function, or REINFORCE, estimator).
-    Shapes: (B, C), (B,), (B,) -> (B,)."""
+    Shapes: (B, C), (B,), (B,) integer labels -> (B,)."""
     log_q = Categorical(logits=logits, validate_args=False).log_prob(y)
     f = -elbo + log_q
     return f + f.detach() * log_q
 
 
 def draw_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits (B, C) from nearly flat to sure, one drawn label's ELBO (B,) of MNIST's size, and labels (B,) drawn
+    """Logits (B, C) from nearly flat to sure, every label's ELBO (C, B) of MNIST's size, and labels (B,) drawn
     from q(y|x) itself, in float64."""
     logits, elbos = loss_inputs(seed)
     y = torch.multinomial(torch.softmax(logits, -1), 1, generator=torch.Generator().manual_seed(seed))[:, 0]
-    return logits, elbos.T.gather(1, y[:, None])[:, 0], y
+    return logits, elbos, y
 
 
-def one_draw_mistakes(logits: torch.Tensor, elbo: torch.Tensor, y: torch.Tensor) -> dict:
-    """Each known mistake as the surrogate a student writes: label -> function of (logits, elbo) -> (B,)."""
-    log_q = lambda lg: torch.log_softmax(lg, -1).gather(1, y[:, None])[:, 0]  # noqa: E731
+def one_draw_mistakes(logits: torch.Tensor) -> dict:
+    """Each known mistake as the surrogate a student writes: label -> function of (logits, elbo, y) -> (B,)."""
+    def log_q(lg, y):
+        return torch.log_softmax(lg, -1).gather(1, y[:, None])[:, 0]
+
+    def logit(lg, y):
+        return lg.gather(1, y[:, None])[:, 0]
+
     return {
-        "returns f(y) alone, the naive estimate: the drawn label passes no gradient to the classifier through "
-        "ELBO(x, y). Add the score term, f(y) with its gradient stopped (.detach()) times log q(y|x)":
-            lambda lg, e: -e + log_q(lg),
-        "the score term's f(y) must not carry a gradient: f(y).detach() * log q(y|x) has the gradient "
-        "f(y) grad log q(y|x); f(y) * log q(y|x) adds log q(y|x) grad f(y) too":
-            lambda lg, e: (-e + log_q(lg)) * (1 + log_q(lg)),
+        "returns f(y) alone, the naive estimate: its gradient averages to zero for the classifier. Add a score "
+        "term: a detached weight times log q(y|x)":
+            lambda lg, e, y: -e + log_q(lg, y),
+        "is the naive estimate -ELBO(x, y) - H(q(y|x)) of the failure study: the classifier gets only the entropy's "
+        "gradient. Add a score term: a detached weight times log q(y|x)":
+            lambda lg, e, y: -e - Categorical(logits=lg, validate_args=False).entropy(),
         "the score term is added, not subtracted: the gradient is grad f(y) + f(y) grad log q(y|x)":
-            lambda lg, e: (-e + log_q(lg)) - (-e + log_q(lg)).detach() * log_q(lg),
-        "the score term weights log q(y|x) by -ELBO(x, y) alone: weight it by the whole f(y) = -ELBO(x, y) + "
-        "log q(y|x), detached":
-            lambda lg, e: (-e + log_q(lg)) + (-e).detach() * log_q(lg),
-        "f(y) is -ELBO(x, y) + log q(y|x): without log q(y|x) the estimate drops U's entropy term":
-            lambda lg, e: -e + (-e).detach() * log_q(lg),
+            lambda lg, e, y: (-e + log_q(lg, y)) - (-e + log_q(lg, y)).detach() * log_q(lg, y),
+        "the score term's weight is -ELBO(x, y) alone, so the gradient misses U's entropy term: weight log q(y|x) "
+        "by the whole f(y) = -ELBO(x, y) + log q(y|x), or add the entropy's own term, -H(q(y|x))":
+            lambda lg, e, y: (-e + log_q(lg, y)) + (-e).detach() * log_q(lg, y),
         "log q(y|x) is the log-softmax of the logits at the drawn label, not the logit itself":
-            lambda lg, e: (-e + lg.gather(1, y[:, None])[:, 0]) + (-e + lg.gather(1, y[:, None])[:, 0]).detach()
-            * lg.gather(1, y[:, None])[:, 0],
-        "the score term multiplies f(y) by log q(y|x), not by q(y|x)":
-            lambda lg, e: (-e + log_q(lg)) + (-e + log_q(lg)).detach() * log_q(lg).exp(),
-        "uses the ELBO with the wrong sign: the loss is f(y) = -ELBO(x, y) + log q(y|x)":
-            lambda lg, e: (e + log_q(lg)) + (e + log_q(lg)).detach() * log_q(lg),
+            lambda lg, e, y: (-e + logit(lg, y)) + (-e + logit(lg, y)).detach() * logit(lg, y),
+        "the score term multiplies its weight by log q(y|x), not by q(y|x)":
+            lambda lg, e, y: (-e + log_q(lg, y)) + (-e + log_q(lg, y)).detach() * log_q(lg, y).exp(),
     }
 
 
-def surrogate_gradients(surrogate, logits: torch.Tensor, elbo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradient of surrogate(logits, elbo).sum() with respect to both (zeros where it does not reach one)."""
-    lg, e = logits.clone().requires_grad_(), elbo.clone().requires_grad_()
-    grads = torch.autograd.grad(surrogate(lg, e).sum(), [lg, e], allow_unused=True)
-    return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, (lg, e)))
+def label_gradients(surrogate, logits: torch.Tensor, elbos: torch.Tensor):
+    """For every label c given to every image: the gradient of surrogate(logits, ELBO(x, c), c).sum() with respect
+    to the logits and to ELBO(x, c) (zeros where it does not reach one). Shapes: -> (C, B, C), (C, B)."""
+    by_logits, by_elbo = [], []
+    for c in range(logits.shape[-1]):
+        lg, e = logits.clone().requires_grad_(), elbos[c].clone().requires_grad_()
+        y = torch.full((len(logits),), c, dtype=torch.long)
+        value = call(surrogate, lg, e, y)
+        check_shape(value, e, {B: "batch"})
+        if not value.requires_grad:
+            raise Fail("it carries no gradient: a surrogate loss is there for its gradient. Do not use .item(), "
+                       "numpy or torch.no_grad(), and detach only the score term's weight")
+        grads = torch.autograd.grad(value.sum(), [lg, e], allow_unused=True)
+        g_logits, g_elbo = (torch.zeros_like(t) if g is None else g for g, t in zip(grads, (lg, e)))
+        by_logits.append(g_logits)
+        by_elbo.append(g_elbo)
+    return torch.stack(by_logits), torch.stack(by_elbo)
+
+
+def expected_gradient(surrogate, logits: torch.Tensor, elbos: torch.Tensor) -> torch.Tensor:
+    """E_{y ~ q(y|x)} of the surrogate's gradient with respect to the logits, exactly: sum_c q(c|x) grad(c).
+    Shapes: (B, C), (C, B) -> (B, C)."""
+    by_logits, _ = label_gradients(surrogate, logits, elbos)
+    return (torch.softmax(logits, -1).T[:, :, None] * by_logits).sum(0)
+
+
+def exact_gradient(logits: torch.Tensor, elbos: torch.Tensor) -> torch.Tensor:
+    """The gradient of U(x) = sum_y q(y|x) (-ELBO(x, y)) - H(q(y|x)) with respect to the logits, from the
+    torch.distributions reference of exercise 1. Shapes: (B, C), (C, B) -> (B, C)."""
+    lg = logits.clone().requires_grad_()
+    return torch.autograd.grad(reference_unlabelled_loss(lg, elbos).sum(), lg)[0]
 
 
 def _one_draw(fn) -> str:
     for seed in range(2):
-        logits, elbo, y = draw_inputs(seed)
-        lg, e = logits.clone().requires_grad_(), elbo.clone().requires_grad_()
-        got = call(fn, lg, e, y.clone())
-        check_shape(got, elbo, {B: "batch"})
-        if not got.requires_grad:
-            raise Fail("it carries no gradient: a surrogate loss is there for its gradient. Do not use .item(), "
-                       "numpy or torch.no_grad(), and detach only the score term's weight f(y)")
-        got_logits, got_elbo = (torch.zeros_like(t) if g is None else g for g, t in
-                                zip(torch.autograd.grad(got.sum(), [lg, e], allow_unused=True), (lg, e)))
-        ref_logits, ref_elbo = surrogate_gradients(lambda a, b: reference_one_draw_loss(a, b, y), logits, elbo)
-        mistakes = {label: surrogate_gradients(wrong, logits, elbo)
-                    for label, wrong in one_draw_mistakes(logits, elbo, y).items()}
+        logits, elbos, y = draw_inputs(seed)
+        check_shape(call(fn, logits.clone(), elbos.T.gather(1, y[:, None])[:, 0], y.clone()), y.double(),
+                    {B: "batch"})  # once with labels drawn from q, as the notebook calls it
+        by_logits, by_elbo = label_gradients(fn, logits, elbos)
+        log_q = torch.log_softmax(logits, -1).T  # (C, B)
         nonfinite = "every input here is finite: take log q(y|x) from log_softmax, not from the log of the softmax"
-        compare(got_logits, ref_logits, {B: "batch", C: "label"}, {k: g for k, (g, _) in mistakes.items()},
-                nonfinite, rtol=1e-5, atol=1e-6, what="its gradient with respect to the logits")
-        compare(got_elbo, ref_elbo, {B: "batch"},
+        compare(by_elbo, -torch.ones_like(by_elbo), {B: "batch", C: "label"},
                 {"the loss does not reach ELBO(x, y): its gradient with respect to it must be -1, through which the "
-                 "encoder and decoder learn. Detach only the score term's weight f(y)": torch.zeros_like(ref_elbo)},
-                nonfinite, rtol=1e-5, atol=1e-6, what="its gradient with respect to ELBO(x, y)")
-    return ("its gradient is grad f(y) + f(y) grad log q(y|x) for every drawn label, which averages to the gradient "
-            "of U(x)")
+                 "encoder and decoder learn. Detach only the score term's weight": torch.zeros_like(by_elbo),
+                 "uses the ELBO with the wrong sign: the loss is f(y) = -ELBO(x, y) + log q(y|x)":
+                     torch.ones_like(by_elbo),
+                 "the score term's weight must not carry a gradient: detach it. weight.detach() * log q(y|x) has the "
+                 "gradient weight * grad log q(y|x); weight * log q(y|x) adds log q(y|x) * grad weight too":
+                     -1 - log_q},
+                nonfinite, rtol=1e-5, atol=1e-6, what="its gradient with respect to ELBO(x, y), for each label")
+        expected = (torch.softmax(logits, -1).T[:, :, None] * by_logits).sum(0)
+        mistakes = {label: expected_gradient(wrong, logits, elbos)
+                    for label, wrong in one_draw_mistakes(logits).items()}
+        compare(expected, exact_gradient(logits, elbos), {B: "batch", C: "label"}, mistakes, nonfinite,
+                rtol=1e-5, atol=1e-6, what="its gradient with respect to the logits, averaged over y ~ q(y|x)")
+    return "its gradient, averaged over the drawn label, is the gradient of U(x): unbiased"
 
 
 def check_one_draw_loss(fn) -> CheckResult:
-    """fn(logits (B, C), elbo (B,), y (B,)) -> a surrogate loss (B,) for U(x) from one drawn label y ~ q(y|x) per
-    image, with the gradient grad f(y) + f(y) grad log q(y|x), f(y) = -ELBO(x, y) + log q(y|x). Only its gradient
-    is checked: a surrogate loss may have any value."""
+    """fn(logits (B, C), elbo (B,), y (B,) integer labels) -> a surrogate loss (B,) for U(x) from one drawn label
+    y ~ q(y|x) per image, f(y) = -ELBO(x, y) + log q(y|x). Passes when its gradient with respect to ELBO(x, y) is -1
+    and its gradient with respect to the logits, averaged over y ~ q(y|x) exactly, is the gradient of U(x). Only
+    gradients are checked: a surrogate loss may have any value."""
     return report(fn, _one_draw, reference_one_draw_loss)
