@@ -22,6 +22,7 @@ p.add_argument('--seed', type=int, default=0); p.add_argument('--epochs', type=i
 p.add_argument('--aux', type=float, default=46.); p.add_argument('--lr', type=float, default=4.2e-4)
 p.add_argument('--binary', action='store_true', help='binarise afresh instead of grey pixels')
 p.add_argument('--out', default=None)
+p.add_argument('--batch-size', type=int, default=200, help="Pyro's default; its script refuses 100 labels unless 100 divides by it")
 a = p.parse_args()
 torch.manual_seed(a.seed)
 data = load_mnist('mnist', verbose=False)
@@ -50,7 +51,7 @@ if not a.binary:  # Pyro's test images are grey too
     import vaelib.data as vd
     test_x = vd.load_full_mnist()[2]
 xv_eval = binarise(xv, torch.Generator().manual_seed(123)) if a.binary else xv
-B = 200; t0 = time.time(); best = (0, 0, 0); hist = []
+B = a.batch_size; t0 = time.time(); best = (0, 0, 0); hist = []
 for ep in range(a.epochs):
     order = torch.randperm(len(xu), generator=g)
     batches = [order[i:i + B] for i in range(0, len(xu), B)]
