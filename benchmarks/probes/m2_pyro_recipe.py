@@ -7,6 +7,10 @@ Adam at 4.2e-4 (betas 0.9, 0.999), batches of 200 summed (not averaged), the unl
 labelled ones, and per pass one labelled batch (the second of the pass) taking two steps: the labelled ELBO, then
 46 times the classifier's cross-entropy. The labels, the validation split and the seeds are vaelib.m2.split's.
 Pyro reports the test accuracy at the pass with the best validation accuracy; so do we, beside the last pass.
+Pyro's script asserts that the labels fill whole batches (sup_num % batch_size == 0): with 100 labels, use
+--batch-size 100 (its default 200 does not run there). Not re-created, as we read Pyro's code but did not run it:
+its auxiliary SVI object also steps on every unlabelled batch, with nothing to score; if its Adam then takes a
+momentum-only step, Pyro's effective step on unlabelled batches is about twice ours.
 
     OMP_NUM_THREADS=1 python benchmarks/probes/m2_pyro_recipe.py --seed 0 --epochs 50 --out /tmp/pyro_s0.json
 """

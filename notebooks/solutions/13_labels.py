@@ -310,7 +310,7 @@ holds(main_accuracy.max() < 0.932, "no draw reaches Pyro's 93.2 %", full_only=Tr
 # ## What fails, measured
 #
 # Each setting below was trained by `benchmarks/m2_sweep.py` for 8 passes, with a $256, 128$ network; we read
-# its accuracies. The labels-alone baseline is trained here, on M2's five
+# their test accuracies. The labels-alone baseline is trained here, on M2's five
 # label draws. The two failures used the first three.
 #
 # - **M2** as above.
