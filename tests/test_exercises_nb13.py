@@ -1,4 +1,4 @@
-"""Notebook 13's checkers, check_unlabelled_loss and check_class_posterior: correct forms pass, a test per known
+"""Notebook 13's checkers, check_unlabelled_loss, check_class_posterior and check_one_draw_loss: correct forms pass, a test per known
 mistake, stubs fail clearly; and the checkers' references agree with vaelib.m2 and with brute force. The wrong
 answers are written the way a student would write them, not taken from the checker.
 """
@@ -181,10 +181,14 @@ ONE_DRAW_MISTAKES = [
      * l[torch.arange(len(y)), y], "not the logit itself"),
     (lambda l, e, y: (-e + lq(l, y)) + (-e + lq(l, y)).detach() * F.softmax(l, -1)[torch.arange(len(y)), y],
      "not by q(y|x)"),
-    (lambda l, e, y: (e + lq(l, y)) + (e + lq(l, y)).detach() * lq(l, y), "the ELBO with the wrong sign"),
+    (lambda l, e, y: (e + lq(l, y)) + (e + lq(l, y)).detach() * lq(l, y), "flip the ELBO's sign"),
     (lambda l, e, y: correct_one_draw(l, e.detach(), y), "must be -1"),
     (lambda l, e, y: correct_one_draw(l, e, y).detach(), "carries no gradient"),
     (lambda l, e, y: correct_one_draw(l, e, y).mean(), "reduced over the batch"),
+    (lambda l, e, y: -e - entropy_(l) + (-e + lq(l, y)).detach() * lq(l, y), "counts the entropy twice"),
+    (lambda l, e, y: -correct_one_draw(l, e, y), "is +1"),
+    (lambda l, e, y: (-e + F.log_softmax(l, -1)[:, y]) + (-e + F.log_softmax(l, -1)[:, y]).detach()
+     * F.log_softmax(l, -1)[:, y], "each image's own"),
     (lambda l, e, y: 2 * correct_one_draw(l, e, y), "not a mistake this check knows"),
 ]
 

@@ -124,13 +124,14 @@ def check_class_posterior(fn) -> CheckResult:
     return report(fn, _posterior, reference_class_posterior)
 
 
-# Exercise 3: one drawn label, with the score function (notebook 3) -----------------------------------------------
+# Exercise 2: one drawn label, with the score function (notebook 3) -----------------------------------------------
 #
 # A surrogate loss is judged by its gradient, and an unbiased one by its gradient's expectation over the drawn
 # label. The check enumerates that expectation exactly: it calls the answer with every label y = c for every image,
 # weights each gradient by q(c|x), and compares the sum with the gradient of U(x) itself. So every unbiased form
 # passes (f(y) + sg[f(y)] log q(y|x); -ELBO(x, y) - H(q(y|x)) + sg[-ELBO(x, y)] log q(y|x); ...), and so does
-# one with a baseline b that does not depend on y. Its gradient with respect to ELBO(x, y) must be -1 for every
+# one with a baseline b that does not depend on the image's label. (A baseline built from the other images of the
+# batch, leave-one-out, is out of its reach: the check gives every image the same label at once.) Its gradient with respect to ELBO(x, y) must be -1 for every
 # draw: that is how the encoder and decoder learn, and nothing averages it out.
 
 
@@ -167,6 +168,10 @@ def one_draw_mistakes(logits: torch.Tensor) -> dict:
         "is the naive estimate -ELBO(x, y) - H(q(y|x)) of the failure study: the classifier gets only the entropy's "
         "gradient. Add a score term: a detached weight times log q(y|x)":
             lambda lg, e, y: -e - Categorical(logits=lg, validate_args=False).entropy(),
+        "counts the entropy twice: with -H(q(y|x)) written exactly in the loss, the score term's weight is "
+        "-ELBO(x, y) alone (log q(y|x) in the weight is the entropy's own score term)":
+            lambda lg, e, y: -e - Categorical(logits=lg, validate_args=False).entropy()
+            + (-e + log_q(lg, y)).detach() * log_q(lg, y),
         "the score term is added, not subtracted: the gradient is grad f(y) + f(y) grad log q(y|x)":
             lambda lg, e, y: (-e + log_q(lg, y)) - (-e + log_q(lg, y)).detach() * log_q(lg, y),
         "the score term's weight is -ELBO(x, y) alone, so the gradient misses U's entropy term: weight log q(y|x) "
@@ -179,6 +184,15 @@ def one_draw_mistakes(logits: torch.Tensor) -> dict:
     }
 
 
+def check_per_image(value, like: torch.Tensor) -> None:
+    """Fail unless value has like's shape (B,), naming the usual slip of indexing log q(y|x) by every label."""
+    if isinstance(value, torch.Tensor) and value.shape == (len(like), len(like)):
+        raise Fail(f"returned shape {tuple(value.shape)}, expected ({len(like)},): log_q[:, y] takes every drawn "
+                   f"label for every image. Take each image's own: log_q.gather(1, y[:, None])[:, 0], or "
+                   f"log_q[torch.arange(len(y)), y]")
+    check_shape(value, like, {B: "batch"})
+
+
 def label_gradients(surrogate, logits: torch.Tensor, elbos: torch.Tensor):
     """For every label c given to every image: the gradient of surrogate(logits, ELBO(x, c), c).sum() with respect
     to the logits and to ELBO(x, c) (zeros where it does not reach one). Shapes: -> (C, B, C), (C, B)."""
@@ -187,7 +201,7 @@ def label_gradients(surrogate, logits: torch.Tensor, elbos: torch.Tensor):
         lg, e = logits.clone().requires_grad_(), elbos[c].clone().requires_grad_()
         y = torch.full((len(logits),), c, dtype=torch.long)
         value = call(surrogate, lg, e, y)
-        check_shape(value, e, {B: "batch"})
+        check_per_image(value, e)
         if not value.requires_grad:
             raise Fail("it carries no gradient: a surrogate loss is there for its gradient. Do not use .item(), "
                        "numpy or torch.no_grad(), and detach only the score term's weight")
@@ -215,15 +229,16 @@ def exact_gradient(logits: torch.Tensor, elbos: torch.Tensor) -> torch.Tensor:
 def _one_draw(fn) -> str:
     for seed in range(2):
         logits, elbos, y = draw_inputs(seed)
-        check_shape(call(fn, logits.clone(), elbos.T.gather(1, y[:, None])[:, 0], y.clone()), y.double(),
-                    {B: "batch"})  # once with labels drawn from q, as the notebook calls it
+        check_per_image(call(fn, logits.clone(), elbos.T.gather(1, y[:, None])[:, 0], y.clone()), y.double())
+        # (once with labels drawn from q, as the notebook calls it)
         by_logits, by_elbo = label_gradients(fn, logits, elbos)
         log_q = torch.log_softmax(logits, -1).T  # (C, B)
         nonfinite = "every input here is finite: take log q(y|x) from log_softmax, not from the log of the softmax"
         compare(by_elbo, -torch.ones_like(by_elbo), {B: "batch", C: "label"},
                 {"the loss does not reach ELBO(x, y): its gradient with respect to it must be -1, through which the "
                  "encoder and decoder learn. Detach only the score term's weight": torch.zeros_like(by_elbo),
-                 "uses the ELBO with the wrong sign: the loss is f(y) = -ELBO(x, y) + log q(y|x)":
+                 "its gradient with respect to ELBO(x, y) is +1: the loss is f(y) = -ELBO(x, y) + log q(y|x), "
+                 "plus the score term (did it return the bound instead of the loss, or flip the ELBO's sign?)":
                      torch.ones_like(by_elbo),
                  "the score term's weight must not carry a gradient: detach it. weight.detach() * log q(y|x) has the "
                  "gradient weight * grad log q(y|x); weight * log q(y|x) adds log q(y|x) * grad weight too":
