@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from vaelib import m2
 from vaelib.config import ModelConfig
 from vaelib.exercises import check_class_posterior, check_one_draw_loss, check_unlabelled_loss
-from vaelib.exercises.nb13 import (loss_inputs, reference_class_posterior, reference_one_draw_loss,
-                                   reference_unlabelled_loss)
+from vaelib.exercises.nb13 import (expected_gradient, label_gradients, loss_inputs, reference_class_posterior,
+                                   reference_one_draw_loss, reference_unlabelled_loss)
 
 
 def stub(*args):
@@ -189,6 +189,9 @@ ONE_DRAW_MISTAKES = [
     (lambda l, e, y: -correct_one_draw(l, e, y), "is +1"),
     (lambda l, e, y: (-e + F.log_softmax(l, -1)[:, y]) + (-e + F.log_softmax(l, -1)[:, y]).detach()
      * F.log_softmax(l, -1)[:, y], "each image's own"),
+    # one image's label read for the whole batch, and the labels sorted: right only when every image has the same
+    (lambda l, e, y: correct_one_draw(l, e, y[:1].expand(len(y))), "not a mistake this check knows"),
+    (lambda l, e, y: correct_one_draw(l, e, y.sort().values), "not a mistake this check knows"),
     (lambda l, e, y: 2 * correct_one_draw(l, e, y), "not a mistake this check knows"),
 ]
 
@@ -206,23 +209,22 @@ def test_one_draw_loss_mistakes_are_named(fn, says):
     assert says in result.message
 
 
-def expected_gradient(surrogate, logits, elbos):
-    """E_{y ~ q(y|x)} of the surrogate's gradient with respect to the logits, by enumerating every label."""
-    q = F.softmax(logits, -1).detach()
-    total = torch.zeros_like(logits)
-    for c in range(logits.shape[-1]):
-        y = torch.full((len(logits),), c)
-        lg = logits.clone().requires_grad_()
-        total += q[:, c:c + 1] * torch.autograd.grad(surrogate(lg, elbos[c], y).sum(), lg)[0]
-    return total
-
-
 def test_one_draw_reference_is_unbiased_for_the_sum_and_the_naive_estimate_is_not():
-    """Enumerating the ten labels, the reference's expected gradient is the gradient of the exact U(x) (the
-    torch.distributions reference of exercise 1); the naive f(y) alone is not, for these classifiers."""
+    """Against closed forms: with f(y) = -ELBO(x, y) + log q(y|x), the gradient of U(x) with respect to the logits
+    is q * (f - sum_y q f), and the reference surrogate's, for label y, is (onehot(y) - q) (1 + f(y)), whose average
+    over y ~ q is the former. The checker's enumeration (mixed labels per call) gives the same; the naive f(y)
+    alone averages to zero, far from it for these classifiers."""
     logits, elbos = loss_inputs(0)
+    q, f = F.softmax(logits, -1), -elbos.T + F.log_softmax(logits, -1)  # (B, C) each
+    exact = q * (f - (q * f).sum(-1, keepdim=True))
     lg = logits.clone().requires_grad_()
-    exact = torch.autograd.grad(reference_unlabelled_loss(lg, elbos).sum(), lg)[0]
+    torch.testing.assert_close(torch.autograd.grad(reference_unlabelled_loss(lg, elbos).sum(), lg)[0], exact)
+    eye = torch.eye(10, dtype=logits.dtype)
+    per_label = (eye[:, None, :] - q) * (1 + f.T[:, :, None])  # (C, B, C): label y's gradient for each image
+    torch.testing.assert_close((q.T[:, :, None] * per_label).sum(0), exact)
+    by_logits, by_elbo = label_gradients(reference_one_draw_loss, logits, elbos)
+    torch.testing.assert_close(by_logits, per_label)
+    torch.testing.assert_close(by_elbo, -torch.ones_like(elbos))
     torch.testing.assert_close(expected_gradient(reference_one_draw_loss, logits, elbos), exact)
     naive = expected_gradient(lambda l, e, y: -e + lq(l, y), logits, elbos)
     assert (naive - exact).abs().max() > 1.0

@@ -130,8 +130,9 @@ def check_class_posterior(fn) -> CheckResult:
 # label. The check enumerates that expectation exactly: it calls the answer with every label y = c for every image,
 # weights each gradient by q(c|x), and compares the sum with the gradient of U(x) itself. So every unbiased form
 # passes (f(y) + sg[f(y)] log q(y|x); -ELBO(x, y) - H(q(y|x)) + sg[-ELBO(x, y)] log q(y|x); ...), and so does
-# one with a baseline b that does not depend on the image's label. (A baseline built from the other images of the
-# batch, leave-one-out, is out of its reach: the check gives every image the same label at once.) Its gradient with respect to ELBO(x, y) must be -1 for every
+# one with a baseline b that does not depend on the image's label. Each call mixes the labels across the images (an
+# answer that reads one image's label for the whole batch fails); a baseline built from the other images' draws,
+# leave-one-out, is beyond it, as their labels are not drawn independently here. Its gradient with respect to ELBO(x, y) must be -1 for every
 # draw: that is how the encoder and decoder learn, and nothing averages it out.
 
 
@@ -153,7 +154,7 @@ def draw_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return logits, elbos, y
 
 
-def one_draw_mistakes(logits: torch.Tensor) -> dict:
+def one_draw_mistakes() -> dict:
     """Each known mistake as the surrogate a student writes: label -> function of (logits, elbo, y) -> (B,)."""
     def log_q(lg, y):
         return torch.log_softmax(lg, -1).gather(1, y[:, None])[:, 0]
@@ -194,12 +195,15 @@ def check_per_image(value, like: torch.Tensor) -> None:
 
 
 def label_gradients(surrogate, logits: torch.Tensor, elbos: torch.Tensor):
-    """For every label c given to every image: the gradient of surrogate(logits, ELBO(x, c), c).sum() with respect
-    to the logits and to ELBO(x, c) (zeros where it does not reach one). Shapes: -> (C, B, C), (C, B)."""
-    by_logits, by_elbo = [], []
-    for c in range(logits.shape[-1]):
-        lg, e = logits.clone().requires_grad_(), elbos[c].clone().requires_grad_()
-        y = torch.full((len(logits),), c, dtype=torch.long)
+    """For every label c of every image: the gradient of the image's surrogate, under label c, with respect to its
+    logits and to its ELBO(x, c) (zeros where it does not reach one). C calls; in call s image i has label
+    (s + i) mod C, so every call mixes labels (an answer that reads one image's label for all is caught) and every
+    image meets every label once. Shapes: -> (C, B, C), (C, B)."""
+    n_labels, rows = logits.shape[-1], torch.arange(len(logits))
+    by_logits, by_elbo = torch.zeros(n_labels, *logits.shape, dtype=logits.dtype), torch.zeros_like(elbos)
+    for shift in range(n_labels):
+        y = (shift + rows) % n_labels
+        lg, e = logits.clone().requires_grad_(), elbos[y, rows].clone().requires_grad_()
         value = call(surrogate, lg, e, y)
         check_per_image(value, e)
         if not value.requires_grad:
@@ -207,16 +211,20 @@ def label_gradients(surrogate, logits: torch.Tensor, elbos: torch.Tensor):
                        "numpy or torch.no_grad(), and detach only the score term's weight")
         grads = torch.autograd.grad(value.sum(), [lg, e], allow_unused=True)
         g_logits, g_elbo = (torch.zeros_like(t) if g is None else g for g, t in zip(grads, (lg, e)))
-        by_logits.append(g_logits)
-        by_elbo.append(g_elbo)
-    return torch.stack(by_logits), torch.stack(by_elbo)
+        by_logits[y, rows], by_elbo[y, rows] = g_logits.detach(), g_elbo.detach()
+    return by_logits, by_elbo
+
+
+def average_over_labels(logits: torch.Tensor, by_label: torch.Tensor) -> torch.Tensor:
+    """E_{y ~ q(y|x)} of a per-label quantity, exactly: sum_c q(c|x) value(c). Shapes: (B, C), (C, B, ...) ->
+    (B, ...)."""
+    q = torch.softmax(logits, -1).T  # (C, B)
+    return (q.reshape(*q.shape, *[1] * (by_label.dim() - 2)) * by_label).sum(0)
 
 
 def expected_gradient(surrogate, logits: torch.Tensor, elbos: torch.Tensor) -> torch.Tensor:
-    """E_{y ~ q(y|x)} of the surrogate's gradient with respect to the logits, exactly: sum_c q(c|x) grad(c).
-    Shapes: (B, C), (C, B) -> (B, C)."""
-    by_logits, _ = label_gradients(surrogate, logits, elbos)
-    return (torch.softmax(logits, -1).T[:, :, None] * by_logits).sum(0)
+    """E_{y ~ q(y|x)} of the surrogate's gradient with respect to the logits. Shapes: (B, C), (C, B) -> (B, C)."""
+    return average_over_labels(logits, label_gradients(surrogate, logits, elbos)[0])
 
 
 def exact_gradient(logits: torch.Tensor, elbos: torch.Tensor) -> torch.Tensor:
@@ -244,10 +252,8 @@ def _one_draw(fn) -> str:
                  "gradient weight * grad log q(y|x); weight * log q(y|x) adds log q(y|x) * grad weight too":
                      -1 - log_q},
                 nonfinite, rtol=1e-5, atol=1e-6, what="its gradient with respect to ELBO(x, y), for each label")
-        expected = (torch.softmax(logits, -1).T[:, :, None] * by_logits).sum(0)
-        mistakes = {label: expected_gradient(wrong, logits, elbos)
-                    for label, wrong in one_draw_mistakes(logits).items()}
-        compare(expected, exact_gradient(logits, elbos), {B: "batch", C: "label"}, mistakes, nonfinite,
+        mistakes = {label: expected_gradient(wrong, logits, elbos) for label, wrong in one_draw_mistakes().items()}
+        compare(average_over_labels(logits, by_logits), exact_gradient(logits, elbos), {B: "batch", C: "label"}, mistakes, nonfinite,
                 rtol=1e-5, atol=1e-6, what="its gradient with respect to the logits, averaged over y ~ q(y|x)")
     return "its gradient, averaged over the drawn label, is the gradient of U(x): unbiased"
 
