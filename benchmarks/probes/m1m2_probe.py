@@ -8,7 +8,7 @@ over a labelled batch every step) and seeds of the label draw. Test accuracy use
 
     OMP_NUM_THREADS=1 python benchmarks/probes/m1m2_probe.py --m1 2f7ad409e9cc --epochs 30 --alpha 50
 """
-import sys, time, math, json, argparse
+import sys, time, math, argparse
 import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[2]))
 from vaelib.model import load_checkpoint

@@ -17,7 +17,7 @@ momentum-only step, Pyro's effective step on unlabelled batches is about twice o
 import sys, time, math, argparse, json
 import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[2]))
-from vaelib.data import load_mnist, binarise
+from vaelib.data import binarise, load_full_mnist, load_mnist
 from vaelib import m2
 from vaelib.elbo import gaussian_draw, kl_standard_normal, bernoulli_log_likelihood
 
@@ -48,12 +48,9 @@ xu, xl, yl = data.train_x[unl], data.train_x[parts.labelled], data.train_y[parts
 xv, yv = data.train_x[parts.validation], data.train_y[parts.validation]
 g = torch.Generator().manual_seed(a.seed)
 prep = (lambda x: binarise(x, g)) if a.binary else (lambda x: x)
-test_x = data.test_x if a.binary else load_mnist('mnist', verbose=False).test_x
+test_x = data.test_x if a.binary else load_full_mnist()[2]  # Pyro's test images are grey too
 def acc(x, y):
     with torch.no_grad(): return (cls(x).argmax(-1) == y).float().mean().item()
-if not a.binary:  # Pyro's test images are grey too
-    import vaelib.data as vd
-    test_x = vd.load_full_mnist()[2]
 xv_eval = binarise(xv, torch.Generator().manual_seed(123)) if a.binary else xv
 B = a.batch_size; t0 = time.time(); best = (0, 0, 0); hist = []
 for ep in range(a.epochs):

@@ -248,8 +248,7 @@ plt.show()
 
 # %% [markdown]
 # **Accuracy dips sharply once or more in every draw, and recovers.** From pass 23 to 30, as the learning rate
-# decays to zero, it rose by 1.7 to 3.5 points. Draw 4 ended 1.4 points below its best. We have not found the
-# dips' cause.
+# decays to zero, it rose by 1.7 to 3.5 points. We have not found the dips' cause.
 
 # %% [markdown]
 # ## What 100 labels buy
@@ -389,28 +388,28 @@ with torch.no_grad():
 leaf = start_logits.clone().requires_grad_()
 exact_grad = torch.autograd.grad(unlabelled_loss(leaf, start_elbos).sum(), leaf)[0]  # the sum over labels
 naive_grad = torch.autograd.grad(-m2.entropy(leaf).sum(), leaf)[0]  # -ELBO(x, y_s) - H: the entropy's alone
-per_label = []  # the surrogate's gradient when every image draws label c
-for c in range(C):
-    leaf = start_logits.clone().requires_grad_()
-    y_c = torch.full((len(leaf),), c)
-    per_label.append(torch.autograd.grad(one_draw_loss(leaf, start_elbos[c], y_c).sum(), leaf)[0])
-per_label = torch.stack(per_label)  # (C, 8, C)
 q_start = start_logits.softmax(-1).T[:, :, None]  # (C, 8, 1)
 f_start = -start_elbos + start_logits.log_softmax(-1).T  # f(y), (C, 8)
 f_mean = (q_start[..., 0] * f_start).sum(0)  # a baseline: each image's average f, the same for every label
 
 
-def spread(by_label):
+def by_label(baseline=0.0):
+    """The surrogate's gradient when every image draws label c, for each c, (C, 8, C); with f shifted by the
+    baseline (adding b to the ELBO gives f - b)."""
+    grads = []
+    for c in range(C):
+        leaf = start_logits.clone().requires_grad_()
+        y_c = torch.full((len(leaf),), c)
+        grads.append(torch.autograd.grad(one_draw_loss(leaf, start_elbos[c] + baseline, y_c).sum(), leaf)[0])
+    return torch.stack(grads)
+
+
+def spread(grads):
     """One draw's spread around the average, per image: sqrt(E_y |grad(y) - E grad|^2), y ~ q(y|x)."""
-    return (q_start * (by_label - (q_start * by_label).sum(0)) ** 2).sum((0, 2)).sqrt()
+    return (q_start * (grads - (q_start * grads).sum(0)) ** 2).sum((0, 2)).sqrt()
 
 
-with_baseline = []  # the same surrogate, f shifted by the baseline (ELBO + b gives f - b)
-for c in range(C):
-    leaf = start_logits.clone().requires_grad_()
-    y_c = torch.full((len(leaf),), c)
-    with_baseline.append(torch.autograd.grad(one_draw_loss(leaf, start_elbos[c] + f_mean, y_c).sum(), leaf)[0])
-with_baseline = torch.stack(with_baseline)
+per_label, with_baseline = by_label(), by_label(f_mean)
 mean_grad = (q_start * per_label).sum(0)
 size = exact_grad.norm(dim=-1)
 print(f"f(y) from {f_start.min():.0f} to {f_start.max():.0f} nats; the exact gradient's length "
@@ -437,9 +436,9 @@ holds((spread(per_label) > 100 * size).all() and (spread(with_baseline) < spread
 # %% [markdown]
 # **The score function is unbiased but noisy; the naive estimate is biased.** At the start, $q_\phi(y|x)$ is near
 # uniform, so the entropy's gradient, the naive estimate's, is near zero. The score function's average is exact.
-# But $f$ is about 545 nats for every label, so one draw strays over a thousand times the gradient's length. A
-# baseline removes most of that; what is left still exceeds the gradient. The sum costs ten encoder and decoder
-# passes and has no noise from $y$.
+# But $f$ is about 545 nats for every label, so one draw strays over a thousand times the gradient's length. Our
+# baseline, the average of $f$, removes most of that, but it needs all ten ELBOs; practical ones are learned. The
+# sum costs ten encoder and decoder passes and has no noise from $y$.
 
 # %% [markdown]
 # ## Digits to order
@@ -534,7 +533,7 @@ if exact_run and not SMOKE:  # a near tie may fall the other way on a GPU: 99.5 
     holds(recorded["config"]["z_dim"] == TWO_D.z_dim and tuple(recorded["config"]["hidden"]) == tuple(TWO_D.hidden)
           and (recorded["epochs"], recorded["alpha"], recorded["seed"], recorded["labels"]) == (TWO_D_EPOCHS, ALPHA, 0, LABELS)
           and exact_run["quadrature"]["half_width"] == HALF_WIDTH,
-          "the committed run used this model's settings and this half-width")
+          "the committed run recorded this model's z size, network, passes, alpha, seed, labels and half-width")
     holds(same >= 0.995 and all(report["converged"] for report in reports),
           "the quadrature converged, and both classifiers name the labels the committed run names for these images")
 else:
