@@ -5,7 +5,8 @@ CS236's ssvae.py as we read it: z of size 64; classifier 784-300-300-10 (ReLU); 
 with two hidden layers of 300 ELU units; loss = mean over an unlabelled batch of 100 of U(x) (the same exact sum
 over the ten labels as vaelib.m2) + 100 x the classifier's mean cross-entropy over all 100 labelled images,
 binarised afresh every step, with no labelled ELBO; Adam at 1e-3; 30,000 steps. The labels, the validation split
-and the binarisation are vaelib.m2's. `--arch ours` swaps in vaelib's 500-500 ReLU networks and z of 50;
+and the binarisation are vaelib.m2's. Not re-created: CS236's softplus variance (here a log-variance), its 60,000 unlabelled
+images with a fixed label set, its grey test images. `--arch ours` swaps in vaelib's 500-500 ReLU networks and z of 50;
 `--labelled-elbo` adds vaelib's labelled bound's mean; `--decay` takes vaelib's learning-rate schedule.
 
     OMP_NUM_THREADS=1 python benchmarks/probes/m2_cs236_recipe.py --seed 0 --epochs 60 --out /tmp/cs236_s0.json
