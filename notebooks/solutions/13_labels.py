@@ -64,7 +64,7 @@ from vaelib.diagnostics import benchmark_results
 from vaelib.evidence import holds
 from vaelib.exercises import check_class_posterior, check_one_draw_loss, check_unlabelled_loss
 from vaelib.plot import image_grid
-from vaelib.study import fit
+from vaelib.study import fit, over_seeds
 
 SMOKE = smoke()
 data = load_mnist("auto")
@@ -606,9 +606,9 @@ if completion:
     if any(sorted(by_seed) != seeds for by_seed in runs.values()):
         raise ValueError("cvae_pyro.json must hold the same training seeds for every count of given quadrants")
 
-    def over_seeds(q, key):
-        values = torch.tensor([runs[q][seed][key] for seed in seeds], dtype=torch.float64)
-        return f"{values.mean():6.1f} ± {values.std():.1f}" if len(values) > 1 else f"{values.item():6.1f}"
+    def mean_sd(q, key):
+        """One cell of the table: the mean ± standard deviation over the seeds (vaelib.study.over_seeds)."""
+        return "{:6.1f} ± {:.1f}".format(*over_seeds([runs[q][seed] for seed in seeds], key))
 
     print(f"nats per test image, all {completion['n_test']:,}; mean ± standard deviation over the training seeds "
           f"{seeds}")
@@ -617,7 +617,7 @@ if completion:
                              ("CVAE, Pyro's number", "cvae_pyro_table", "cvae"),
                              ("CVAE, -log p(y|x), K = 1000", "cvae_is_nll", None)):
         print(f"{label:28s}" + "".join(
-            f"{over_seeds(q, key):>15s}" + (f" (Pyro {completion['pyro_reported'][pyro][str(q)]:5.1f})" if pyro
+            f"{mean_sd(q, key):>15s}" + (f" (Pyro {completion['pyro_reported'][pyro][str(q)]:5.1f})" if pyro
                                              else " " * 13) for q in sorted(runs)))
 else:
     print(MISSING)
