@@ -24,6 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from vaelib import m2  # noqa: E402
 from vaelib.data import TEST_BINARISATION_SEED, binarise, load_mnist  # noqa: E402
+from vaelib.train import lr_factor  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--seed", type=int, default=0)
@@ -70,7 +71,7 @@ xv = binarise(data.train_x[parts.validation], torch.Generator().manual_seed(TEST
 yv = data.train_y[parts.validation]
 opt = torch.optim.Adam(model.parameters(), lr=a.lr)
 total = a.epochs * ((len(xu) + 99) // 100)
-schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (total - s) / (0.25 * total)) if a.decay else 1.0)
+schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, "decay" if a.decay else "constant"))
 g = torch.Generator().manual_seed(a.seed)
 hist, best, t0 = [], (0.0, 0.0, 0), time.time()
 for ep in range(a.epochs):
