@@ -90,6 +90,41 @@ def test_the_labelled_loss_adds_alpha_times_the_cross_entropy(x):
     for alpha in (0.0, 2.5):
         loss = m2.labelled_loss(model, x, y, alpha, torch.Generator().manual_seed(7))
         torch.testing.assert_close(loss, neg_elbo + alpha * cross_entropy)
+    for bound in (0.0, 0.3):  # TrainConfig.labelled_bound weights -ELBO(x, y)
+        loss = m2.labelled_loss(model, x, y, 2.5, torch.Generator().manual_seed(7), bound=bound)
+        torch.testing.assert_close(loss, bound * neg_elbo + 2.5 * cross_entropy)
+
+
+def test_without_the_labelled_bound_the_labels_train_the_classifier_alone(x, sample_data):
+    """labelled_bound 0 (Stanford CS236's recipe): the labelled loss has no gradient for the encoder or the
+    decoder, and draws no z (the generator is untouched); with weight 1 it reaches all three networks. The
+    training batches carry TrainConfig.labelled_bound to m2_loss."""
+    y = torch.tensor([3, 1, 4, 1, 5, 9])
+    for bound, reaches in ((0.0, {"classifier"}), (1.0, {"classifier", "encoder", "mu_head", "decoder"})):
+        model, generator = small_model(), torch.Generator().manual_seed(7)
+        before = generator.get_state()
+        m2.labelled_loss(model, x, y, 2.5, generator, bound).mean().backward()
+        touched = {name.split(".")[0] for name, p in model.named_parameters()
+                   if p.grad is not None and p.grad.abs().sum() > 0}
+        assert reaches <= touched and (bound > 0 or touched == {"classifier"}), (bound, touched)
+        assert torch.equal(generator.get_state(), before) == (bound == 0)
+        cfg = TrainConfig(data="sample", model=model.config, labels=100, labelled_bound=bound)
+        batches = m2.M2Batches(sample_data, cfg, torch.Generator().manual_seed(0))
+        batches.shuffle()
+        assert batches(0).bound == bound
+
+
+def test_the_classifier_can_have_its_own_activation():
+    """CS236's networks: ELU in the encoder and decoder, ReLU in the classifier (classifier_activation); by
+    default ('same') the classifier has the encoder's."""
+    def kinds(net):
+        return {type(m) for m in net.modules() if type(m) in (torch.nn.ReLU, torch.nn.ELU, torch.nn.Tanh)}
+
+    own = m2.M2(ModelConfig(kind="m2", hidden=(8, 8), activation="elu", classifier_activation="relu"))
+    assert kinds(own.classifier) == {torch.nn.ReLU}
+    assert kinds(own.encoder) == kinds(own.decoder) == {torch.nn.ELU}
+    same = m2.M2(ModelConfig(kind="m2", hidden=(8, 8), activation="elu"))
+    assert kinds(same.classifier) == kinds(same.encoder) == kinds(same.decoder) == {torch.nn.ELU}
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +243,9 @@ def run_cli(*args):
     (["--model", "m2", "--labels", "100", "--validation-share", "0.000001"],
      "holds out 0 of the 8,000 training images.*at least 100: use --validation-share 0.013 or more"),
     (["--model", "m2", "--labels", "100", "--validation-share", "0.01"], "holds out 80 of the 8,000"),
+    (["--labelled-bound", "0"], "labelled_bound are settings of the semi-supervised model.*add --model m2"),
+    (["--model", "m2", "--labels", "100", "--labelled-bound", "-1"], "must not be negative.*use 1"),
+    (["--classifier-activation", "relu"], "model 'vae' does not have: leave --classifier-activation out"),
 ])
 def test_bad_label_settings_are_refused_saying_what_to_do_and_write_nothing(tmp_path, capsys, args, says):
     out = tmp_path / "r"
@@ -298,6 +336,7 @@ def test_train_help_offers_labels(capsys):
         main(["train", "--help"])
     shown = capsys.readouterr().out
     assert "--labels N" in shown and "--alpha" in shown and "{vae,m2}" in shown
+    assert "--labelled-bound" in shown and "--classifier-activation {same,relu,tanh,elu}" in shown
 
 
 TINY = ["--model", "m2", "--labels", "100", "--z-dim", "2", "--seed", "3"]

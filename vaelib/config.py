@@ -55,7 +55,8 @@ class ModelConfig:
                                      "784-200-200-50: --hidden 200 200 --z-dim 50 --activation tanh)",
                                      nargs="+", type=int, metavar="H")
     z_dim: int = option(2, "L, the latent dimensions (2 lets us draw the latent space)")
-    activation: str = option("relu", "between the layers (Burda et al.'s model uses tanh)", choices=("relu", "tanh"))
+    activation: str = option("relu", "between the layers (Burda et al.'s model uses tanh)",
+                             choices=("relu", "tanh", "elu"))
     posterior: str = option("gaussian", "q(z|x): the encoder's Gaussian, or that Gaussian followed by planar "
                             "flow layers", choices=("gaussian", "planar"), later=True)
     flow_layers: int = option(4, "planar layers, with --posterior planar", later=True, metavar="N")
@@ -70,6 +71,9 @@ class ModelConfig:
                                        later=True, nargs=2, type=int, metavar="C")
     kind: str = option("vae", "the kind of model (vaelib.registry.KINDS)", choices="kinds", later=True,
                        flag="--model")
+    classifier_activation: str = option("same", "--model m2: between the classifier's layers; same: --activation "
+                                        "(Stanford CS236's recipe: relu, with --activation elu)",
+                                        choices=("same", "relu", "tanh", "elu"), later=True)
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -81,6 +85,9 @@ class ModelConfig:
         if self.flow_layers < 1 or self.prior_components < 1:
             raise ValueError(f"flow_layers and prior_components must be at least 1, got {self.flow_layers} "
                              f"and {self.prior_components}")
+        if self.kind != "m2" and self.classifier_activation != "same":
+            raise ValueError(f"classifier_activation sets the classifier of model 'm2', which model {self.kind!r} "
+                             f"does not have: leave --classifier-activation out, or add --model m2")
         refuse = registry.KINDS[self.kind].refuse  # settings the model kind would ignore (vaelib.m2's, for one)
         if refuse is not None:
             refuse(self)
@@ -132,6 +139,9 @@ class TrainConfig:
                                  "(default 0.1 x unlabelled / labelled images; vaelib.m2)", later=True, type=float)
     validation_share: float = option(1 / 6, "--model m2: share of the training images held out to choose alpha "
                                      "and the budget on (1/6: 10,000 of full MNIST's 60,000)", later=True)
+    labelled_bound: float = option(1.0, "--model m2: weight of the labelled bound -ELBO(x, y) in the labelled "
+                                   "loss (1: Kingma et al.; 0: Stanford CS236's recipe, where the labels train the "
+                                   "classifier alone)", later=True)
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
@@ -166,8 +176,10 @@ class TrainConfig:
         """The semi-supervised settings go with model kind 'm2' and only with it."""
         m2, defaults = self.model.kind == "m2", TrainConfig.__dataclass_fields__
         if not m2 and (self.labels is not None or self.alpha is not None
-                       or self.validation_share != defaults["validation_share"].default):
-            raise ValueError("labels, alpha and validation_share are settings of the semi-supervised model: "
+                       or self.validation_share != defaults["validation_share"].default
+                       or self.labelled_bound != defaults["labelled_bound"].default):
+            raise ValueError("labels, alpha, validation_share and labelled_bound are settings of the "
+                             "semi-supervised model: "
                              "add --model m2 (ModelConfig(kind='m2')), or leave them out")
         if not m2:
             return
@@ -183,6 +195,10 @@ class TrainConfig:
         if not 0 < self.validation_share < 1 or (self.alpha is not None and self.alpha < 0):
             raise ValueError(f"validation_share must lie in (0, 1) and alpha must not be negative, got "
                              f"{self.validation_share} and {self.alpha}")
+        if not self.labelled_bound >= 0:
+            raise ValueError(f"labelled_bound weights the labelled bound in the loss and must not be negative, "
+                             f"got {self.labelled_bound}: use 1 (Kingma et al.) or 0 (the labels train the "
+                             f"classifier alone)")
 
 
 def without_later_defaults(config: dict) -> dict:

@@ -58,7 +58,9 @@ class M2(nn.Module):
         if config.kind != "m2":
             raise ValueError(f"M2 is built from a ModelConfig of kind 'm2', got {config.kind!r}")
         network = registry.NETWORKS[config.arch]
-        features, width = network.encoder(config)  # built in this order: the order draws the initial weights
+        act = config.activation if config.classifier_activation == "same" else config.classifier_activation
+        features, width = network.encoder(replace(config, activation=act))  # built in this order: the order
+        # draws the initial weights
         self.classifier = nn.Sequential(features, nn.Linear(width, C))
         self.encoder, width = network.encoder(replace(config, x_dim=config.x_dim + C))
         self.mu_head = nn.Linear(width, config.z_dim)
@@ -145,8 +147,10 @@ def unlabelled_loss(model: M2, x: torch.Tensor, generator: torch.Generator | Non
 
 
 def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """-ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers) [Kingma et al. 2014, eq. 9].
+                  generator: torch.Generator | None = None, bound: float = 1.0) -> torch.Tensor:
+    """-bound ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers) [Kingma et al. 2014, eq. 9, where
+    bound = 1]. bound = 0 (TrainConfig.labelled_bound; Stanford CS236's recipe) leaves the classifier's term alone:
+    the labelled images then train only q(y|x), and no z is drawn for them.
 
     What the paper trains on (Sec. 3.1.2, eq. 9), with N_l labelled and N_u unlabelled images:
         J^alpha = sum_l L(x, y) + sum_u U(x) + alpha_paper E_l[-log q(y|x)]
@@ -167,7 +171,9 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
     Shapes: (B, D), (B,) -> (B,).
     """
     cross_entropy = F.cross_entropy(model.classify(x), y, reduction="none")
-    return -labelled_elbo(model, x, one_hot(y, x), generator).elbo + alpha * cross_entropy
+    if bound == 0:
+        return alpha * cross_entropy
+    return -bound * labelled_elbo(model, x, one_hot(y, x), generator).elbo + alpha * cross_entropy
 
 
 def label_log_px_z(model: M2, label: int):
@@ -201,15 +207,17 @@ class M2Batch(NamedTuple):
     x_labelled: torch.Tensor  # (B_l, D) labelled images, binarised
     y: torch.Tensor  # (B_l,) their labels
     alpha: float  # the cross-entropy's weight (resolve_alpha)
+    bound: float = 1.0  # the labelled bound's weight (TrainConfig.labelled_bound)
 
 
 def m2_loss(model: M2, batch: M2Batch, generator: torch.Generator | None = None, cfg: TrainConfig | None = None):
-    """mean U(x) over the unlabelled batch + mean (L(x, y) - alpha log q(y|x)) over the labelled one (no labelled
-    rows: that term is 0); and (-bound, KL) of the unlabelled batch, nats per image (vaelib.registry.Kind.loss)."""
+    """mean U(x) over the unlabelled batch + mean (w L(x, y) - alpha log q(y|x)) over the labelled one, w the
+    labelled bound's weight batch.bound (no labelled rows: that term is 0); and (-bound, KL) of the unlabelled
+    batch, nats per image (vaelib.registry.Kind.loss)."""
     terms = unlabelled_terms(model, batch.x, generator)
     loss = -terms.elbo.mean()
     if len(batch.y):
-        loss = loss + labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator).mean()
+        loss = loss + labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator, batch.bound).mean()
     return loss, torch.stack([-terms.elbo.mean(), terms.kl.mean()]).detach()
 
 
@@ -273,6 +281,7 @@ class M2Batches(Batches):
         self.unlabelled = parts.unlabelled.to(device)
         self.labelled = Batches(data.train_x[parts.labelled.to(device)], min(cfg.batch_size, cfg.labels), generator)
         self.labels, self.alpha = data.train_y[parts.labelled.to(device)], resolve_alpha(cfg, parts)
+        self.bound = cfg.labelled_bound
 
     def __len__(self) -> int:
         return len(self.unlabelled)
@@ -284,7 +293,8 @@ class M2Batches(Batches):
     def __call__(self, i: int) -> M2Batch:
         self.labelled.order = torch.randperm(len(self.labels), generator=self.generator,
                                              device=self.labels.device)[:self.labelled.B]
-        return M2Batch(super().__call__(i), self.labelled(0), self.labels[self.labelled.order], self.alpha)
+        return M2Batch(super().__call__(i), self.labelled(0), self.labels[self.labelled.order], self.alpha,
+                       self.bound)
 
 
 _validation: dict[int, tuple[weakref.ref, dict]] = {}  # id(train_x): (a weak reference to it, {settings: images})
@@ -314,11 +324,12 @@ def epoch_metrics(model: M2, data: MNISTData, cfg: TrainConfig) -> dict:
 
 def final_metrics(model: M2, data: MNISTData, cfg: TrainConfig) -> dict:
     """At the end of a run: the accuracy of q(y|x) on every test image and on the validation split, and the
-    labelled, validation and unlabelled counts and alpha the run used."""
+    labelled, validation and unlabelled counts, alpha and the labelled bound's weight the run used."""
     parts = split(data.train_y, cfg.labels, cfg.validation_share, cfg.seed)
     return {"test_accuracy": accuracy(model, data.test_x, data.test_y), **epoch_metrics(model, data, cfg),
             "labels": len(parts.labelled), "n_validation": len(parts.validation),
-            "n_unlabelled": len(parts.unlabelled), "alpha": resolve_alpha(cfg, parts)}
+            "n_unlabelled": len(parts.unlabelled), "alpha": resolve_alpha(cfg, parts),
+            "labelled_bound": cfg.labelled_bound}
 
 
 def figures(model: M2, data: MNISTData, history) -> dict:

@@ -46,7 +46,7 @@ class LatentVariableModel(Protocol):
     def decode(self, z): """Logits of p(x|z), (..., D)."""
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:

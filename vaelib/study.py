@@ -48,6 +48,7 @@ def fit_label(cfg: TrainConfig, binarisation: str) -> str:
     """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants."""
     config, dreg = cfg.model, " (DReG)" if cfg.gradient == "dreg" else ""
     variant = "".join([f", {config.kind.upper()} with {cfg.labels} labels" + (f", alpha {cfg.alpha:g}" if cfg.alpha is not None else "")
+                       + (f", labelled bound x {cfg.labelled_bound:g}" if cfg.labelled_bound != 1 else "")
                        if cfg.labels is not None else "",  # labels: only a labelled kind (M2) has them
                        f", {config.arch} network" if config.arch != "mlp" else "",
                        f", IWAE K = {cfg.iwae_train_k}{dreg}" if cfg.objective == "iwae" else "",
