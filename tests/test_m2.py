@@ -114,6 +114,26 @@ def test_without_the_labelled_bound_the_labels_train_the_classifier_alone(x, sam
         assert batches(0).bound == bound
 
 
+def test_the_training_loss_weights_the_labelled_bound_by_the_batch(x):
+    """m2_loss reads the labelled bound's weight from the batch: with weight 0 it is the unlabelled batch's mean
+    -U(x) plus alpha times the labelled batch's mean cross-entropy, under the same generator draws."""
+    model, y = small_model(), torch.tensor([3, 1, 4, 1, 5, 9])
+    loss = m2.m2_loss(model, m2.M2Batch(x, x, y, 2.5, 0.0), torch.Generator().manual_seed(4))[0]
+    unlabelled = m2.unlabelled_terms(model, x, torch.Generator().manual_seed(4)).elbo
+    cross_entropy = -Categorical(logits=model.classifier(x)).log_prob(y)
+    torch.testing.assert_close(loss, -unlabelled.mean() + 2.5 * cross_entropy.mean())
+    with_bound = m2.m2_loss(model, m2.M2Batch(x, x, y, 2.5, 1.0), torch.Generator().manual_seed(4))[0]
+    assert not torch.allclose(with_bound, loss)  # the weight is read, not fixed
+
+
+def test_the_classifier_naming_the_encoders_activation_is_the_default_setting():
+    """classifier_activation equal to activation builds the same network as 'same', so it is stored as 'same':
+    one setting, one saved configuration."""
+    config = ModelConfig(kind="m2", hidden=(8, 8), activation="elu", classifier_activation="elu")
+    assert config == ModelConfig(kind="m2", hidden=(8, 8), activation="elu")
+    assert config.classifier_activation == "same"
+
+
 def test_the_classifier_can_have_its_own_activation():
     """CS236's networks: ELU in the encoder and decoder, ReLU in the classifier (classifier_activation); by
     default ('same') the classifier has the encoder's."""
@@ -244,7 +264,10 @@ def run_cli(*args):
      "holds out 0 of the 8,000 training images.*at least 100: use --validation-share 0.013 or more"),
     (["--model", "m2", "--labels", "100", "--validation-share", "0.01"], "holds out 80 of the 8,000"),
     (["--labelled-bound", "0"], "labelled_bound are settings of the semi-supervised model.*add --model m2"),
-    (["--model", "m2", "--labels", "100", "--labelled-bound", "-1"], "must not be negative.*use 1"),
+    (["--model", "m2", "--labels", "100", "--labelled-bound", "-1"], "must be finite and not negative.*use 1"),
+    (["--model", "m2", "--labels", "100", "--labelled-bound", "inf"], "must be finite and not negative.*use 1"),
+    (["--model", "m2", "--labels", "100", "--labelled-bound", "0", "--alpha", "0"],
+     "the labels train nothing: give alpha a positive weight"),
     (["--classifier-activation", "relu"], "model 'vae' does not have: leave --classifier-activation out"),
 ])
 def test_bad_label_settings_are_refused_saying_what_to_do_and_write_nothing(tmp_path, capsys, args, says):

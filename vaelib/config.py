@@ -8,6 +8,7 @@ is read here and nowhere else.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from dataclasses import dataclass, field, fields
@@ -88,6 +89,8 @@ class ModelConfig:
         if self.kind != "m2" and self.classifier_activation != "same":
             raise ValueError(f"classifier_activation sets the classifier of model 'm2', which model {self.kind!r} "
                              f"does not have: leave --classifier-activation out, or add --model m2")
+        if self.classifier_activation == self.activation:  # the same network as "same": the same settings and key
+            self.classifier_activation = "same"
         refuse = registry.KINDS[self.kind].refuse  # settings the model kind would ignore (vaelib.m2's, for one)
         if refuse is not None:
             refuse(self)
@@ -139,9 +142,9 @@ class TrainConfig:
                                  "(default 0.1 x unlabelled / labelled images; vaelib.m2)", later=True, type=float)
     validation_share: float = option(1 / 6, "--model m2: share of the training images held out to choose alpha "
                                      "and the budget on (1/6: 10,000 of full MNIST's 60,000)", later=True)
-    labelled_bound: float = option(1.0, "--model m2: weight of the labelled bound -ELBO(x, y) in the labelled "
-                                   "loss (1: Kingma et al.; 0: Stanford CS236's recipe, where the labels train the "
-                                   "classifier alone)", later=True)
+    labelled_bound: float = option(1.0, "--model m2: weight of the labelled bound -ELBO(x, y) beside alpha's "
+                                   "cross-entropy in the labelled loss (vaelib.m2.labelled_loss); 0: Stanford "
+                                   "CS236's recipe, where the labels train the classifier alone", later=True)
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
@@ -195,10 +198,13 @@ class TrainConfig:
         if not 0 < self.validation_share < 1 or (self.alpha is not None and self.alpha < 0):
             raise ValueError(f"validation_share must lie in (0, 1) and alpha must not be negative, got "
                              f"{self.validation_share} and {self.alpha}")
-        if not self.labelled_bound >= 0:
-            raise ValueError(f"labelled_bound weights the labelled bound in the loss and must not be negative, "
-                             f"got {self.labelled_bound}: use 1 (Kingma et al.) or 0 (the labels train the "
+        if not 0 <= self.labelled_bound < math.inf:
+            raise ValueError(f"labelled_bound weights the labelled bound in the loss and must be finite and not "
+                             f"negative, got {self.labelled_bound}: use 1 (the default) or 0 (the labels train the "
                              f"classifier alone)")
+        if self.labelled_bound == 0 and self.alpha == 0:
+            raise ValueError("with labelled_bound 0 and alpha 0 the labels train nothing: give alpha a positive "
+                             "weight (--alpha, e.g. 100 in CS236's recipe), or leave --labelled-bound at 1")
 
 
 def without_later_defaults(config: dict) -> dict:

@@ -148,22 +148,23 @@ def unlabelled_loss(model: M2, x: torch.Tensor, generator: torch.Generator | Non
 
 def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
                   generator: torch.Generator | None = None, bound: float = 1.0) -> torch.Tensor:
-    """-bound ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers) [Kingma et al. 2014, eq. 9, where
-    bound = 1]. bound = 0 (TrainConfig.labelled_bound; Stanford CS236's recipe) leaves the classifier's term alone:
-    the labelled images then train only q(y|x), and no z is drawn for them.
+    """-w ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers), w = `bound`, the labelled bound's weight
+    (TrainConfig.labelled_bound, 1 by default) [Kingma et al. 2014, eq. 9, weighted as below]. With w = 0
+    (Stanford CS236's recipe) only the classifier's term is left: the labelled images train q(y|x) alone, and no z
+    is drawn for them.
 
     What the paper trains on (Sec. 3.1.2, eq. 9), with N_l labelled and N_u unlabelled images:
         J^alpha = sum_l L(x, y) + sum_u U(x) + alpha_paper E_l[-log q(y|x)]
                 = sum_l L(x, y) + sum_u U(x) + (alpha_paper / N_l) sum_l CE(x, y),    alpha_paper = 0.1 N.
     What we train on is NOT that objective rescaled. Each step takes the mean of U over an unlabelled batch plus the
     mean of this loss over a labelled batch (m2_loss); over an epoch of N_u / B steps that is, times B,
-        sum_u U(x) + (N_u / N_l) sum_l L(x, y) + alpha (N_u / N_l) sum_l CE(x, y)
+        sum_u U(x) + w (N_u / N_l) sum_l L(x, y) + alpha (N_u / N_l) sum_l CE(x, y)
     (in expectation: N_u / B steps, each drawing a labelled image with probability B_l / N_l and weighting it
-    1 / B_l). Relative to eq. 9, the labelled bound L is weighted N_u / N_l times as much: 500 times for 100 labels
-    and 50,000 unlabelled images. This is the common reimplementation: semi-supervised-pytorch pairs every
-    unlabelled batch with a labelled one, takes both means and uses alpha = 0.1 N_u / N_l, as we do. (Pyro's ss-vae
-    example differs: it visits each labelled batch once per epoch, so its L has eq. 9's weight, and it weights
-    the classifier's term by its own aux_loss_multiplier.)
+    1 / B_l). Relative to eq. 9, the labelled bound L is weighted w N_u / N_l times as much: at w = 1, 500 times for
+    100 labels and 50,000 unlabelled images (w = 0.002 would give eq. 9's weight). This is the common
+    reimplementation: semi-supervised-pytorch pairs every unlabelled batch with a labelled one, takes both means and
+    uses alpha = 0.1 N_u / N_l, as we do (with w = 1). (Pyro's ss-vae example differs: it visits each labelled batch
+    once per epoch, so its L has eq. 9's weight, and it weights the classifier's term by its own aux_loss_multiplier.)
     alpha = TrainConfig.alpha, by default 0.1 N_u / N_l (resolve_alpha; 50 for 100 labels). In those terms it keeps
     the paper's ratio of CE to L per labelled image (0.1 N / N_l with N = N_u); the ratio of CE to U is N_u / N_l
     times the paper's, and in eq. 9's own terms our default is alpha_paper = 0.1 N_u^2 / N_l, with L up-weighted
