@@ -16,7 +16,9 @@ from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
 from vaelib import m2
 from vaelib.__main__ import main
 from vaelib.config import ModelConfig, TrainConfig
-from vaelib.model import build_model, read_checkpoint, save_checkpoint
+from vaelib.model import CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from vaelib.runs import PRETRAINED, settings_key
+from vaelib.study import fit_label, fit_settings
 from vaelib.train import train
 
 C = 10
@@ -122,8 +124,48 @@ def test_the_training_loss_weights_the_labelled_bound_by_the_batch(x):
     unlabelled = m2.unlabelled_terms(model, x, torch.Generator().manual_seed(4)).elbo
     cross_entropy = -Categorical(logits=model.classifier(x)).log_prob(y)
     torch.testing.assert_close(loss, -unlabelled.mean() + 2.5 * cross_entropy.mean())
-    with_bound = m2.m2_loss(model, m2.M2Batch(x, x, y, 2.5, 1.0), torch.Generator().manual_seed(4))[0]
-    assert not torch.allclose(with_bound, loss)  # the weight is read, not fixed
+    generator = torch.Generator().manual_seed(4)
+    weighted = m2.m2_loss(model, m2.M2Batch(x, x, y, 2.5, 0.3), generator)[0]
+    generator = torch.Generator().manual_seed(4)
+    unlabelled = m2.unlabelled_terms(model, x, generator).elbo  # drawn first, as m2_loss draws
+    neg_elbo = -m2.labelled_elbo(model, x, F.one_hot(y, C).float(), generator).elbo
+    torch.testing.assert_close(weighted, -unlabelled.mean() + (0.3 * neg_elbo + 2.5 * cross_entropy).mean())
+
+
+def test_the_classifiers_activation_survives_a_checkpoint(tmp_path):
+    """Activations have no weights, so only the saved settings can tell a ReLU classifier from an ELU one: they
+    come back from the checkpoint, and at 'same' the field is left out (a plain M2's file reads as it always did)."""
+    own = m2.M2(ModelConfig(kind="m2", hidden=(8,), activation="elu", classifier_activation="relu"))
+    save_checkpoint(tmp_path / "own.pt", own)
+    assert read_checkpoint(tmp_path / "own.pt")["config"] == own.config
+    with pytest.raises(CheckpointError, match="classifier_activation"):
+        load_checkpoint(tmp_path / "own.pt", ModelConfig(kind="m2", hidden=(8,), activation="elu"))
+    save_checkpoint(tmp_path / "same.pt", m2.M2(ModelConfig(kind="m2", hidden=(8,), activation="elu")))
+    assert "classifier_activation" not in torch.load(tmp_path / "same.pt", weights_only=True)["config"]
+
+
+def test_the_committed_m2_models_keep_their_keys():
+    """The settings added for CS236's recipe are left out of the keys at their defaults: notebook 13's committed
+    M2s are still found under the keys their settings make now, with labelled_bound given as 1 or 1.0."""
+    found = 0
+    for folder in sorted(p.parent for p in PRETRAINED.glob("*/settings.json")):
+        saved = json.loads((folder / "settings.json").read_text())["settings"]
+        if not isinstance(saved.get("model"), dict) or saved["model"].get("kind") != "m2":
+            continue
+        options = {k: v for k, v in saved.items() if k not in ("model", "data", "binarisation", "steps")}
+        for bound in ({}, {"labelled_bound": 1}, {"labelled_bound": 1.0}):
+            cfg = TrainConfig(steps=saved["steps"], model=ModelConfig(**saved["model"]), **options, **bound)
+            assert settings_key(fit_settings(cfg, saved["data"], saved["binarisation"])) == folder.name
+        found += 1
+    assert found >= 5  # notebook 13's five label draws at least
+
+
+def test_the_run_label_names_a_labelled_bound_other_than_one():
+    """What vaelib.runs prints when it loads a model tells a CS236-recipe run from a default one."""
+    def label(**options):
+        return fit_label(TrainConfig(data="sample", model=ModelConfig(kind="m2"), labels=100, **options), "dynamic")
+
+    assert label(labelled_bound=0, alpha=100).endswith("alpha 100, labelled bound x 0") and "labelled bound" not in label()
 
 
 def test_the_classifier_naming_the_encoders_activation_is_the_default_setting():

@@ -104,3 +104,10 @@ def test_a_variant_that_does_not_exist_is_refused():
         ModelConfig(posterior="iaf")
     with pytest.raises(ValueError, match="flow_layers and prior_components must be at least 1"):
         ModelConfig(posterior="planar", flow_layers=0)
+
+
+def test_elu_layers_when_asked_for():
+    """--activation elu (Stanford CS236's encoder and decoder) puts ELUs between the VAE's layers, and no other."""
+    model = VAE(ModelConfig(hidden=(16, 8), activation="elu"))
+    kinds = {type(m) for m in model.modules() if type(m) in (torch.nn.ReLU, torch.nn.ELU, torch.nn.Tanh)}
+    assert kinds == {torch.nn.ELU}

@@ -143,8 +143,9 @@ class TrainConfig:
     validation_share: float = option(1 / 6, "--model m2: share of the training images held out to choose alpha "
                                      "and the budget on (1/6: 10,000 of full MNIST's 60,000)", later=True)
     labelled_bound: float = option(1.0, "--model m2: weight of the labelled bound -ELBO(x, y) beside alpha's "
-                                   "cross-entropy in the labelled loss (vaelib.m2.labelled_loss); 0: Stanford "
-                                   "CS236's recipe, where the labels train the classifier alone", later=True)
+                                   "cross-entropy in the labelled loss (vaelib.m2.labelled_loss); 0: the labels "
+                                   "train the classifier alone, as in Stanford CS236's recipe (notebook 13 gives "
+                                   "its other settings)", later=True, type=float, metavar="W")
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # as saved in a checkpoint or metrics.json
@@ -198,6 +199,7 @@ class TrainConfig:
         if not 0 < self.validation_share < 1 or (self.alpha is not None and self.alpha < 0):
             raise ValueError(f"validation_share must lie in (0, 1) and alpha must not be negative, got "
                              f"{self.validation_share} and {self.alpha}")
+        self.labelled_bound = float(self.labelled_bound)  # 0 and 0.0: one setting, one key
         if not 0 <= self.labelled_bound < math.inf:
             raise ValueError(f"labelled_bound weights the labelled bound in the loss and must be finite and not "
                              f"negative, got {self.labelled_bound}: use 1 (the default) or 0 (the labels train the "

@@ -3,8 +3,9 @@ generative models", registered as the model kind "m2" (`python -m vaelib train -
 
 Generative model: p(y) = 1/C uniform over the C = 10 digits, p(z) = N(0, I), p(x|y, z) Bernoulli with logits from
 a decoder on [z, onehot(y)]. Inference model: a classifier q(y|x) = softmax(logits(x)) and an encoder
-q(z|x, y) = N(mu, diag(exp(logvar))) on [x, onehot(y)]. The networks are the MLP's, built for the wider inputs;
-ModelConfig refuses, for kind m2, any other network, prior, posterior or their settings (refuse_ignored_settings, through vaelib.registry.Kind.refuse).
+q(z|x, y) = N(mu, diag(exp(logvar))) on [x, onehot(y)]. The networks are the MLP's, built for the wider inputs
+(the classifier may have its own activation); ModelConfig refuses, for kind m2, any other network, prior, posterior
+or their settings (refuse_ignored_settings, through vaelib.registry.Kind.refuse).
 Two bounds [Kingma et al. 2014, eqs. 6 and 7]:
 
     labelled     log p(x, y) >= E_q(z|x,y)[log p(x|y, z)] + log p(y) - KL(q(z|x, y) || p(z)) = ELBO(x, y) = -L(x, y)
@@ -150,8 +151,8 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
                   generator: torch.Generator | None = None, bound: float = 1.0) -> torch.Tensor:
     """-w ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers), w = `bound`, the labelled bound's weight
     (TrainConfig.labelled_bound, 1 by default) [Kingma et al. 2014, eq. 9, weighted as below]. With w = 0
-    (Stanford CS236's recipe) only the classifier's term is left: the labelled images train q(y|x) alone, and no z
-    is drawn for them.
+    (as in Stanford CS236's recipe) only the classifier's term is left: the labels train q(y|x) alone (the labelled
+    images, their labels hidden, still train all three networks through U), and no z is drawn for them.
 
     What the paper trains on (Sec. 3.1.2, eq. 9), with N_l labelled and N_u unlabelled images:
         J^alpha = sum_l L(x, y) + sum_u U(x) + alpha_paper E_l[-log q(y|x)]
@@ -161,11 +162,11 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
         sum_u U(x) + w (N_u / N_l) sum_l L(x, y) + alpha (N_u / N_l) sum_l CE(x, y)
     (in expectation: N_u / B steps, each drawing a labelled image with probability B_l / N_l and weighting it
     1 / B_l). Relative to eq. 9, the labelled bound L is weighted w N_u / N_l times as much: at w = 1, 500 times for
-    100 labels and 50,000 unlabelled images (w = 0.002 would give eq. 9's weight). This is the common
+    100 labels and 50,000 unlabelled images (w = N_l / N_u would give eq. 9's weight). This is the common
     reimplementation: semi-supervised-pytorch pairs every unlabelled batch with a labelled one, takes both means and
     uses alpha = 0.1 N_u / N_l, as we do (with w = 1). (Pyro's ss-vae example differs: it visits each labelled batch
     once per epoch, so its L has eq. 9's weight, and it weights the classifier's term by its own aux_loss_multiplier.)
-    alpha = TrainConfig.alpha, by default 0.1 N_u / N_l (resolve_alpha; 50 for 100 labels). In those terms it keeps
+    alpha = TrainConfig.alpha, by default 0.1 N_u / N_l (resolve_alpha; 50 for 100 labels). At w = 1 it keeps
     the paper's ratio of CE to L per labelled image (0.1 N / N_l with N = N_u); the ratio of CE to U is N_u / N_l
     times the paper's, and in eq. 9's own terms our default is alpha_paper = 0.1 N_u^2 / N_l, with L up-weighted
     as above. It is a setting to choose on the validation split.
@@ -213,8 +214,8 @@ class M2Batch(NamedTuple):
 
 def m2_loss(model: M2, batch: M2Batch, generator: torch.Generator | None = None, cfg: TrainConfig | None = None):
     """mean U(x) over the unlabelled batch + mean (w L(x, y) - alpha log q(y|x)) over the labelled one, w the
-    labelled bound's weight batch.bound (no labelled rows: that term is 0); and (-bound, KL) of the unlabelled
-    batch, nats per image (vaelib.registry.Kind.loss)."""
+    labelled bound's weight batch.bound (no labelled rows: that term is 0); and (mean U, mean KL) of the
+    unlabelled batch, nats per image (vaelib.registry.Kind.loss)."""
     terms = unlabelled_terms(model, batch.x, generator)
     loss = -terms.elbo.mean()
     if len(batch.y):
