@@ -146,18 +146,22 @@ def test_the_classifiers_activation_survives_a_checkpoint(tmp_path):
 
 def test_the_committed_m2_models_keep_their_keys():
     """The settings added for CS236's recipe are left out of the keys at their defaults: notebook 13's committed
-    M2s are still found under the keys their settings make now, with labelled_bound given as 1 or 1.0."""
-    found = 0
+    M2s are still found under the keys their settings make now, with labelled_bound given as 1 or 1.0 where they
+    were trained before it existed, and the CS236 models under theirs (labelled_bound 0 or 0.0)."""
+    found = {"before": 0, "cs236": 0}
     for folder in sorted(p.parent for p in PRETRAINED.glob("*/settings.json")):
         saved = json.loads((folder / "settings.json").read_text())["settings"]
         if not isinstance(saved.get("model"), dict) or saved["model"].get("kind") != "m2":
             continue
         options = {k: v for k, v in saved.items() if k not in ("model", "data", "binarisation", "steps")}
-        for bound in ({}, {"labelled_bound": 1}, {"labelled_bound": 1.0}):
+        weight = options.pop("labelled_bound", None)
+        bounds = ({}, {"labelled_bound": 1}, {"labelled_bound": 1.0}) if weight is None else \
+            ({"labelled_bound": weight}, {"labelled_bound": int(weight)})
+        for bound in bounds:
             cfg = TrainConfig(steps=saved["steps"], model=ModelConfig(**saved["model"]), **options, **bound)
             assert settings_key(fit_settings(cfg, saved["data"], saved["binarisation"])) == folder.name
-        found += 1
-    assert found >= 5  # notebook 13's five label draws at least
+        found["before" if weight is None else "cs236"] += 1
+    assert found["before"] >= 5 and found["cs236"] >= 5  # notebook 13's two sets of five label draws at least
 
 
 def test_the_run_label_names_a_labelled_bound_other_than_one():
