@@ -38,7 +38,7 @@ def from_log(path: Path) -> tuple[str, float]:
 
 def main() -> None:
     data = load_mnist("mnist")
-    grey = load_full_mnist()[2]  # the same 10,000 test images in the same order, not binarised
+    grey = load_full_mnist(splits=("t10k",))[0]  # the same 10,000 test images in the same order, not binarised
     rows = []
     for draw in DRAWS:
         cfg = TrainConfig(epochs=70, model=CS236, labels=100, alpha=100.0, labelled_bound=0.0, seed=draw)

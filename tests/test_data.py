@@ -208,3 +208,15 @@ def test_binarise_is_torch_bernoulli_on_the_cpu_and_keeps_shape_dtype_and_device
     drawn = data.binarise(grey, torch.Generator().manual_seed(7))
     assert torch.equal(drawn, torch.bernoulli(grey, generator=torch.Generator().manual_seed(7)))
     assert drawn.shape == grey.shape and drawn.dtype == grey.dtype and drawn.device == grey.device
+
+
+def test_the_test_split_alone_is_the_full_loads_test_split(tiny_mnist):
+    """splits=("t10k",) gives load_full_mnist's test images and labels, without the training ones; a split MNIST
+    does not have is refused."""
+    raw, _ = tiny_mnist
+    test_x, test_y = data.load_full_mnist(raw, splits=("t10k",))
+    whole = data.load_full_mnist(raw)
+    assert torch.equal(test_x, whole[2]) and torch.equal(test_y, whole[3])
+    with pytest.raises(ValueError, match="'train' and 't10k'"):
+        data.load_full_mnist(raw, splits=("test",))
+

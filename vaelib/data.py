@@ -159,13 +159,16 @@ def download(raw: Path) -> None:
         raise DataError(str(err).strip().splitlines()[-1]) from err
 
 
-def load_full_mnist(folder=None, fetch=None) -> tuple[torch.Tensor, ...]:
+def load_full_mnist(folder=None, fetch=None, splits=("train", "t10k")) -> tuple[torch.Tensor, ...]:
     """Full MNIST (60,000 train, 10,000 test) from data_dir(folder), fetching what is missing or corrupt.
 
     Every file is checked against the MD5 of its extracted form (FULL_FILES) before use; fetch(raw)
     brings what is missing (default: `download`, torchvision's).
-    Returns (train_x, train_y, test_x, test_y), images (N, 784) in [0, 1].
+    Returns (train_x, train_y, test_x, test_y), images (N, 784) in [0, 1]; splits=("t10k",): (test_x, test_y)
+    alone, without reading the training images into memory (every file is still checked).
     """
+    if not splits or set(splits) - {"train", "t10k"}:
+        raise ValueError(f"splits names MNIST's files, 'train' and 't10k', got {splits!r}")
     raw = raw_folder(data_dir(folder))
     missing = check_files(raw, FULL_FILES, "fetching it again")
     if missing:
@@ -180,10 +183,11 @@ def load_full_mnist(folder=None, fetch=None) -> tuple[torch.Tensor, ...]:
         still = check_files(raw, FULL_FILES, "the fetched file is not MNIST")
         if still:
             raise DataError(f"after fetching, {', '.join(still)} is still missing or corrupt in {raw}")
-    arrays = {name.rsplit("-", 2)[0]: read_idx(raw / name) for name in FULL_FILES}  # "train-images": ...
+    arrays = {name.rsplit("-", 2)[0]: read_idx(raw / name) for name in FULL_FILES
+              if name.split("-")[0] in splits}  # "train-images": ...
     images = lambda split: torch.from_numpy(arrays[f"{split}-images"]).float() / 255  # noqa: E731
     labels = lambda split: torch.from_numpy(arrays[f"{split}-labels"]).long()  # noqa: E731
-    return images("train"), labels("train"), images("t10k"), labels("t10k")
+    return tuple(t for split in splits for t in (images(split), labels(split)))
 
 
 def has_full_mnist(folder=None) -> bool:
