@@ -172,6 +172,37 @@ def test_the_run_label_names_a_labelled_bound_other_than_one():
     assert label(labelled_bound=0, alpha=100).endswith("alpha 100, labelled bound x 0") and "labelled bound" not in label()
 
 
+def test_the_encoder_shares_its_first_product_across_labels_and_computes_the_same():
+    """M2.encode computes [x, y] W^T as x W_x^T + y W_y^T (x's part once for all labels): the same mu, logvar and
+    the same gradients for every weight as the encoder applied to the concatenation, for all C labels at once."""
+    torch.manual_seed(0)
+    model = m2.M2(ModelConfig(kind="m2", hidden=(32, 16), z_dim=3, activation="elu"))
+    x = torch.rand(5, 784)
+    y = m2.all_labels(x)  # (C, 5, C)
+    results = []
+    for encode in (model.encode, lambda x, y: (lambda h: (model.mu_head(h), model.logvar_head(h)))(
+            model.encoder(torch.cat([x.expand(C, *x.shape), y], -1)))):
+        model.zero_grad()
+        mu, logvar = encode(x, y)
+        (mu.square().sum() + (logvar * torch.linspace(-1, 1, logvar.shape[-1])).sum()).backward()
+        results.append((mu.detach(), logvar.detach(), [p.grad.clone() for p in model.encoder.parameters()]))
+    (mu, logvar, grads), (mu_ref, logvar_ref, grads_ref) = results
+    assert mu.shape == (C, 5, 3)
+    torch.testing.assert_close(mu, mu_ref)
+    torch.testing.assert_close(logvar, logvar_ref)
+    for grad, grad_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(grad, grad_ref)
+
+
+def test_an_encoder_without_hidden_layers_still_takes_the_label():
+    """With no hidden layers the encoder is the identity and the heads read [x, onehot(y)] whole."""
+    model = m2.M2(ModelConfig(kind="m2", hidden=(), z_dim=3))
+    x = torch.rand(4, 784)
+    mu, _ = model.encode(x, m2.all_labels(x))
+    expected = model.mu_head(torch.cat([x.expand(C, *x.shape), m2.all_labels(x)], -1))
+    torch.testing.assert_close(mu, expected)
+
+
 def test_the_classifier_naming_the_encoders_activation_is_the_default_setting():
     """classifier_activation equal to activation builds the same network as 'same', so it is stored as 'same':
     one setting, one saved configuration."""
@@ -184,7 +215,7 @@ def test_the_classifier_can_have_its_own_activation():
     """CS236's networks: ELU in the encoder and decoder, ReLU in the classifier (classifier_activation); by
     default ('same') the classifier has the encoder's."""
     def kinds(net):
-        return {type(m) for m in net.modules() if type(m) in (torch.nn.ReLU, torch.nn.ELU, torch.nn.Tanh)}
+        return {k for m in net.modules() for k in (torch.nn.ReLU, torch.nn.ELU, torch.nn.Tanh) if isinstance(m, k)}
 
     own = m2.M2(ModelConfig(kind="m2", hidden=(8, 8), activation="elu", classifier_activation="relu"))
     assert kinds(own.classifier) == {torch.nn.ReLU}

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vaelib.config import ModelConfig
-from vaelib.model import VAE, CheckpointError, load_checkpoint, reparameterize, save_checkpoint
+from vaelib.model import ELU, VAE, CheckpointError, load_checkpoint, reparameterize, save_checkpoint
 
 
 def test_default_shape_is_the_original_notebooks():
@@ -109,5 +109,25 @@ def test_a_variant_that_does_not_exist_is_refused():
 def test_elu_layers_when_asked_for():
     """--activation elu (Stanford CS236's encoder and decoder) puts ELUs between the VAE's layers, and no other."""
     model = VAE(ModelConfig(hidden=(16, 8), activation="elu"))
-    kinds = {type(m) for m in model.modules() if type(m) in (torch.nn.ReLU, torch.nn.ELU, torch.nn.Tanh)}
+    kinds = {k for m in model.modules() for k in (torch.nn.ReLU, torch.nn.ELU, torch.nn.Tanh) if isinstance(m, k)}
     assert kinds == {torch.nn.ELU}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vaelibs_elu_is_torchs_elu(dtype):
+    """vaelib's ELU (exp, not expm1, for speed) gives torch.nn.functional.elu's values and gradients to roundoff,
+    over the whole line (0, large, infinite and NaN inputs included), in the caller's dtype."""
+    x = torch.cat([torch.linspace(-30, 30, 2001, dtype=dtype), torch.tensor([0.0, -0.0, 1e-8, -1e-8, 80, -1e4],
+                                                                            dtype=dtype)]).requires_grad_()
+    grad_out = torch.rand(len(x), dtype=dtype)
+    ours = ELU()(x)
+    (ours_grad,) = torch.autograd.grad(ours, x, grad_out)
+    ref = torch.nn.functional.elu(x)
+    (ref_grad,) = torch.autograd.grad(ref, x, grad_out)
+    assert ours.dtype == dtype
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-7 if dtype == torch.float32 else 1e-15)
+    torch.testing.assert_close(ours_grad, ref_grad)
+    assert torch.equal(ours[x > 0], x[x > 0])  # exactly x on the positive side
+    special = ELU()(torch.tensor([float("inf"), float("-inf"), float("nan")], dtype=dtype))
+    assert special[0] == float("inf") and special[1] == -1 and special[2].isnan()
+    assert torch.autograd.gradcheck(ELU(), (torch.randn(30, dtype=torch.float64, requires_grad=True),))

@@ -74,8 +74,17 @@ class M2(nn.Module):
         return self.classifier(x)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu, logvar of q(z|x, y); y one-hot, x broadcast against it. Shapes: (..., D), (..., C) -> 2 x (..., L)."""
-        h = self.encoder(concat(x, y))
+        """mu, logvar of q(z|x, y); y one-hot, x broadcast against it. Shapes: (..., D), (..., C) -> 2 x (..., L).
+        The first layer's product [x, y] W^T is computed as x W_x^T + y W_y^T: x's part once per image, not once
+        per label (the unlabelled loss asks for all C labels; training is about 1.3 times faster, measured by
+        benchmarks/bench_m2_step.py). The same function; its roundoff differs from the concatenation's."""
+        first = self.encoder[0] if isinstance(self.encoder, nn.Sequential) else None
+        if isinstance(first, nn.Linear):
+            D = x.shape[-1]
+            h = F.linear(x, first.weight[:, :D], first.bias) + F.linear(y, first.weight[:, D:])
+            h = self.encoder[1:](h)
+        else:
+            h = self.encoder(concat(x, y))
         return self.mu_head(h), self.logvar_head(h)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
