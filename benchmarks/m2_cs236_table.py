@@ -1,5 +1,5 @@
-"""Notebook 13's M2s trained with Stanford CS236's recipe, scored again from the committed models: test accuracy of
-q(y|x) on all 10,000 test images, binarised (vaelib's fixed binarisation) and grey, for each label draw; the
+"""Notebook 13's M2s trained with Stanford CS236's recipe (vaelib.m2.CS236, CS236_TRAINING), scored again from the
+committed models: test accuracy of q(y|x) on all 10,000 test images, binarised (vaelib's fixed binarisation) and grey, for each label draw; the
 training steps' seconds from each run's history; the whole run's wall time and peak memory from its log
 (`/usr/bin/time -v`, benchmarks/results/m2_cs236/); then the mean and standard deviation (n - 1) over draws.
 
@@ -19,11 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vaelib import m2, runs  # noqa: E402
-from vaelib.config import ModelConfig, TrainConfig  # noqa: E402
+from vaelib.config import TrainConfig  # noqa: E402
 from vaelib.data import load_full_mnist, load_mnist  # noqa: E402
 from vaelib.study import fit_settings  # noqa: E402
 
-CS236 = ModelConfig(kind="m2", hidden=(300, 300), z_dim=64, activation="elu", classifier_activation="relu")
 DRAWS = (0, 1, 2, 3, 4)
 LOGS = ROOT / "benchmarks" / "results" / "m2_cs236"
 
@@ -41,7 +40,7 @@ def main() -> None:
     grey = load_full_mnist(splits=("t10k",))[0]  # the same 10,000 test images in the same order, not binarised
     rows = []
     for draw in DRAWS:
-        cfg = TrainConfig(epochs=70, model=CS236, labels=100, alpha=100.0, labelled_bound=0.0, seed=draw)
+        cfg = TrainConfig(model=m2.CS236, **m2.CS236_TRAINING, seed=draw)
         key = runs.settings_key(fit_settings(cfg, "mnist"))
         found = runs.load(runs.PRETRAINED / key, fit_settings(cfg, "mnist"))
         if found is None:

@@ -93,7 +93,7 @@ def test_the_labelled_loss_adds_alpha_times_the_cross_entropy(x):
         loss = m2.labelled_loss(model, x, y, alpha, torch.Generator().manual_seed(7))
         torch.testing.assert_close(loss, neg_elbo + alpha * cross_entropy)
     for bound in (0.0, 0.3):  # TrainConfig.labelled_bound weights -ELBO(x, y)
-        loss = m2.labelled_loss(model, x, y, 2.5, torch.Generator().manual_seed(7), bound=bound)
+        loss = m2.labelled_loss(model, x, y, 2.5, torch.Generator().manual_seed(7), labelled_weight=bound)
         torch.testing.assert_close(loss, bound * neg_elbo + 2.5 * cross_entropy)
 
 
@@ -113,7 +113,7 @@ def test_without_the_labelled_bound_the_labels_train_the_classifier_alone(x, sam
         cfg = TrainConfig(data="sample", model=model.config, labels=100, labelled_bound=bound)
         batches = m2.M2Batches(sample_data, cfg, torch.Generator().manual_seed(0))
         batches.shuffle()
-        assert batches(0).bound == bound
+        assert batches(0).labelled_weight == bound
 
 
 def test_the_training_loss_weights_the_labelled_bound_by_the_batch(x):
@@ -170,6 +170,17 @@ def test_the_run_label_names_a_labelled_bound_other_than_one():
         return fit_label(TrainConfig(data="sample", model=ModelConfig(kind="m2"), labels=100, **options), "dynamic")
 
     assert label(labelled_bound=0, alpha=100).endswith("alpha 100, labelled bound x 0") and "labelled bound" not in label()
+
+
+def test_the_run_label_names_the_network_where_it_is_not_the_default():
+    """The load line tells CS236's 300-300 ELU networks with a ReLU classifier from the default 256-128 ReLU ones."""
+    def label(**model):
+        return fit_label(TrainConfig(data="sample", model=ModelConfig(kind="m2", **model), labels=100), "dynamic")
+
+    cs236 = label(hidden=(300, 300), activation="elu", classifier_activation="relu")
+    assert cs236.endswith("300-300 hidden, ELU layers (ReLU in the classifier)")
+    assert label(activation="tanh").endswith("tanh layers")
+    assert "hidden" not in label() and "layers" not in label() and "classifier" not in label()
 
 
 def test_the_encoder_shares_its_first_product_across_labels_and_computes_the_same():

@@ -157,8 +157,8 @@ def unlabelled_loss(model: M2, x: torch.Tensor, generator: torch.Generator | Non
 
 
 def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
-                  generator: torch.Generator | None = None, bound: float = 1.0) -> torch.Tensor:
-    """-w ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers), w = `bound`, the labelled bound's weight
+                  generator: torch.Generator | None = None, labelled_weight: float = 1.0) -> torch.Tensor:
+    """-w ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers), w = `labelled_weight`, the labelled bound's weight
     (TrainConfig.labelled_bound, 1 by default) [Kingma et al. 2014, eq. 9, weighted as below]. With w = 0
     (as in Stanford CS236's recipe) only the classifier's term is left: the labels train q(y|x) alone (the labelled
     images, their labels hidden, still train all three networks through U), and no z is drawn for them.
@@ -182,9 +182,9 @@ def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
     Shapes: (B, D), (B,) -> (B,).
     """
     cross_entropy = F.cross_entropy(model.classify(x), y, reduction="none")
-    if bound == 0:
+    if labelled_weight == 0:
         return alpha * cross_entropy
-    return -bound * labelled_elbo(model, x, one_hot(y, x), generator).elbo + alpha * cross_entropy
+    return -labelled_weight * labelled_elbo(model, x, one_hot(y, x), generator).elbo + alpha * cross_entropy
 
 
 def label_log_px_z(model: M2, label: int):
@@ -218,17 +218,18 @@ class M2Batch(NamedTuple):
     x_labelled: torch.Tensor  # (B_l, D) labelled images, binarised
     y: torch.Tensor  # (B_l,) their labels
     alpha: float  # the cross-entropy's weight (resolve_alpha)
-    bound: float = 1.0  # the labelled bound's weight (TrainConfig.labelled_bound)
+    labelled_weight: float = 1.0  # the labelled bound's weight w (TrainConfig.labelled_bound)
 
 
 def m2_loss(model: M2, batch: M2Batch, generator: torch.Generator | None = None, cfg: TrainConfig | None = None):
     """mean U(x) over the unlabelled batch + mean (w L(x, y) - alpha log q(y|x)) over the labelled one, w the
-    labelled bound's weight batch.bound (no labelled rows: that term is 0); and (mean U, mean KL) of the
+    labelled bound's weight batch.labelled_weight (no labelled rows: that term is 0); and (mean U, mean KL) of the
     unlabelled batch, nats per image (vaelib.registry.Kind.loss)."""
     terms = unlabelled_terms(model, batch.x, generator)
     loss = -terms.elbo.mean()
     if len(batch.y):
-        loss = loss + labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator, batch.bound).mean()
+        loss = loss + labelled_loss(model, batch.x_labelled, batch.y, batch.alpha, generator,
+                                     batch.labelled_weight).mean()
     return loss, torch.stack([-terms.elbo.mean(), terms.kl.mean()]).detach()
 
 
@@ -292,7 +293,7 @@ class M2Batches(Batches):
         self.unlabelled = parts.unlabelled.to(device)
         self.labelled = Batches(data.train_x[parts.labelled.to(device)], min(cfg.batch_size, cfg.labels), generator)
         self.labels, self.alpha = data.train_y[parts.labelled.to(device)], resolve_alpha(cfg, parts)
-        self.bound = cfg.labelled_bound
+        self.labelled_weight = cfg.labelled_bound
 
     def __len__(self) -> int:
         return len(self.unlabelled)
@@ -305,7 +306,7 @@ class M2Batches(Batches):
         self.labelled.order = torch.randperm(len(self.labels), generator=self.generator,
                                              device=self.labels.device)[:self.labelled.B]
         return M2Batch(super().__call__(i), self.labelled(0), self.labels[self.labelled.order], self.alpha,
-                       self.bound)
+                       self.labelled_weight)
 
 
 _validation: dict[int, tuple[weakref.ref, dict]] = {}  # id(train_x): (a weak reference to it, {settings: images})
@@ -378,3 +379,11 @@ def refuse_ignored_settings(config) -> None:
 registry.KINDS["m2"] = registry.Kind(build=M2, refuse=refuse_ignored_settings, batches=M2Batches, loss=m2_loss, terms=unlabelled_terms,
                                      record=epoch_metrics, final=final_metrics, figures=figures,
                                      evaluates=False)
+
+
+# Stanford CS236's SSVAE recipe (homework 2), as notebook 13 and benchmarks/m2_cs236_table.py train and load it
+# (built once kind "m2" is registered): 300-300 networks, ELUs in the encoder and decoder, ReLUs in the classifier,
+# z of 64; the labels train the classifier alone (no labelled bound), alpha 100; 90 passes, what fits 30 minutes
+# on 2 cores (benchmarks/README.md).
+CS236 = ModelConfig(kind="m2", hidden=(300, 300), z_dim=64, activation="elu", classifier_activation="relu")
+CS236_TRAINING = {"labels": 100, "alpha": 100.0, "labelled_bound": 0.0, "epochs": 90}

@@ -44,13 +44,22 @@ def fit(data: MNISTData, config: ModelConfig, steps: int, beta: float = 1.0, bin
     return model.to(device).eval(), history
 
 
+DEFAULT_HIDDEN = ModelConfig().hidden
+SHOWN = {"relu": "ReLU", "elu": "ELU", "tanh": "tanh"}  # activations as the papers write them
+
+
 def fit_label(cfg: TrainConfig, binarisation: str) -> str:
-    """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants."""
+    """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants, the
+    hidden widths and activations where they are not the defaults."""
     config, dreg = cfg.model, " (DReG)" if cfg.gradient == "dreg" else ""
     variant = "".join([f", {config.kind.upper()} with {cfg.labels} labels" + (f", alpha {cfg.alpha:g}" if cfg.alpha is not None else "")
                        + (f", labelled bound x {cfg.labelled_bound:g}" if cfg.labelled_bound != 1 else "")
                        if cfg.labels is not None else "",  # labels: only a labelled kind (M2) has them
                        f", {config.arch} network" if config.arch != "mlp" else "",
+                       f", {'-'.join(map(str, config.hidden))} hidden" if config.hidden != DEFAULT_HIDDEN else "",
+                       f", {SHOWN[config.activation]} layers" if config.activation != "relu" else "",
+                       f" ({SHOWN[config.classifier_activation]} in the classifier)"
+                       if config.classifier_activation != "same" else "",
                        f", IWAE K = {cfg.iwae_train_k}{dreg}" if cfg.objective == "iwae" else "",
                        f", {config.flow_layers} planar layers" if config.posterior == "planar" else "",
                        f", {config.prior} prior of {config.prior_components}" if config.prior != "normal" else ""])
