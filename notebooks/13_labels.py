@@ -26,7 +26,7 @@
 #
 # 1. **The unlabelled images teach the classifier.** M2's classifier beats the same network trained on the
 #    100 labels alone, by 11 to 13 points in each of five label draws. CS236's recipe, trained longer, beats our
-#    M2 by 2.8 to 6.0 points.
+#    M2 by 2.9 to 6.6 points.
 # 2. **Two pieces of the loss do that work:** the gradient through the label, which the sum over all ten gives,
 #    and the classifier's own term.
 # 3. **M2 generates digits to order.** Keep $z$ and change $y$: mostly, the style stays and the digit changes.
@@ -308,18 +308,16 @@ holds(main_accuracy.max() < 0.932, "no draw reaches Pyro's 93.2 %", full_only=Tr
 #
 # CS236's homework 2 trains M2 differently. Its labels train only the classifier: no labelled ELBO, and
 # $\alpha = 100$ (ours: 5,000). Its networks are smaller (300-300), with ELUs in the encoder and decoder;
-# $z$ has 64 dimensions. We trained it for 70 passes (ours: 30) on our five draws. Pyro scores grey test images;
+# $z$ has 64 dimensions. We trained it for 90 passes (ours: 30) on our five draws. Pyro scores grey test images;
 # we score both:
 
 # %%
 # From a terminal, draw 0 (benchmarks/README.md lists what differs from CS236's code):
 #   python -m vaelib train --model m2 --labels 100 --hidden 300 300 --z-dim 64 --activation elu \
-#       --classifier-activation relu --alpha 100 --labelled-bound 0 --epochs 70 --seed 0
-CS236 = ModelConfig(kind="m2", hidden=(300, 300), z_dim=64, activation="elu", classifier_activation="relu")
-CS236_BUDGET = dict(epochs=70) if not SMOKE else dict(steps=20)
-cs236_runs = [fit(data, CS236, CS236_BUDGET.get("steps"), device=device, labels=LABELS, alpha=100.0,
-                  labelled_bound=0.0, seed=draw, **{k: v for k, v in CS236_BUDGET.items() if k != "steps"})
-              for draw in MAIN_DRAWS]
+#       --classifier-activation relu --alpha 100 --labelled-bound 0 --epochs 90 --seed 0
+print(m2.CS236, m2.CS236_TRAINING, sep="\n")  # the recipe, as vaelib keeps it
+cs236_runs = [fit(data, m2.CS236, 20 if SMOKE else None, device=device, seed=draw, **m2.CS236_TRAINING)
+              for draw in MAIN_DRAWS]  # the smoke test: 20 steps instead of the epochs
 grey_test_x = load_full_mnist(splits=("t10k",))[0] if data.source == "mnist" else load_sample()[2]  # same images
 assert grey_test_x.shape == data.test_x.shape
 cs236_accuracy = torch.tensor([accuracy(model.classify) for model, _ in cs236_runs])
@@ -334,20 +332,21 @@ print("published, 100 labels: Kingma et al. (2014, Table 1) M2 0.8803 ± 0.0171,
       "set, grey)")
 
 # %% [markdown]
-# **CS236's recipe beats our M2 on every draw, by 2.8 to 6.0 points.** Which change matters is untested.
+# **CS236's recipe beats our M2 on every draw, by 2.9 to 6.6 points.** Which change matters is untested.
 #
-# **Five draws cannot place it against Pyro.** Its mean is 92.4 % on binarised test images, 92.8 % on grey.
-# Pyro reports 93.2 %, with a 95 % interval of 0.6. Our mean's standard error exceeds either gap.
+# **On grey test images, which Pyro scores, its mean reaches Pyro's 93.2 %.** It is 93.5 % there, 92.9 % on
+# binarised ones. Each of our means lies within one standard error of 93.2 %.
 
 # %%
 gain = cs236_accuracy - main_accuracy
-holds(((gain > 0.0275) & (gain < 0.0605)).all(), "on every label draw CS236's recipe beats our M2, by 2.8 to 6.0 "
+holds(((gain > 0.0285) & (gain < 0.0665)).all(), "on every label draw CS236's recipe beats our M2, by 2.9 to 6.6 "
       "points", full_only=True)
 standard_error = torch.stack([cs236_accuracy, cs236_grey]).std(1) / math.sqrt(len(MAIN_DRAWS))
-holds((torch.stack([cs236_accuracy, cs236_grey]).mean(1) < 0.932).all()
-      and (0.932 - torch.stack([cs236_accuracy, cs236_grey]).mean(1) < standard_error).all(),
-      "its means on binarised and on grey test images lie below Pyro's 93.2 %, each by less than its standard "
-      "error over the five draws", full_only=True)
+means = torch.stack([cs236_accuracy, cs236_grey]).mean(1)
+holds(means[1] >= 0.932 > means[0], "its mean on grey test images reaches Pyro's 93.2 %; on binarised ones it "
+      "does not", full_only=True)
+holds(((means - 0.932).abs() < standard_error).all(), "each mean lies within one standard error of 93.2 % (five "
+      "draws)", full_only=True)
 
 # %% [markdown]
 # ## What fails, measured

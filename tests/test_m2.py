@@ -164,6 +164,16 @@ def test_the_committed_m2_models_keep_their_keys():
     assert found["before"] >= 5 and found["cs236"] >= 5  # notebook 13's two sets of five label draws at least
 
 
+def test_the_cs236_recipe_names_the_committed_models_notebook_13_loads():
+    """vaelib.m2.CS236 and CS236_TRAINING, with label draws 0 to 4, are the settings of five committed models: the
+    constant notebook 13 and benchmarks/m2_cs236_table.py read cannot drift from the models they load."""
+    for draw in range(5):
+        settings = fit_settings(TrainConfig(model=m2.CS236, **m2.CS236_TRAINING, seed=draw), "mnist")
+        saved = json.loads((PRETRAINED / settings_key(settings) / "settings.json").read_text())["settings"]
+        assert saved["epochs"] == m2.CS236_TRAINING["epochs"] and saved["seed"] == draw
+        assert saved["model"]["activation"] == "elu" and saved["labelled_bound"] == 0
+
+
 def test_the_run_label_names_a_labelled_bound_other_than_one():
     """What vaelib.runs prints when it loads a model tells a CS236-recipe run from a default one."""
     def label(**options):
@@ -181,6 +191,7 @@ def test_the_run_label_names_the_network_where_it_is_not_the_default():
     assert cs236.endswith("300-300 hidden, ELU layers (ReLU in the classifier)")
     assert label(activation="tanh").endswith("tanh layers")
     assert "hidden" not in label() and "layers" not in label() and "classifier" not in label()
+    assert label(hidden=()).endswith(", no hidden layers")
 
 
 def test_the_encoder_shares_its_first_product_across_labels_and_computes_the_same():
@@ -190,6 +201,8 @@ def test_the_encoder_shares_its_first_product_across_labels_and_computes_the_sam
     model = m2.M2(ModelConfig(kind="m2", hidden=(32, 16), z_dim=3, activation="elu"))
     x = torch.rand(5, 784)
     y = m2.all_labels(x)  # (C, 5, C)
+    called = []
+    model.encoder[0].register_forward_hook(lambda *_: called.append(True))  # fires only on the concatenation
     results = []
     for encode in (model.encode, lambda x, y: (lambda h: (model.mu_head(h), model.logvar_head(h)))(
             model.encoder(torch.cat([x.expand(C, *x.shape), y], -1)))):
@@ -198,6 +211,7 @@ def test_the_encoder_shares_its_first_product_across_labels_and_computes_the_sam
         (mu.square().sum() + (logvar * torch.linspace(-1, 1, logvar.shape[-1])).sum()).backward()
         results.append((mu.detach(), logvar.detach(), [p.grad.clone() for p in model.encoder.parameters()]))
     (mu, logvar, grads), (mu_ref, logvar_ref, grads_ref) = results
+    assert called == [True]  # the concatenation ran the first layer as a module; encode did not: it shares it
     assert mu.shape == (C, 5, 3)
     torch.testing.assert_close(mu, mu_ref)
     torch.testing.assert_close(logvar, logvar_ref)

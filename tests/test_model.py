@@ -115,19 +115,36 @@ def test_elu_layers_when_asked_for():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_vaelibs_elu_is_torchs_elu(dtype):
-    """vaelib's ELU (exp, not expm1, for speed) gives torch.nn.functional.elu's values and gradients to roundoff,
-    over the whole line (0, large, infinite and NaN inputs included), in the caller's dtype."""
-    x = torch.cat([torch.linspace(-30, 30, 2001, dtype=dtype), torch.tensor([0.0, -0.0, 1e-8, -1e-8, 80, -1e4],
-                                                                            dtype=dtype)]).requires_grad_()
+    """vaelib's ELU (exp, not expm1, for speed) gives torch.nn.functional.elu's values, gradients and second
+    derivatives to roundoff, over the whole line (0, large and infinite inputs included; NaN stays NaN), in the
+    caller's dtype."""
+    x = torch.cat([torch.linspace(-30, 30, 2001, dtype=dtype),
+                   torch.tensor([0.0, -0.0, 1e-8, -1e-8, 80, -1e4, float("inf"), float("-inf"), float("nan")],
+                                dtype=dtype)]).requires_grad_()
     grad_out = torch.rand(len(x), dtype=dtype)
     ours = ELU()(x)
-    (ours_grad,) = torch.autograd.grad(ours, x, grad_out)
+    (ours_grad,) = torch.autograd.grad(ours, x, grad_out, create_graph=True)
     ref = torch.nn.functional.elu(x)
-    (ref_grad,) = torch.autograd.grad(ref, x, grad_out)
+    (ref_grad,) = torch.autograd.grad(ref, x, grad_out, create_graph=True)
     assert ours.dtype == dtype
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-7 if dtype == torch.float32 else 1e-15)
-    torch.testing.assert_close(ours_grad, ref_grad)
-    assert torch.equal(ours[x > 0], x[x > 0])  # exactly x on the positive side
-    special = ELU()(torch.tensor([float("inf"), float("-inf"), float("nan")], dtype=dtype))
-    assert special[0] == float("inf") and special[1] == -1 and special[2].isnan()
-    assert torch.autograd.gradcheck(ELU(), (torch.randn(30, dtype=torch.float64, requires_grad=True),))
+    torch.testing.assert_close(ours, ref, rtol=0, atol=3e-7 if dtype == torch.float32 else 1e-15, equal_nan=True)
+    number = ~x.isnan()  # at NaN our gradient is NaN, torch's the incoming gradient: both meaningless
+    torch.testing.assert_close(ours_grad[number], ref_grad[number])
+    finite = x.isfinite()
+    (ours_second,) = torch.autograd.grad(ours_grad[finite].sum(), x)
+    (ref_second,) = torch.autograd.grad(ref_grad[finite].sum(), x)
+    torch.testing.assert_close(ours_second, ref_second, equal_nan=True)
+    positive = x > 0
+    assert torch.equal(ours[positive], x[positive])  # exactly x on the positive side
+    assert ours[-3] == float("inf") and ours[-2] == -1 and ours[-1].isnan()
+    t = torch.randn(30, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ELU(), (t,)) and torch.autograd.gradgradcheck(ELU(), (t,))
+
+
+def test_vaelibs_elu_has_no_settings_it_would_ignore():
+    """The course's ELU is alpha 1 and not in place; asking for another is refused, not ignored."""
+    with pytest.raises(TypeError):
+        ELU(alpha=2.0)
+    x = torch.tensor([-1.0, 2.0])
+    ELU()(x)
+    assert torch.equal(x, torch.tensor([-1.0, 2.0]))  # the caller's tensor is left as it was

@@ -76,10 +76,11 @@ class M2(nn.Module):
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu, logvar of q(z|x, y); y one-hot, x broadcast against it. Shapes: (..., D), (..., C) -> 2 x (..., L).
         The first layer's product [x, y] W^T is computed as x W_x^T + y W_y^T: x's part once per image, not once
-        per label (the unlabelled loss asks for all C labels; training is about 1.3 times faster, measured by
-        benchmarks/bench_m2_step.py). The same function; its roundoff differs from the concatenation's."""
+        per label (the unlabelled loss asks for all C labels; benchmarks/bench_m2_step.py measures the gain). The
+        same function; its roundoff differs from the concatenation's, which models trained before this change
+        used. On MPS, the concatenation (a product with a slice of the weight is not trusted there)."""
         first = self.encoder[0] if isinstance(self.encoder, nn.Sequential) else None
-        if isinstance(first, nn.Linear):
+        if isinstance(first, nn.Linear) and x.device.type != "mps":
             D = x.shape[-1]
             h = F.linear(x, first.weight[:, :D], first.bias) + F.linear(y, first.weight[:, D:])
             h = self.encoder[1:](h)
@@ -156,10 +157,10 @@ def unlabelled_loss(model: M2, x: torch.Tensor, generator: torch.Generator | Non
     return -unlabelled_terms(model, x, generator).elbo
 
 
-def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float,
-                  generator: torch.Generator | None = None, labelled_weight: float = 1.0) -> torch.Tensor:
-    """-w ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers), w = `labelled_weight`, the labelled bound's weight
-    (TrainConfig.labelled_bound, 1 by default) [Kingma et al. 2014, eq. 9, weighted as below]. With w = 0
+def labelled_loss(model: M2, x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator | None = None,
+                  labelled_weight: float = 1.0) -> torch.Tensor:
+    """-w ELBO(x, y) - alpha log q(y|x) per image, y the labels (integers), w = `labelled_weight`, the labelled
+    bound's weight (TrainConfig.labelled_bound, 1 by default) [Kingma et al. 2014, eq. 9, weighted as below]. With w = 0
     (as in Stanford CS236's recipe) only the classifier's term is left: the labels train q(y|x) alone (the labelled
     images, their labels hidden, still train all three networks through U), and no z is drawn for them.
 
@@ -383,7 +384,7 @@ registry.KINDS["m2"] = registry.Kind(build=M2, refuse=refuse_ignored_settings, b
 
 # Stanford CS236's SSVAE recipe (homework 2), as notebook 13 and benchmarks/m2_cs236_table.py train and load it
 # (built once kind "m2" is registered): 300-300 networks, ELUs in the encoder and decoder, ReLUs in the classifier,
-# z of 64; the labels train the classifier alone (no labelled bound), alpha 100; 90 passes, what fits 30 minutes
-# on 2 cores (benchmarks/README.md).
+# z of 64; the labels train the classifier alone (no labelled bound), alpha 100; 90 passes, chosen to fit 30
+# minutes on this project's 2 cores with the faster step (benchmarks/README.md gives each draw's time).
 CS236 = ModelConfig(kind="m2", hidden=(300, 300), z_dim=64, activation="elu", classifier_activation="relu")
 CS236_TRAINING = {"labels": 100, "alpha": 100.0, "labelled_bound": 0.0, "epochs": 90}

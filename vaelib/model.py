@@ -47,29 +47,31 @@ class LatentVariableModel(Protocol):
 
 
 class _ELU(torch.autograd.Function):
-    """ELU(x) = x for x > 0, exp(x) - 1 otherwise, as (exp(min(x, 0)) - 1) + relu(x) (exactly x where x > 0); its
-    gradient is exp(min(x, 0)), the one tensor saved."""
+    """ELU(x) = x for x > 0, exp(x) - 1 otherwise, as (exp(min(x, 0)) - 1) + relu(x) (exactly x where x > 0). Its
+    gradient, exp(min(x, 0)), is recomputed from x in the backward pass, so that it is differentiable again."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        e = torch.exp(torch.clamp_max(x, 0))
-        ctx.save_for_backward(e)
-        return torch.sub(e, 1).add_(torch.relu(x))
+        ctx.save_for_backward(x)
+        return torch.sub(torch.exp(torch.clamp_max(x, 0)), 1).add_(torch.relu(x))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (e,) = ctx.saved_tensors
-        return grad * e
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(torch.clamp_max(x, 0))
 
 
 class ELU(nn.ELU):
-    """nn.ELU (alpha 1), computed with exp instead of expm1: PyTorch's CPU kernel for ELU is about 4 times slower
-    than this for the forward and backward pass together (benchmarks/bench_m2_step.py), a seventh of a step of
-    Stanford CS236's M2. The values differ from nn.ELU's by roundoff (about 1e-7 near 0); tests/test_model.py
-    checks both, and the gradient, against torch.nn.functional.elu."""
+    """nn.ELU (alpha 1), computed on the CPU with exp instead of the expm1 of PyTorch's CPU kernel, which is several
+    times slower (benchmarks/bench_m2_step.py times both, in Stanford CS236's M2 and alone); on other devices,
+    PyTorch's own. The values differ from nn.ELU's by roundoff (about 1e-7 near 0); tests/test_model.py checks
+    them, the gradient and the second derivative against torch.nn.functional.elu."""
+
+    def __init__(self):
+        super().__init__()  # alpha 1, not in place: the only ELU the course builds
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ELU.apply(x)
+        return _ELU.apply(x) if x.device.type == "cpu" else nn.functional.elu(x)
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": ELU}

@@ -48,6 +48,11 @@ DEFAULT_HIDDEN = ModelConfig().hidden
 SHOWN = {"relu": "ReLU", "elu": "ELU", "tanh": "tanh"}  # activations as the papers write them
 
 
+def hidden_label(hidden: tuple[int, ...]) -> str:
+    """', 300-300 hidden' (the hidden widths), or ', no hidden layers'."""
+    return f", {'-'.join(map(str, hidden))} hidden" if hidden else ", no hidden layers"
+
+
 def fit_label(cfg: TrainConfig, binarisation: str) -> str:
     """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants, the
     hidden widths and activations where they are not the defaults."""
@@ -56,7 +61,7 @@ def fit_label(cfg: TrainConfig, binarisation: str) -> str:
                        + (f", labelled bound x {cfg.labelled_bound:g}" if cfg.labelled_bound != 1 else "")
                        if cfg.labels is not None else "",  # labels: only a labelled kind (M2) has them
                        f", {config.arch} network" if config.arch != "mlp" else "",
-                       f", {'-'.join(map(str, config.hidden))} hidden" if config.hidden != DEFAULT_HIDDEN else "",
+                       hidden_label(config.hidden) if config.hidden != DEFAULT_HIDDEN else "",
                        f", {SHOWN[config.activation]} layers" if config.activation != "relu" else "",
                        f" ({SHOWN[config.classifier_activation]} in the classifier)"
                        if config.classifier_activation != "same" else "",
