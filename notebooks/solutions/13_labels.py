@@ -26,7 +26,7 @@
 #
 # 1. **The unlabelled images teach the classifier.** M2's classifier beats the same network trained on the
 #    100 labels alone, by 11 to 13 points in each of five label draws. CS236's recipe, trained longer, beats our
-#    M2 by 2.9 to 6.6 points.
+#    M2 by 3 to 7 points.
 # 2. **Two pieces of the loss do that work:** the gradient through the label, which the sum over all ten gives,
 #    and the classifier's own term.
 # 3. **M2 generates digits to order.** Keep $z$ and change $y$: mostly, the style stays and the digit changes.
@@ -331,19 +331,18 @@ print("published, 100 labels: Kingma et al. (2014, Table 1) M2 0.8803 ± 0.0171,
       "set, grey)")
 
 # %% [markdown]
-# **CS236's recipe beats our M2 on every draw, by 2.9 to 6.6 points.** Which change matters is untested.
+# **CS236's recipe beats our M2 on every draw, by 3 to 7 points.** Which change matters is untested.
 #
-# **On grey test images, which Pyro scores, its mean reaches Pyro's 93.2 %.** It is 93.5 % there, 92.9 % on
-# binarised ones. Each of our means lies within one standard error of 93.2 %.
+# **Five draws cannot place it against Pyro's 93.2 %.** Its mean is 93.4 % on grey test images, which Pyro
+# scores, and 92.9 % on binarised ones. Both lie within one standard error of 93.2 %.
 
 # %%
 gain = cs236_accuracy - main_accuracy
-holds(((gain > 0.0285) & (gain < 0.0665)).all(), "on every label draw CS236's recipe beats our M2, by 2.9 to 6.6 "
-      "points", full_only=True)
+holds(((gain > 0.025) & (gain < 0.07)).all(), "on every label draw CS236's recipe beats our M2, by 3 to 7 points",
+      full_only=True)
 standard_error = torch.stack([cs236_accuracy, cs236_grey]).std(1) / math.sqrt(len(MAIN_DRAWS))
 means = torch.stack([cs236_accuracy, cs236_grey]).mean(1)
-holds(means[1] >= 0.932 > means[0], "its mean on grey test images reaches Pyro's 93.2 %; on binarised ones it "
-      "does not", full_only=True)
+print(f"standard error of the mean over the five draws: {standard_error[0]:.4f} binarised, {standard_error[1]:.4f} grey")
 holds(((means - 0.932).abs() < standard_error).all(), "each mean lies within one standard error of 93.2 % (five "
       "draws)", full_only=True)
 
