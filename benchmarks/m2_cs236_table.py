@@ -1,9 +1,9 @@
 """Notebook 13's M2s trained with Stanford CS236's recipe (vaelib.m2.CS236, CS236_TRAINING), scored again from the
 committed models: test accuracy of q(y|x) on all 10,000 test images, binarised (vaelib's fixed binarisation) and
 grey, for each label draw; the share of the test fives read as threes (where the weak draws fail); the pass with
-the best validation accuracy (what the budget is chosen on); the training steps' seconds from each run's history; the whole run's wall time and peak
-memory from its log (`/usr/bin/time -v`, benchmarks/results/m2_cs236/); then the mean and standard deviation
-(n - 1) over draws.
+the best validation accuracy (what the budget is chosen on); the training steps' seconds from each run's history;
+the whole run's wall time and peak memory from its log (`/usr/bin/time -v`, benchmarks/results/m2_cs236/); then
+the mean and standard deviation (n - 1) over draws.
 
     VAELIB_DATA=DIR python benchmarks/m2_cs236_table.py       # DIR holds full MNIST (MNIST/raw)
 """

@@ -104,7 +104,8 @@ class M2(nn.Module):
 
 
 def concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[a, b] along the last dimension, their leading dimensions broadcast. Shapes: (..., m), (..., n) -> (..., m + n)."""
+    """[a, b] along the last dimension, their leading dimensions broadcast.
+    Shapes: (..., m), (..., n) -> (..., m + n)."""
     shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     return torch.cat([a.expand(*shape, a.shape[-1]), b.expand(*shape, b.shape[-1])], -1)
 
@@ -377,9 +378,9 @@ def refuse_ignored_settings(config) -> None:
                          "leave --prior-components out")
 
 
-registry.KINDS["m2"] = registry.Kind(build=M2, refuse=refuse_ignored_settings, batches=M2Batches, loss=m2_loss, terms=unlabelled_terms,
-                                     record=epoch_metrics, final=final_metrics, figures=figures,
-                                     evaluates=False)
+registry.KINDS["m2"] = registry.Kind(build=M2, refuse=refuse_ignored_settings, batches=M2Batches, loss=m2_loss,
+                                     terms=unlabelled_terms, record=epoch_metrics, final=final_metrics,
+                                     figures=figures, evaluates=False)
 
 
 # Stanford CS236's SSVAE recipe (homework 2), as notebook 13 and benchmarks/m2_cs236_table.py train and load it

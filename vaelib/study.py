@@ -57,7 +57,8 @@ def fit_label(cfg: TrainConfig, binarisation: str) -> str:
     """The line vaelib.runs prints for a model of `fit`: its latent size, beta, binarisation and variants, the
     hidden widths and activations where they are not the defaults."""
     config, dreg = cfg.model, " (DReG)" if cfg.gradient == "dreg" else ""
-    variant = "".join([f", {config.kind.upper()} with {cfg.labels} labels" + (f", alpha {cfg.alpha:g}" if cfg.alpha is not None else "")
+    variant = "".join([f", {config.kind.upper()} with {cfg.labels} labels"
+                       + (f", alpha {cfg.alpha:g}" if cfg.alpha is not None else "")
                        + (f", labelled bound x {cfg.labelled_bound:g}" if cfg.labelled_bound != 1 else "")
                        if cfg.labels is not None else "",  # labels: only a labelled kind (M2) has them
                        f", {config.arch} network" if config.arch != "mlp" else "",
