@@ -211,7 +211,7 @@ def test_the_quadrature_decodes_a_bounded_number_of_points_at_once(sample_data):
     """A convolutional decoder holds some 20,000 floats per point: the coarse grid's tens of thousands of points
     decoded at once took 3.6 GB, and Binder has 2 GB. Every call to decode gets at most DECODE_CHUNK points."""
     from vaelib.exact import DECODE_CHUNK
-    torch.manual_seed(3)  # the same weights on every run: whether the grid-edge warning fires no longer varies
+    torch.manual_seed(3)  # the same weights on every run (with these, the grid-edge warning does not fire)
     model = build_model(ModelConfig(arch="conv", z_dim=2, **small("conv"))).eval()
     sizes, decode = [], model.decode
     model.decode = lambda z: (sizes.append(len(z)), decode(z))[1]

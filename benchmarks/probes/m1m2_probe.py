@@ -2,14 +2,17 @@
 
 M1 is a VAE trained without labels (a committed key from vaelib/pretrained, or a run folder); its encoder is frozen.
 M2 is trained on z1 ~ q(z1|x), drawn afresh each step from a freshly binarised image, with a Gaussian p(z1|y, z2),
-one hidden layer of --hidden softplus units, and vaelib.m2's split, loss weighting (mean U + mean (L + alpha CE)
-over a labelled batch every step) and seeds of the label draw. Test accuracy uses the mean of q(z1|x) on all
-10,000 test images (binarised with vaelib's fixed test seed). One thread; it prints one line per pass.
+hidden layers of --hidden units (--act, softplus by default; --cls-act for the classifier, --act by default), and
+vaelib.m2's split, loss weighting (mean U + mean (w L + alpha CE) over a labelled batch every step, w =
+--labelled-weight, 1 by default; at w = 0 the labelled bound is still computed and multiplied by 0, as the
+committed logs were made) and seeds of the label draw. No learning-rate schedule (Adam at --lr). Test accuracy
+uses the mean of q(z1|x) on all 10,000 test images (binarised with vaelib's fixed test seed). One thread; it prints
+one line per pass.
 
     OMP_NUM_THREADS=1 python benchmarks/probes/m1m2_probe.py --m1 2f7ad409e9cc --epochs 30 --alpha 50
 
-CS236's weighting on top (no labelled bound, alpha 100 on the mean cross-entropy, 300-300 ELU networks with a ReLU
-classifier, z2 of 64; Adam at 1e-3 held constant, as in every run of this probe):
+CS236's recipe on top (no labelled bound, alpha 100 on the mean cross-entropy, 300-300 ELU networks with a ReLU
+classifier, z2 of 64 kept from CS236):
 
     OMP_NUM_THREADS=1 python benchmarks/probes/m1m2_probe.py --m1 2f7ad409e9cc --seed 3 --alpha 100 \
         --labelled-weight 0 --hidden 300 300 --z 64 --act elu --cls-act relu --epochs 90
