@@ -224,8 +224,8 @@ holds(torch.allclose(page_loss, library_loss, rtol=1e-4)
 
 # %% [markdown]
 # The library trains M2 on a seeded draw of ten labelled images per digit. Another 10,000 training images are
-# held out to choose $\alpha$; the test images choose nothing. Seed $s$ draws the labels and the weights. Each
-# took 31 to 50 minutes, so the models come committed:
+# held out to choose $\alpha$; the test images choose nothing. Seed $s$ draws the labels, the held-out images
+# and the weights. Each took 31 to 50 minutes, so the models come committed:
 
 # %%
 # From a terminal, draw 0:
@@ -359,9 +359,8 @@ for draw, ours, theirs in zip(MAIN_DRAWS, *threes):
     print(f"labels drawn with seed {draw}: test fives read as threes, our M2 {ours:.1%}, CS236's recipe {theirs:.1%}")
 
 # %% [markdown]
-# **The weak draws fail alike in both recipes.** Draws 3 and 4 score lowest in each. Both read more test fives
-# as threes there than on any other draw. The seed draws labels, held-out images and weights; which matters is
-# untested.
+# **Both recipes have the same weak draws.** Draws 3 and 4 score lowest in each. Both read more test fives
+# as threes there than on any other draw. Which of the seed's draws matters is untested.
 
 # %%
 weak, strong = [3, 4], [0, 1, 2]
