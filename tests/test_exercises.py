@@ -4,6 +4,7 @@ The wrong answers below are written the way a student would write them, not take
 """
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -102,6 +103,14 @@ def test_a_stub_fails_and_says_it_is_not_implemented_with_its_hint(check, capsys
     assert printed.strip() == result.message == "✗ stub: not implemented yet. Hint: look at the derivation above."
 
 
+def eps_at_old_T(mu, scale_tril, eps):
+    """The row-vector form with `.T`, as a student may write it. On a batch of matrices PyTorch warns that `.T`
+    is deprecated there (the student sees that warning); the test wants the checker's message, not the warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The use of `x.T` on tensors of dimension other than 2")
+        return mu + eps @ scale_tril.T
+
+
 MISTAKES = {
     check_bernoulli_entropy: [
         (lambda l: -entropy(l), "wrong sign"),
@@ -159,7 +168,7 @@ MISTAKES = {
         (lambda mu, t, eps: rsample_tril(mu, t, eps).sum(-1), "shape (5,), expected (5, 3)"),
         # the row-vector form of one draw, copied to a batch: a helpful message, not a bare shape or RuntimeError
         (lambda mu, scale_tril, eps: mu + eps @ scale_tril.mT, "right for one draw"),
-        (lambda mu, scale_tril, eps: mu + eps @ scale_tril.T, "right for one draw"),
+        (eps_at_old_T, "right for one draw"),
         (lambda mu, scale_tril, eps: mu + scale_tril @ eps, "right for one draw"),
         (lambda mu, scale_tril, eps: mu + eps @ scale_tril, "for one draw it multiplies by the transpose"),
         (lambda mu, scale_tril, eps: mu + (eps.unsqueeze(-2) @ scale_tril).squeeze(-2),
