@@ -26,7 +26,8 @@ for folder in folders:
                          f"train one with python -m vaelib train --model m2 --out {folder}")
     metrics = json.loads((folder / "metrics.json").read_text())
     if metrics.get("complete") is False or "test_accuracy" not in metrics:
-        raise SystemExit(f"error: {folder} is an unfinished run; finish it with python -m vaelib train --resume {folder}")
+        raise SystemExit(f"error: {folder} is an unfinished run; finish it with "
+                         f"python -m vaelib train --resume {folder}")
     model = load_checkpoint(folder / "model.pt").eval()
     if model.config.kind != "m2":
         raise SystemExit(f"error: {folder} holds a {model.config.kind} model, not an M2")
