@@ -1,15 +1,20 @@
-"""Notebook 13's M2s trained with Stanford CS236's recipe (vaelib.m2.CS236, CS236_TRAINING), scored again from the
-committed models: test accuracy of q(y|x) on all 10,000 test images, binarised (vaelib's fixed binarisation) and
-grey, for each label draw; the share of the test fives read as threes (where the weak draws fail); the pass with
-the best validation accuracy (what the budget is chosen on); the training steps' seconds from each run's history;
-the whole run's wall time and peak memory from its log (`/usr/bin/time -v`, benchmarks/results/m2_cs236/); then
-the mean and standard deviation (n - 1) over draws.
+"""Notebook 13's M2s trained with Stanford CS236's recipe (vaelib.m2.CS236), at CS236's alpha of 100
+(CS236_TRAINING) or at alpha 300 (CS236_ALPHA300_TRAINING), scored again from the committed models with
+benchmarks/m2_scores.py: test accuracy of q(y|x) on all 10,000 test images, binarised (vaelib's fixed
+binarisation) and grey, for each label draw; the share of the test fives read as threes (where the weak draws
+fail); the pass with the best validation accuracy (what the budget is chosen on); the training steps' seconds from
+each run's history; the whole run's wall time and peak memory (alpha 100: from each run's log, `/usr/bin/time -v`,
+benchmarks/results/m2_cs236/; alpha 300: the wall time m2_sweep.py recorded in results/m2_sweep.json, one thread per run and two runs at a
+time, peak memory not recorded, and then draw 0 retrained alone on 2 threads, from its log); then the mean and
+standard deviation (n - 1) over draws.
 
-    VAELIB_DATA=DIR python benchmarks/m2_cs236_table.py       # DIR holds full MNIST (MNIST/raw)
+    VAELIB_DATA=DIR python benchmarks/m2_cs236_table.py [--alpha 300]      # DIR holds full MNIST (MNIST/raw)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import statistics
 import sys
@@ -20,52 +25,67 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from m2_scores import scores, test_images  # noqa: E402
+
 from vaelib import m2, runs  # noqa: E402
 from vaelib.config import TrainConfig  # noqa: E402
-from vaelib.data import load_full_mnist, load_mnist  # noqa: E402
 from vaelib.study import fit_settings  # noqa: E402
 
 DRAWS = (0, 1, 2, 3, 4)
 LOGS = ROOT / "benchmarks" / "results" / "m2_cs236"
+SWEEP = ROOT / "benchmarks" / "results" / "m2_sweep.json"
+TRAINING = {100: m2.CS236_TRAINING, 300: m2.CS236_ALPHA300_TRAINING}
 
 
-def from_log(path: Path) -> tuple[str, float]:
-    """The wall time (h:mm:ss or m:ss) and the peak resident set (GiB) /usr/bin/time -v printed."""
+def from_log(path: Path) -> tuple[str, str]:
+    """The wall time (h:mm:ss or m:ss) and the peak resident set /usr/bin/time -v printed."""
     text = path.read_text()
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
     peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 2**20
-    return wall, peak
+    return wall, f"{peak:.2f} GiB"
+
+
+def from_sweep(name: str) -> tuple[str, str]:
+    """The wall time m2_sweep.py recorded for run `name` (one thread, beside another run); no peak memory."""
+    row = next((r for r in json.loads(SWEEP.read_text())["runs"] if r["name"] == name), None)
+    if row is None:
+        raise SystemExit(f"error: {SWEEP} has no row {name!r}")
+    minutes, seconds = divmod(row["wall_seconds"], 60)
+    return f"{int(minutes)}:{seconds:05.2f} ({row['threads']} thread)", "not recorded"
 
 
 def main() -> None:
-    data = load_mnist("mnist")
-    grey = load_full_mnist(splits=("t10k",))[0]  # the same 10,000 test images in the same order, not binarised
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--alpha", type=int, choices=sorted(TRAINING), default=100, help="which five models (default 100)")
+    alpha = p.parse_args().alpha
+    images = test_images()
     rows = []
     for draw in DRAWS:
-        cfg = TrainConfig(model=m2.CS236, **m2.CS236_TRAINING, seed=draw)
-        key = runs.settings_key(fit_settings(cfg, "mnist"))
-        found = runs.load(runs.PRETRAINED / key, fit_settings(cfg, "mnist"))
+        settings = fit_settings(TrainConfig(model=m2.CS236, **TRAINING[alpha], seed=draw), "mnist")
+        found = runs.load(runs.PRETRAINED / runs.settings_key(settings), settings)
         if found is None:
-            raise SystemExit(f"error: vaelib/pretrained/{key} (label draw {draw}) is missing or not these settings")
+            raise SystemExit(f"error: vaelib/pretrained/{runs.settings_key(settings)} (alpha {alpha}, label draw "
+                             f"{draw}) is missing or not these settings")
         model, history = found
-        wall, peak = from_log(LOGS / f"vaelib_s{draw}.log")
-        fives = data.test_x[data.test_y == 5]
-        threes = (model.classify(fives).argmax(-1) == 3).float().mean().item()
+        wall, peak = from_log(LOGS / f"vaelib_s{draw}.log") if alpha == 100 else from_sweep(f"cs236_a300_s{draw}")
         validation = history.metrics["validation_accuracy"]
         best = max(range(len(validation)), key=validation.__getitem__)  # the first of equal bests
-        rows.append((draw, m2.accuracy(model, data.test_x, data.test_y), m2.accuracy(model, grey, data.test_y),
-                     threes, (int(history.epoch[best]), validation[best], validation[-1]),
+        rows.append((draw, scores(model, images), (int(history.epoch[best]), validation[best], validation[-1]),
                      history.train_seconds, wall, peak))
+    print(f"alpha {alpha}:")
     print("| label draw (seed) | test, binarised | test, grey | fives read as threes | best validation pass "
           "(accuracy; last) | training steps | whole run | peak memory |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for draw, binary, grey_acc, threes, (epoch, best, last), seconds, wall, peak in rows:
-        print(f"| {draw} | {binary:.4f} | {grey_acc:.4f} | {threes:.1%} | {epoch} ({best:.4f}; {last:.4f}) | "
-              f"{seconds:,.0f} s | {wall} | {peak:.2f} GiB |")
-    for name, column in (("binarised", 1), ("grey", 2)):
-        values = [row[column] for row in rows]
+    for draw, s, (epoch, best, last), seconds, wall, peak in rows:
+        print(f"| {draw} | {s.binarised:.4f} | {s.grey:.4f} | {s.fives_as_threes:.1%} | {epoch} ({best:.4f}; "
+              f"{last:.4f}) | {seconds:,.0f} s | {wall} | {peak} |")
+    for name in ("binarised", "grey"):
+        values = [getattr(row[1], name) for row in rows]
         print(f"mean ± sd, {name}: {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}")
-    print(f"training steps: {min(r[5] for r in rows) / 60:.1f} to {max(r[5] for r in rows) / 60:.1f} minutes")
+    print(f"training steps: {min(r[3] for r in rows) / 60:.1f} to {max(r[3] for r in rows) / 60:.1f} minutes")
+    if alpha == 300:  # the models above ran on one thread beside another run; the 2-core budget, timed once
+        wall, peak = from_log(LOGS / "alpha300_s0_2threads.log")
+        print(f"draw 0 retrained alone on 2 threads (not the committed model): whole run {wall}, peak memory {peak}")
 
 
 if __name__ == "__main__":

@@ -164,13 +164,15 @@ def test_the_committed_m2_models_keep_their_keys():
     assert found["before"] >= 5 and found["cs236"] >= 5  # notebook 13's two sets of five label draws at least
 
 
-def test_the_cs236_recipe_names_the_committed_models_notebook_13_loads():
-    """vaelib.m2.CS236 and CS236_TRAINING, with label draws 0 to 4, are the settings of five committed models: the
-    constant notebook 13 and benchmarks/m2_cs236_table.py read cannot drift from the models they load."""
+@pytest.mark.parametrize("training", [m2.CS236_TRAINING, m2.CS236_ALPHA300_TRAINING], ids=["alpha100", "alpha300"])
+def test_the_cs236_recipe_names_the_committed_models_notebook_13_loads(training):
+    """vaelib.m2.CS236 with CS236_TRAINING (alpha 100) or CS236_ALPHA300_TRAINING, and label draws 0 to 4, are the
+    settings of five committed models each: the constants notebook 13 and benchmarks/m2_cs236_table.py read cannot
+    drift from the models they load."""
     for draw in range(5):
-        settings = fit_settings(TrainConfig(model=m2.CS236, **m2.CS236_TRAINING, seed=draw), "mnist")
+        settings = fit_settings(TrainConfig(model=m2.CS236, **training, seed=draw), "mnist")
         saved = json.loads((PRETRAINED / settings_key(settings) / "settings.json").read_text())["settings"]
-        assert saved["epochs"] == m2.CS236_TRAINING["epochs"] and saved["seed"] == draw
+        assert saved["epochs"] == training["epochs"] and saved["seed"] == draw and saved["alpha"] == training["alpha"]
         assert saved["model"]["activation"] == "elu" and saved["labelled_bound"] == 0
 
 
