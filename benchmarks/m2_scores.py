@@ -34,12 +34,15 @@ def test_images() -> TestImages:
     """All 10,000 test images of full MNIST; stops with what to do where full MNIST is not found."""
     data = load_mnist("mnist")
     grey = load_full_mnist(splits=("t10k",))[0]
-    assert grey.shape == data.test_x.shape
+    if grey.shape != data.test_x.shape:
+        raise SystemExit(f"error: the grey test images ({tuple(grey.shape)}) are not the binarised ones' shape "
+                         f"({tuple(data.test_x.shape)}): VAELIB_DATA should hold one copy of full MNIST")
     return TestImages(data.test_x, grey, data.test_y)
 
 
 @torch.no_grad()
 def scores(model: m2.M2, images: TestImages) -> Scores:
+    """The model's accuracy on the binarised and the grey test images, and its share of fives read as threes."""
     fives = images.binarised[images.labels == 5]
     threes = (model.classify(fives).argmax(-1) == 3).float().mean().item()
     return Scores(m2.accuracy(model, images.binarised, images.labels), m2.accuracy(model, images.grey, images.labels),

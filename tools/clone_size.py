@@ -1,7 +1,7 @@
-"""The repository's size as the README states it: clone this checkout's committed HEAD into a temporary folder (as
-`git clone` from GitHub would fetch it: one pack of the whole history), then print the pack's size, the clone's
-size on disk, and the trained models' share (`vaelib/pretrained/`, its model folders counted). The clone is
-removed afterwards.
+"""The repository's size as the README states it: clone this checkout's current branch into a temporary folder,
+as `git clone` from GitHub fetches the default branch (one pack of its whole history, no other branch, no tags).
+Then print the pack's size, the clone's size (the files' apparent sizes, .git included) and the trained models'
+share (`vaelib/pretrained/`, its model folders counted). The clone is removed afterwards.
 
     python tools/clone_size.py
 """
@@ -32,7 +32,8 @@ def is_cs236(folder: Path) -> bool:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
-        subprocess.run(["git", "clone", "--quiet", "--no-local", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "clone", "--quiet", "--no-local", "--single-branch", "--no-tags", str(ROOT), str(clone)],
+                       check=True)
         packs = list((clone / ".git" / "objects" / "pack").glob("*.pack"))
         pack = sum(p.stat().st_size for p in packs)
         pretrained = clone / "vaelib" / "pretrained"
@@ -42,7 +43,7 @@ def main() -> None:
                               capture_output=True, text=True).stdout.strip()
         print(f"commit {head}")
         print(f"git's pack: {pack / 1e6:.0f} MB ({pack / 2**20:.0f} MiB)")
-        print(f"clone on disk: {size(clone) / 1e6:.0f} MB")
+        print(f"clone on disk: {size(clone) / 1e6:.0f} MB (the files' apparent sizes, .git included)")
         print(f"trained models: {len(models)} in vaelib/pretrained/, {size(pretrained) / 1e6:.0f} MB; of those, "
               f"{len(cs236)} of Stanford CS236's recipe (M2, ELU networks), {sum(map(size, cs236)) / 1e6:.0f} MB")
         print(f"benchmark results: {size(clone / 'benchmarks' / 'results') / 1e6:.0f} MB")

@@ -10,20 +10,22 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # vaelib
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # m2_scores
 from m2_scores import scores, test_images  # noqa: E402
 
 from vaelib.model import load_checkpoint  # noqa: E402
 
 
-def checked(folder: Path):
+def checked(folder: Path) -> tuple[dict, object]:
     """The run's metrics and model, or a stop that says what is wrong with the folder and what to do."""
     if not (folder / "model.pt").is_file() or not (folder / "metrics.json").is_file():
         raise SystemExit(f"error: {folder} holds no run (model.pt and metrics.json); train one with "
                          f"python -m vaelib train --model m2 --out {folder}")
     metrics = json.loads((folder / "metrics.json").read_text())
     if not metrics.get("complete"):
-        raise SystemExit(f"error: {folder} is an unfinished run; finish it with python -m vaelib train --resume {folder}")
+        raise SystemExit(f"error: {folder} is an unfinished run; finish it with "
+                         f"python -m vaelib train --resume {folder}")
     if metrics.get("data_source") != "mnist":
         raise SystemExit(f"error: {folder} was trained on {metrics.get('data_source')!r}, not full MNIST: scoring it "
                          f"on full MNIST's test images would mix data; train it with --data mnist")
