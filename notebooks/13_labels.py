@@ -405,12 +405,12 @@ print(f"mean ± standard deviation over the {len(MAIN_DRAWS)} draws: {alpha300_a
       f"{alpha300_accuracy.std():.4f} binarised, {alpha300_grey.mean():.4f} ± {alpha300_grey.std():.4f} grey")
 
 # %% [markdown]
-# **$\alpha = 300$ lifts both weak draws here,** and leaves the others within about a point.
+# **$\alpha = 300$ lifts both weak draws here.**
 #
 # **Its mean, 94.3 %, is above Pyro's 93.2 %,** and so is its 95 % interval.
 #
 # **A rerun can undo a lift.** Retrained on 2 cores, draw 3 kept its gain; draw 4 lost it. The mean stays above
-# 93.2 %. Each retrain took under 30 minutes.
+# 93.2 %, but its 95 % interval no longer does. Each retrain took under 30 minutes.
 
 # %%
 lift = alpha300_accuracy - cs236_accuracy
@@ -451,8 +451,10 @@ if retrained:
           full_only=True)
     holds(abs(retrained[4][1] - cs236_accuracy[4]) < 0.01,
           "retrained, draw 4 loses its gain: within a point of alpha 100", full_only=True)
-    holds(mixed.mean() > 0.932, f"with the retrained runs in place, the mean over the five draws, {mixed.mean():.4f}, "
-          "stays above 93.2 %", full_only=True)
+    half_width = T95 * mixed.std() / math.sqrt(len(MAIN_DRAWS))
+    holds(mixed.mean() > 0.932 > mixed.mean() - half_width, f"with the retrained runs in place, the mean over the "
+          f"five draws, {mixed.mean():.4f}, stays above 93.2 %, but its 95 % interval (± {half_width:.4f}) does not",
+          full_only=True)
     holds(max(minutes for minutes, _ in retrained.values()) < 30,
           f"each of the {len(retrained)} draws retrained alone on 2 threads took under 30 minutes, evaluation included")
 else:
