@@ -19,8 +19,8 @@ the draws retrained alone on 2 threads to check the 30-minute budget are read fr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -34,12 +34,14 @@ from m2_scores import scores, test_images  # noqa: E402
 
 from vaelib import m2, runs  # noqa: E402
 from vaelib.config import TrainConfig  # noqa: E402
+from vaelib.diagnostics import timed_run  # noqa: E402
 from vaelib.study import fit_settings  # noqa: E402
 
 DRAWS = (0, 1, 2, 3, 4)
 LOGS = ROOT / "benchmarks" / "results" / "m2_cs236"
 SWEEP = ROOT / "benchmarks" / "results" / "m2_sweep.json"
 TRAINING = {100: m2.CS236_TRAINING, 300: m2.CS236_ALPHA300_TRAINING}
+SWEEP_ROWS = functools.cache(lambda: json.loads(SWEEP.read_text())["runs"])  # read once, for all five draws
 
 
 def from_log(path: Path) -> tuple[str, str]:
@@ -47,17 +49,16 @@ def from_log(path: Path) -> tuple[str, str]:
     if not path.is_file():
         raise SystemExit(f"error: {path} is missing: it is the log of /usr/bin/time -v of the run (see the commands "
                          f"in benchmarks/README.md)")
-    text = path.read_text()
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    if wall is None or peak is None:
-        raise SystemExit(f"error: {path} holds no /usr/bin/time -v report: the run did not finish, or was not timed")
-    return wall.group(1), f"{int(peak.group(1)) / 2**20:.2f} GiB"
+    try:
+        run = timed_run(path.read_text())
+    except ValueError as err:
+        raise SystemExit(f"error: {path}: {err}") from None
+    return run.wall_clock, f"{run.peak_gib:.2f} GiB"
 
 
 def from_sweep(name: str) -> tuple[str, str]:
     """The wall time m2_sweep.py recorded for run `name` (one thread, beside another run); no peak memory."""
-    row = next((r for r in json.loads(SWEEP.read_text())["runs"] if r["name"] == name), None)
+    row = next((r for r in SWEEP_ROWS() if r["name"] == name), None)
     if row is None:
         raise SystemExit(f"error: {SWEEP} has no row {name!r}")
     minutes, seconds = divmod(row["wall_seconds"], 60)

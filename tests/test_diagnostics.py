@@ -8,7 +8,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from vaelib.config import ModelConfig, seed_everything
-from vaelib.diagnostics import active_units, benchmark_results, bits_per_dim, encode_all, kl_per_dimension
+from vaelib.diagnostics import (active_units, benchmark_results, bits_per_dim, encode_all, kl_per_dimension,
+                                timed_run)
 from vaelib.elbo import bernoulli_log_likelihood, kl_standard_normal
 from vaelib.model import VAE
 
@@ -94,3 +95,18 @@ def test_benchmark_results_is_in_the_checkout_whatever_the_current_directory(tmp
     path = benchmark_results("burda")
     assert path.is_absolute() and path.parts[-3:] == ("benchmarks", "results", "burda")
     assert (path.parents[2] / "vaelib" / "diagnostics.py").is_file()
+
+
+def test_timed_run_reads_what_usr_bin_time_printed():
+    """h:mm:ss and m:ss both become minutes; kbytes become GiB; an M2 run's test accuracy is read, another
+    model's is None; a log without the time report is refused with what went wrong."""
+    log = ("  test accuracy (q(y|x))                0.9436\n"
+           "\tElapsed (wall clock) time (h:mm:ss or m:ss): 26:45.38\n"
+           "\tMaximum resident set size (kbytes): 1178864\n")
+    run = timed_run(log)
+    assert run.wall_minutes == pytest.approx(26 + 45.38 / 60) and run.wall_clock == "26:45.38"
+    assert run.peak_gib == pytest.approx(1178864 * 1024 / 2**30) and run.test_accuracy == 0.9436
+    hours = timed_run(log.replace("26:45.38", "1:02:03").replace("  test accuracy (q(y|x))                0.9436\n", ""))
+    assert hours.wall_minutes == pytest.approx(62 + 3 / 60) and hours.test_accuracy is None
+    with pytest.raises(ValueError, match="no /usr/bin/time -v report"):
+        timed_run("epoch 1: train -ELBO 173.70\n")

@@ -9,6 +9,7 @@ per image; papers also quote bits per dimension, nats / (D ln 2).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -73,3 +74,23 @@ def benchmark_results(name: str) -> Path:
     """benchmarks/results/<name> of the source checkout, where runs measured by hand are committed (an
     installed vaelib has none: check that the files exist before reading them)."""
     return Path(__file__).resolve().parents[1] / "benchmarks" / "results" / name
+
+
+class TimedRun(NamedTuple):
+    """What a `/usr/bin/time -v python -m vaelib train ...` log records."""
+    wall_minutes: float  # the whole run, evaluation included
+    wall_clock: str  # the same as /usr/bin/time printed it (h:mm:ss or m:ss)
+    peak_gib: float  # the process's maximum resident set
+    test_accuracy: float | None  # what an M2 run printed as "test accuracy (q(y|x))"; None for other models
+
+
+def timed_run(log: str) -> TimedRun:
+    """Read the text of a training run's log written under `/usr/bin/time -v` (benchmarks/results/m2_cs236/)."""
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log)
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", log)
+    if wall is None or peak is None:
+        raise ValueError("this log holds no /usr/bin/time -v report: the run did not finish, or was not timed")
+    accuracy = re.search(r"test accuracy \(q\(y\|x\)\)\s+([0-9.]+)", log)
+    minutes = sum(float(part) * 60**i for i, part in enumerate(reversed(wall.group(1).split(":")))) / 60
+    return TimedRun(minutes, wall.group(1), int(peak.group(1)) / 2**20,
+                    None if accuracy is None else float(accuracy.group(1)))

@@ -392,6 +392,6 @@ CS236_TRAINING = {"labels": 100, "alpha": 100.0, "labelled_bound": 0.0, "epochs"
 # The same recipe with alpha 300 instead of CS236's 100, chosen on held-out images of the training set (label draw
 # 3's validation split, the weakest draw at alpha 100) from 30, 100, 300 and 1,000, where 300 and 1,000 tie and the
 # smaller is taken: benchmarks/README.md, "A larger alpha, chosen on the validation split". Notebook 13 loads its
-# five draws, trained on one thread beside another run (47 to 51 minutes each); the draws retrained alone on 2
-# threads fit the 30 minutes (benchmarks/results/m2_cs236/alpha300_s*_2threads.log).
+# five draws, trained on one thread beside another run; the times of draws retrained alone on 2 threads are in
+# benchmarks/results/m2_cs236/alpha300_s*_2threads.log.
 CS236_ALPHA300_TRAINING = {**CS236_TRAINING, "alpha": 300.0}

@@ -53,7 +53,6 @@ if "google.colab" in sys.modules and importlib.util.find_spec("vaelib") is None:
 # %%
 import json
 import math
-import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -63,7 +62,7 @@ from torch import nn
 from vaelib import cvae, m2
 from vaelib.config import ModelConfig, pick_device, smoke
 from vaelib.data import binarise, describe, load_full_mnist, load_mnist, load_sample
-from vaelib.diagnostics import benchmark_results
+from vaelib.diagnostics import benchmark_results, timed_run
 from vaelib.evidence import holds
 from vaelib.exercises import check_class_posterior, check_one_draw_loss, check_unlabelled_loss
 from vaelib.plot import image_grid
@@ -367,7 +366,7 @@ holds((threes[:, weak].min(1).values > threes[:, strong].max(1).values).all(),
 # %% [markdown]
 # ## A larger $\alpha$ lifts the mean
 #
-# We had not chosen CS236's $\alpha = 100$. On draw 3's held-out images, 300 and 1,000 tie, 3 points above it; we
+# We had not chosen CS236's $\alpha = 100$. On draw 3's held-out images, 300 and 1,000 tie, 4 points above it; we
 # take the smaller:
 
 # %%
@@ -381,8 +380,8 @@ if results["m2_sweep.json"]:
     last_ten = {alpha: sweep_rows[f"cs236_a{alpha}_s3"]["validation_per_epoch"][-10:] for alpha in (300, 1000)}
     print("range over the last ten passes: " + ", ".join(f"alpha {alpha} {min(v):.4f} to {max(v):.4f}"
                                                          for alpha, v in last_ten.items()))
-    holds(min(held_out[300], held_out[1000]) > max(held_out[30], held_out[100]) + 0.03,
-          "alpha 300 and 1,000 both score over 3 points above 100 (and 30) on draw 3's held-out images", full_only=True)
+    holds(min(held_out[300], held_out[1000]) > max(held_out[30], held_out[100]) + 0.035,
+          "alpha 300 and 1,000 both score 4 points above 100 (and 30) on draw 3's held-out images", full_only=True)
     holds(min(last_ten[300]) <= max(last_ten[1000]) and min(last_ten[1000]) <= max(last_ten[300]),
           "alpha 300 and 1,000 tie: their ranges over the last ten passes overlap", full_only=True)
 else:
@@ -404,7 +403,7 @@ print(f"mean ± standard deviation over the {len(MAIN_DRAWS)} draws: {alpha300_a
       f"{alpha300_accuracy.std():.4f} binarised, {alpha300_grey.mean():.4f} ± {alpha300_grey.std():.4f} grey")
 
 # %% [markdown]
-# **$\alpha = 300$ lifts both weak draws here.**
+# **Here $\alpha = 300$ lifts both weak draws.**
 #
 # **Its mean, 94.3 %, is above Pyro's 93.2 %,** and so is its 95 % interval.
 #
@@ -426,35 +425,26 @@ for name, values in (("binarised", alpha300_accuracy), ("grey", alpha300_grey)):
           f"{values.mean():.4f} ± {half_width:.4f}, lies above 93.2 %", full_only=True)
 
 
-def from_log(pattern, log):
-    """The first group of `pattern` in the log, as a float; times as h:mm:ss or m:ss are read as minutes."""
-    text = re.search(pattern, log).group(1)
-    return sum(float(part) * 60**i for i, part in enumerate(reversed(text.split(":")))) / 60 if ":" in text \
-        else float(text)
-
-
 # Draws retrained alone on 2 threads with `/usr/bin/time -v` (not the models above): their whole run's minutes,
 # evaluation included, and the test accuracy the trainer printed (binarised, all 10,000 images)
 logs = {draw: benchmark_results(f"m2_cs236/alpha300_s{draw}_2threads.log") for draw in MAIN_DRAWS}
-retrained = {draw: (from_log(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log.read_text()),
-                    from_log(r"test accuracy \(q\(y\|x\)\)\s+(\S+)", log.read_text()))
-             for draw, log in logs.items() if log.exists()}
-if retrained:
-    for draw, (minutes, accuracy_again) in retrained.items():
-        print(f"label draw {draw} retrained: {minutes:.1f} minutes, test accuracy {accuracy_again:.4f} (committed run "
-              f"{alpha300_accuracy[draw]:.4f}, alpha 100 {cs236_accuracy[draw]:.4f})")
+retrained = {draw: timed_run(log.read_text()) for draw, log in logs.items() if log.exists()}
+if {3, 4} <= retrained.keys():  # the committed logs of the weak draws' retrains
+    for draw, run in retrained.items():
+        print(f"label draw {draw} retrained: {run.wall_minutes:.1f} minutes, test accuracy {run.test_accuracy:.4f} "
+              f"(committed run {alpha300_accuracy[draw]:.4f}, alpha 100 {cs236_accuracy[draw]:.4f})")
     mixed = alpha300_accuracy.clone()
-    for draw, (_, accuracy_again) in retrained.items():
-        mixed[draw] = accuracy_again
-    holds(retrained[3][1] > cs236_accuracy[3] + 0.03, "retrained, draw 3 keeps its gain over alpha 100 (over 3 points)",
-          full_only=True)
-    holds(abs(retrained[4][1] - cs236_accuracy[4]) < 0.01,
+    for draw, run in retrained.items():
+        mixed[draw] = run.test_accuracy
+    holds(retrained[3].test_accuracy > cs236_accuracy[3] + 0.03,
+          "retrained, draw 3 keeps its gain over alpha 100 (over 3 points)", full_only=True)
+    holds(abs(retrained[4].test_accuracy - cs236_accuracy[4]) < 0.01,
           "retrained, draw 4 loses its gain: within a point of alpha 100", full_only=True)
     half_width = T95 * mixed.std() / math.sqrt(len(MAIN_DRAWS))
     holds(mixed.mean() > 0.932 > mixed.mean() - half_width, f"with the retrained runs in place, the mean over the "
           f"five draws, {mixed.mean():.4f}, stays above 93.2 %, but its 95 % interval (± {half_width:.4f}) does not",
           full_only=True)
-    holds(max(minutes for minutes, _ in retrained.values()) < 30,
+    holds(max(run.wall_minutes for run in retrained.values()) < 30,
           f"each of the {len(retrained)} draws retrained alone on 2 threads took under 30 minutes, evaluation included")
 else:
     print(MISSING)
